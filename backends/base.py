@@ -1,0 +1,57 @@
+"""The one protocol every backend implements, and the plain data it speaks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ghostcomplete.context.syntax import Scope
+from ghostcomplete.ranker.budget import PackedContext
+
+
+@dataclass(frozen=True)
+class CompletionPrompt:
+    """Everything a backend may use to fill the hole at the cursor."""
+
+    language_id: str
+    path: str
+    context: PackedContext
+    # The model family's fill-in-the-middle prompt, rendered from ``context``.
+    text: str
+    stop: tuple[str, ...] = ()
+    # Texts of the recently used files of the same language (for engines that copy from them).
+    reference_texts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationLimits:
+    scope: Scope = Scope.LINE
+    max_chars: int = 400
+    max_lines: int = 1
+    candidates: int = 1
+    # time.monotonic() value after which the backend returns what it has.
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    # Where it came from, for logs and telemetry ("lookup:prefix", "onnx", ...).
+    origin: str = ""
+    details: dict[str, float] = field(default_factory=dict, compare=False)
+
+
+class BackendError(Exception):
+    """A backend could not answer; the message is shown to the user (throttled)."""
+
+
+class Backend(Protocol):
+    name: str
+
+    async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
+        """Candidates for the hole, best first; an empty list when there is nothing good."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, sessions and threads."""
+        ...

@@ -1,0 +1,1 @@
+"""Latency and acceptance benchmarks, driving the real server over LSP (``ghostcomplete bench``)."""

@@ -1,0 +1,1 @@
+"""Pure functions over document snapshots: cursor, prefix/suffix, recent files, syntax facts."""

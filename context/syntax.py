@@ -1,0 +1,121 @@
+"""Syntax facts from tree-sitter: does the cursor open an empty block (complete a block) or not.
+
+Grammars come from pinned wheels that carry their parsers compiled in, so nothing is fetched
+at run time. Unknown languages and parse failures answer "no fact" rather than raising.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import tree_sitter
+
+# language id -> (module, function returning the grammar's language pointer)
+_GRAMMARS: dict[str, tuple[str, str]] = {
+    "python": ("tree_sitter_python", "language"),
+    "javascript": ("tree_sitter_javascript", "language"),
+    "javascriptreact": ("tree_sitter_javascript", "language"),
+    "typescript": ("tree_sitter_typescript", "language_typescript"),
+    "typescriptreact": ("tree_sitter_typescript", "language_tsx"),
+    "go": ("tree_sitter_go", "language"),
+    "rust": ("tree_sitter_rust", "language"),
+    "java": ("tree_sitter_java", "language"),
+    "c": ("tree_sitter_c", "language"),
+    "cpp": ("tree_sitter_cpp", "language"),
+}
+
+# Nodes that hold a body of statements or members.
+_BODY_TYPES = frozenset(
+    {
+        "block",
+        "statement_block",
+        "compound_statement",
+        "class_body",
+        "declaration_list",
+        "field_declaration_list",
+        "interface_body",
+        "enum_body",
+        "constructor_body",
+        "function_body",
+    }
+)
+
+_MAX_PARSE_CHARS = 2_000_000
+
+
+class Scope(enum.Enum):
+    """How much the completion at the cursor should cover."""
+
+    LINE = "line"
+    BLOCK = "block"
+
+
+def supported_languages() -> list[str]:
+    return sorted(_GRAMMARS)
+
+
+@cache
+def parser_for(language_id: str) -> tree_sitter.Parser | None:
+    """A parser for ``language_id``, or None when no grammar is installed for it."""
+    spec = _GRAMMARS.get(language_id)
+    if spec is None:
+        return None
+    module_name, function_name = spec
+    try:
+        module = importlib.import_module(module_name)
+        language_pointer: Callable[[], Any] = getattr(module, function_name)
+        return tree_sitter.Parser(tree_sitter.Language(language_pointer()))
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def completion_scope(text: str, offset: int, language_id: str) -> Scope:
+    """BLOCK when the cursor sits on a blank line inside an empty body; LINE otherwise."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    if line.strip():
+        return Scope.LINE
+    parser = parser_for(language_id)
+    if parser is None or len(text) > _MAX_PARSE_CHARS:
+        return Scope.LINE
+    source = text.encode("utf-8", errors="surrogatepass")
+    cursor_byte = len(text[:offset].encode("utf-8", errors="surrogatepass"))
+    try:
+        tree = parser.parse(source)
+    except (ValueError, RuntimeError):
+        return Scope.LINE
+    # The body the cursor is in: the smallest body-like node whose span covers the cursor, or
+    # for indentation languages an empty body that ends just before the cursor's line.
+    node = tree.root_node.descendant_for_byte_range(cursor_byte, cursor_byte)
+    while node is not None:
+        if node.type in _BODY_TYPES:
+            return Scope.BLOCK if _is_empty_body(node) else Scope.LINE
+        node = node.parent
+    previous = tree.root_node.descendant_for_byte_range(
+        max(0, _previous_content_byte(source, cursor_byte)),
+        max(0, _previous_content_byte(source, cursor_byte)),
+    )
+    while previous is not None:
+        body = previous.child_by_field_name("body")
+        if body is not None:
+            return Scope.BLOCK if _is_empty_body(body) else Scope.LINE
+        previous = previous.parent
+    return Scope.LINE
+
+
+def _previous_content_byte(source: bytes, cursor_byte: int) -> int:
+    index = cursor_byte - 1
+    while index > 0 and source[index : index + 1].isspace():
+        index -= 1
+    return index
+
+
+def _is_empty_body(node: tree_sitter.Node) -> bool:
+    return all(
+        child.type in ("comment", "line_comment", "block_comment") for child in node.named_children
+    )

@@ -1,0 +1,1 @@
+"""Snippet scoring, token-budget packing, prompt templates and candidate post-processing."""

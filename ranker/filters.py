@@ -1,0 +1,129 @@
+"""Post-processing of candidates: small named filters applied in a fixed, readable order.
+
+Each filter takes the candidate text and what surrounds the cursor, and returns the text to
+keep ("" drops the candidate). Golden cases for each live in tests/golden/filters.toml.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ghostcomplete.context.syntax import Scope
+
+_FIM_ARTIFACTS = re.compile(
+    r"<\|?(?:fim_prefix|fim_suffix|fim_middle|fim_pad|endoftext|file_sep|file_separator)\|?>"
+    r"|<(?:PRE|SUF|MID|EOT)>|<｜fim▁(?:begin|hole|end)｜>|<｜end▁of▁sentence｜>"
+)
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """The text around the cursor that filters judge a candidate against."""
+
+    line_prefix: str
+    suffix: str
+    scope: Scope
+    max_lines: int
+
+
+Filter = Callable[[str, Surroundings], str]
+
+
+def strip_model_artifacts(text: str, around: Surroundings) -> str:
+    """Cut at the first FIM/end-of-text token and drop markdown code fences."""
+    found = _FIM_ARTIFACTS.search(text)
+    if found:
+        text = text[: found.start()]
+    lines = text.split("\n")
+    if lines and lines[0].lstrip().startswith("```"):
+        lines = lines[1:]
+    for index, line in enumerate(lines):
+        if line.strip().startswith("```"):
+            lines = lines[:index]
+            break
+    return "\n".join(lines)
+
+
+def cut_to_scope(text: str, around: Surroundings) -> str:
+    """One line in line scope (the next line if the cursor ends its line); a block ends where
+    the indentation drops below the cursor's, or at ``max_lines``."""
+    if around.scope is Scope.LINE:
+        if text.startswith("\n") and around.line_prefix.strip():
+            end = text.find("\n", 1)
+            return text if end < 0 else text[:end]
+        return text.split("\n", 1)[0]
+    indent = len(around.line_prefix) - len(around.line_prefix.lstrip())
+    lines = text.split("\n")
+    kept = lines[:1]
+    for line in lines[1:]:
+        stripped = line.lstrip()
+        if stripped and len(line) - len(stripped) < indent:
+            break
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def respect_max_lines(text: str, around: Surroundings) -> str:
+    return "\n".join(text.split("\n")[: max(1, around.max_lines)])
+
+
+def trim_trailing_whitespace(text: str, around: Surroundings) -> str:
+    return "\n".join(line.rstrip() for line in text.split("\n")).rstrip("\n")
+
+
+def drop_suffix_repeat(text: str, around: Surroundings) -> str:
+    """Drop a candidate that only repeats what already follows the cursor."""
+    following = around.suffix.lstrip()
+    candidate = text.strip()
+    if not candidate:
+        return text
+    if following.startswith(candidate):
+        return ""
+    next_line = around.suffix.split("\n", 2)
+    if len(next_line) > 1 and candidate == next_line[1].strip():
+        return ""
+    return text
+
+
+def balance_closers_with_suffix(text: str, around: Surroundings) -> str:
+    """When the rest of the line already closes brackets the candidate also closes, keep only
+    one: drop the candidate's trailing closers that the line suffix supplies."""
+    line_suffix = around.suffix.split("\n", 1)[0].strip()
+    if not line_suffix or "\n" in text:
+        return text
+    if text.rstrip().endswith(line_suffix):
+        return text.rstrip()[: -len(line_suffix)]
+    return text
+
+
+def drop_trivial(text: str, around: Surroundings) -> str:
+    """Whitespace-only candidates are noise."""
+    return text if text.strip() else ""
+
+
+PIPELINE: tuple[Filter, ...] = (
+    strip_model_artifacts,
+    cut_to_scope,
+    respect_max_lines,
+    trim_trailing_whitespace,
+    balance_closers_with_suffix,
+    drop_suffix_repeat,
+    drop_trivial,
+)
+
+
+def apply_filters(
+    texts: Sequence[str], around: Surroundings, pipeline: Sequence[Filter] = PIPELINE
+) -> list[str]:
+    """Run every filter over every candidate; drop emptied and duplicate candidates."""
+    kept: list[str] = []
+    for text in texts:
+        for step in pipeline:
+            text = step(text, around)
+            if not text:
+                break
+        if text and text not in kept:
+            kept.append(text)
+    return kept

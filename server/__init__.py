@@ -1,0 +1,1 @@
+"""The LSP surface: handlers, settings, the custom protocol and the completion session."""

@@ -1,0 +1,142 @@
+"""The ``ghostcomplete`` command: serve, complete, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from ghostcomplete.backends import create_backend
+from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.languages import language_of_path
+from ghostcomplete.server.pipeline import CompletionRequest, Pipeline
+from ghostcomplete.server.settings import resolve
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _version() -> str:
+    from ghostcomplete.server.lsp import VERSION
+
+    return VERSION
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ghostcomplete",
+        description="Copilot-style inline completions for any LSP editor, on your machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"ghostcomplete {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the language server (LSP over stdio)")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument("--log-file", metavar="PATH", help="write the server log here")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
+
+    complete = commands.add_parser(
+        "complete", help="print the suggestion at FILE:LINE:COL (1-based) and exit"
+    )
+    complete.add_argument("location", metavar="FILE:LINE:COL")
+    complete.add_argument(
+        "--open",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="another file open in the editor (most recent first); repeatable",
+    )
+    complete.add_argument("--all", action="store_true", help="print every candidate")
+
+    from ghostcomplete.bench.cli import add_bench_parser
+
+    add_bench_parser(commands)
+    return parser
+
+
+def _parse_location(parser: argparse.ArgumentParser, location: str) -> tuple[Path, int, int]:
+    path_text, _, rest = location.rpartition(":")
+    path_text2, _, line_text = path_text.rpartition(":")
+    if not path_text2 or not line_text.isdigit() or not rest.isdigit():
+        parser.error(f"expected FILE:LINE:COL with 1-based numbers, got {location!r}")
+    line, column = int(line_text), int(rest)
+    if line < 1 or column < 1:
+        parser.error(f"LINE and COL are 1-based, got {location!r}")
+    return Path(path_text2), line, column
+
+
+def _read(parser: argparse.ArgumentParser, path: Path) -> DocumentSnapshot:
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as error:
+        parser.error(f"cannot read {path}: {error.strerror or error}")
+    return DocumentSnapshot(path.resolve().as_uri(), language_of_path(str(path)), text)
+
+
+def _complete(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    path, line, column = _parse_location(parser, args.location)
+    document = _read(parser, path)
+    neighbours = [_read(parser, Path(other)) for other in args.open]
+    settings, _ = resolve()
+    pipeline = Pipeline(create_backend(settings.backend.kind), settings)
+    # Columns count characters as an editor shows them; LSP wants UTF-16 units.
+    lines = document.text.split("\n")
+    if line > len(lines) or column > len(lines[line - 1]) + 1:
+        print(f"ghostcomplete: {args.location} is outside {path}", file=sys.stderr)
+        return 2
+    prefix_of_line = lines[line - 1][: column - 1]
+    character = sum(2 if ord(ch) > 0xFFFF else 1 for ch in prefix_of_line)
+    request = CompletionRequest(document, line - 1, character, neighbours)
+    result = asyncio.run(pipeline.complete(request))
+    if not result.texts:
+        print(
+            f"ghostcomplete: no suggestion ({result.skipped or 'nothing found'})", file=sys.stderr
+        )
+        return 1
+    for text in result.texts if args.all else result.texts[:1]:
+        print(text)
+    return 0
+
+
+def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        filename=args.log_file,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from ghostcomplete.server.lsp import server
+
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not host or not port.isdigit():
+            parser.error(f"--tcp expects HOST:PORT, got {args.tcp!r}")
+        server.start_tcp(host, int(port))
+    else:
+        server.start_io()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(parser, args)
+    if args.command == "complete":
+        return _complete(parser, args)
+    if args.command == "bench":
+        from ghostcomplete.bench.cli import run_bench
+
+        return run_bench(parser, args)
+    parser.error(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

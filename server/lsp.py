@@ -1,0 +1,310 @@
+"""The language server: thin handlers that snapshot documents and call the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from ghostcomplete.backends import create_backend
+from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.positions import utf16_length
+from ghostcomplete.context.recent_files import RecentFiles
+from ghostcomplete.server import protocol
+from ghostcomplete.server.pipeline import CompletionRequest, CompletionResult, Pipeline
+from ghostcomplete.server.settings import Settings, resolve
+from ghostcomplete.telemetry.events import CompletionLog, Offer
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+log = logging.getLogger("ghostcomplete")
+
+try:
+    VERSION = version("ghostcomplete")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    VERSION = "0+unknown"
+
+# A lasting problem is told to the user at most this often (seconds).
+_MESSAGE_INTERVAL_S = 3600.0
+
+
+def plain(value: Any) -> Any:
+    """Client-sent params of methods pygls does not know arrive as namedtuples: make dicts."""
+    if hasattr(value, "_asdict"):
+        return {key: plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+class GhostServer(LanguageServer):
+    """Server state: settings, the pipeline, recent files, offers, in-flight requests."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "ghostcomplete", VERSION, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+        )
+        self.settings = Settings()
+        self.pipeline = Pipeline(create_backend(self.settings.backend.kind), self.settings)
+        self.recent = RecentFiles()
+        self.offers = CompletionLog()
+        self.in_flight: dict[str, asyncio.Task[CompletionResult]] = {}
+        self.init_options: Any = None
+        self._last_message: dict[str, float] = {}
+        self.status = (protocol.StatusKind.NORMAL, "")
+        self._background: set[asyncio.Future[None]] = set()
+
+    # --- settings -----------------------------------------------------------------------
+    def apply_settings(self, *layers: Any) -> None:
+        settings, errors = resolve(*layers)
+        if settings.backend.kind != self.settings.backend.kind:
+            old = self.pipeline.backend
+            self.pipeline.backend = create_backend(settings.backend.kind)
+            closing = asyncio.ensure_future(old.aclose())
+            self._background.add(closing)
+            closing.add_done_callback(self._background.discard)
+        self.settings = settings
+        self.pipeline.settings = settings
+        if errors:
+            self.tell_once(
+                "settings",
+                "ghostcomplete: ignored invalid settings (defaults used): " + "; ".join(errors),
+                types.MessageType.Warning,
+            )
+            self.set_status(protocol.StatusKind.WARNING, "invalid settings: " + "; ".join(errors))
+        elif self.status[0] is protocol.StatusKind.WARNING:
+            self.set_status(protocol.StatusKind.NORMAL, "")
+
+    # --- messages and status ------------------------------------------------------------
+    def tell_once(self, key: str, message: str, kind: types.MessageType) -> None:
+        """Show ``message`` unless the same kind of message was shown within the hour."""
+        now = time.monotonic()
+        previous = self._last_message.get(key)
+        log.warning("%s", message)
+        if previous is not None and now - previous < _MESSAGE_INTERVAL_S:
+            return
+        self._last_message[key] = now
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def set_status(self, kind: protocol.StatusKind, message: str, busy: bool = False) -> None:
+        self.status = (kind, message)
+        self.protocol.notify(
+            protocol.DID_CHANGE_STATUS, {"kind": kind.value, "message": message, "busy": busy}
+        )
+
+    # --- documents ----------------------------------------------------------------------
+    def snapshot(self, uri: str) -> DocumentSnapshot | None:
+        document = self.workspace.text_documents.get(uri)
+        if document is None:
+            return None
+        return DocumentSnapshot(
+            uri, document.language_id or "plaintext", document.source, document.version or 0
+        )
+
+    def neighbours(self, document: DocumentSnapshot) -> list[DocumentSnapshot]:
+        uris = self.recent.recent(
+            document.language_id,
+            exclude=document.uri,
+            limit=self.settings.context.recent_files,
+        )
+        found = [self.snapshot(uri) for uri in uris]
+        return [snapshot for snapshot in found if snapshot is not None]
+
+
+server = GhostServer()
+
+
+@server.feature(types.INITIALIZE)
+def on_initialize(ls: GhostServer, params: types.InitializeParams) -> None:
+    ls.init_options = params.initialization_options
+    ls.apply_settings(ls.init_options)
+
+
+@server.feature(types.INITIALIZED)
+async def on_initialized(ls: GhostServer, params: types.InitializedParams) -> None:
+    await refresh_workspace_settings(ls)
+
+
+async def refresh_workspace_settings(ls: GhostServer) -> None:
+    capabilities = ls.client_capabilities
+    if not (capabilities.workspace and capabilities.workspace.configuration):
+        return
+    try:
+        answer = await asyncio.wait_for(
+            ls.workspace_configuration_async(
+                types.ConfigurationParams(
+                    items=[types.ConfigurationItem(section=protocol.CONFIGURATION_SECTION)]
+                )
+            ),
+            timeout=5,
+        )
+    except Exception as error:  # a client that cannot answer keeps initializationOptions
+        log.info("workspace/configuration not answered: %s", error)
+        return
+    workspace = plain(answer[0]) if answer else None
+    ls.apply_settings(ls.init_options, workspace)
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+async def on_did_change_configuration(
+    ls: GhostServer, params: types.DidChangeConfigurationParams
+) -> None:
+    pushed = plain(params.settings)
+    if isinstance(pushed, dict) and protocol.CONFIGURATION_SECTION in pushed:
+        ls.apply_settings(ls.init_options, pushed[protocol.CONFIGURATION_SECTION])
+    else:
+        await refresh_workspace_settings(ls)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+def on_did_open(ls: GhostServer, params: types.DidOpenTextDocumentParams) -> None:
+    ls.recent.touch(params.text_document.uri, params.text_document.language_id)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def on_did_change(ls: GhostServer, params: types.DidChangeTextDocumentParams) -> None:
+    document = ls.workspace.text_documents.get(params.text_document.uri)
+    if document is not None:
+        ls.recent.touch(document.uri, document.language_id or "plaintext")
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def on_did_close(ls: GhostServer, params: types.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    ls.recent.forget(uri)
+    ls.pipeline.forget(uri)
+    task = ls.in_flight.pop(uri, None)
+    if task is not None:
+        task.cancel()
+
+
+@server.feature(protocol.DID_FOCUS)
+def on_did_focus(ls: GhostServer, params: Any) -> None:
+    uri = (plain(params) or {}).get("textDocument", {}).get("uri")
+    document = ls.workspace.text_documents.get(uri) if isinstance(uri, str) else None
+    if document is not None:
+        ls.recent.touch(document.uri, document.language_id or "plaintext")
+
+
+@server.feature(protocol.DID_SHOW_COMPLETION)
+def on_did_show_completion(ls: GhostServer, params: Any) -> None:
+    completion_id = _completion_id_of((plain(params) or {}).get("item"))
+    if completion_id:
+        ls.offers.shown(completion_id)
+
+
+@server.feature(protocol.DID_PARTIALLY_ACCEPT_COMPLETION)
+def on_did_partially_accept(ls: GhostServer, params: Any) -> None:
+    params = plain(params) or {}
+    completion_id = _completion_id_of(params.get("item"))
+    length = params.get("acceptedLength")
+    if completion_id and isinstance(length, int) and length > 0:
+        ls.offers.partially_accepted(completion_id, length)
+
+
+def _completion_id_of(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return None
+    arguments = (item.get("command") or {}).get("arguments") or []
+    return arguments[0] if arguments and isinstance(arguments[0], str) else None
+
+
+@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+async def on_inline_completion(
+    ls: GhostServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList:
+    uri = params.text_document.uri
+    document = ls.snapshot(uri)
+    empty = types.InlineCompletionList(items=[])
+    if document is None:
+        log.info("inlineCompletion for a document that is not open: %s", uri)
+        return empty
+    request = CompletionRequest(
+        document, params.position.line, params.position.character, ls.neighbours(document)
+    )
+    previous = ls.in_flight.get(uri)
+    if previous is not None:
+        previous.cancel()  # superseded: the newer request wins
+    task = asyncio.ensure_future(ls.pipeline.complete(request))
+    ls.in_flight[uri] = task
+    try:
+        result = await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # $/cancelRequest for this very request: pygls answers RequestCancelled
+        log.info("[%s] superseded", request.completion_id)
+        return empty
+    except Exception:
+        log.exception("[%s] completion failed", request.completion_id)
+        return empty
+    finally:
+        if ls.in_flight.get(uri) is task:
+            del ls.in_flight[uri]
+    log.info(
+        "[%s] %s items=%d %s",
+        result.completion_id,
+        result.skipped or "ok",
+        len(result.texts),
+        " ".join(f"{stage}={ms}ms" for stage, ms in result.timings_ms.items()),
+    )
+    items = []
+    position = params.position
+    for index, text in enumerate(result.texts):
+        item_id = f"{result.completion_id}-{index}"
+        ls.offers.offered(Offer(item_id, uri, document.language_id, text))
+        items.append(
+            types.InlineCompletionItem(
+                insert_text=text,
+                range=types.Range(position, position),
+                command=types.Command(
+                    title="Accept ghostcomplete suggestion",
+                    command=protocol.COMMAND_ACCEPT,
+                    arguments=[item_id],
+                ),
+            )
+        )
+    if ls.settings.debug.report_timings:
+        ls.protocol.notify(
+            protocol.DID_COMPLETE,
+            {
+                "id": result.completion_id,
+                "uri": uri,
+                "skipped": result.skipped,
+                "items": result.texts,
+                "timingsMs": result.timings_ms,
+            },
+        )
+    return types.InlineCompletionList(items=items)
+
+
+@server.command(protocol.COMMAND_ACCEPT)
+def on_accept(ls: GhostServer, *arguments: Any) -> bool:
+    completion_id = arguments[0] if arguments and isinstance(arguments[0], str) else None
+    if completion_id is None:
+        return False
+    accepted = ls.offers.accepted(completion_id)
+    offer = ls.offers.get(completion_id)
+    if offer is not None:
+        log.info("[%s] accepted (%d UTF-16 units)", completion_id, utf16_length(offer.text))
+    return accepted
+
+
+@server.command(protocol.COMMAND_STATS)
+def on_stats(ls: GhostServer, *arguments: Any) -> dict[str, float]:
+    return ls.offers.stats()
+
+
+@server.command(protocol.COMMAND_STATUS)
+def on_status(ls: GhostServer, *arguments: Any) -> dict[str, str]:
+    kind, message = ls.status
+    return {
+        "kind": kind.value,
+        "message": message,
+        "backend": ls.settings.backend.kind,
+        "version": VERSION,
+    }

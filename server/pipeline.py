@@ -1,0 +1,152 @@
+"""One completion, start to end: cursor -> context -> rank/pack -> backend -> filters.
+
+No pygls here: the LSP handlers and the ``complete`` CLI both call ``complete``, and tests
+call it with plain snapshots.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlparse
+
+from ghostcomplete.backends import Backend, CompletionPrompt, GenerationLimits
+from ghostcomplete.context.cursor import Skip, cut_at, should_complete
+from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.syntax import Scope, completion_scope
+from ghostcomplete.ranker.budget import Budget, pack
+from ghostcomplete.ranker.filters import Surroundings, apply_filters
+from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
+from ghostcomplete.ranker.snippets import LineIdentifierCache, WindowSettings, copilot_snippets
+from ghostcomplete.ranker.tokens import TokenCounter
+from ghostcomplete.server.settings import Settings
+
+# The FIM format rendered for backends that take a prompt string; the lookup engine reads
+# the packed parts instead. Model backends will bring their own family.
+DEFAULT_FIM_FAMILY = "starcoder"
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    document: DocumentSnapshot
+    line: int
+    character: int
+    # Recently used documents of the same language family, most recent first.
+    neighbours: Sequence[DocumentSnapshot] = ()
+    completion_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass
+class CompletionResult:
+    completion_id: str
+    texts: list[str]
+    skipped: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    origins: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    """Stateful only in its caches; every stage it calls is a pure function."""
+
+    def __init__(self, backend: Backend, settings: Settings) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.counter = TokenCounter()
+        self.line_cache = LineIdentifierCache()
+
+    def forget(self, uri: str) -> None:
+        self.line_cache.forget(uri)
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        settings = self.settings
+        started = time.monotonic()
+        deadline = started + settings.completion.timeout_ms / 1000
+        result = CompletionResult(request.completion_id, [])
+        timings = result.timings_ms
+
+        def lap(stage: str, since: float) -> float:
+            now = time.monotonic()
+            timings[stage] = round((now - since) * 1000, 3)
+            return now
+
+        document = request.document
+        if not settings.completion.enabled:
+            result.skipped = "completions are disabled"
+            return result
+        if document.language_id in settings.completion.disabled_languages:
+            result.skipped = f"completions are disabled for {document.language_id}"
+            return result
+        cursor = cut_at(
+            document, request.line, request.character, max_bytes=settings.context.max_file_bytes
+        )
+        if isinstance(cursor, Skip):
+            result.skipped = cursor.value
+            return result
+        gate = should_complete(cursor, min_context_chars=settings.completion.min_context_chars)
+        if gate is not None:
+            result.skipped = gate.value
+            return result
+        scope = completion_scope(document.text, cursor.offset, document.language_id)
+        neighbours = [
+            n
+            for n in request.neighbours[: settings.context.recent_files]
+            if not n.looks_binary and len(n.text) <= settings.context.max_file_bytes
+        ]
+        mark = lap("context", started)
+
+        if settings.context.snippets == "copilot":
+            window = WindowSettings(
+                settings.context.window_lines, settings.context.max_snippets, 0.0
+            )
+            snippets = copilot_snippets(cursor.prefix, neighbours, self.line_cache, window)
+        else:
+            snippets = []
+        budget = Budget(
+            settings.budget.max_tokens, settings.budget.suffix_share, settings.budget.snippet_share
+        )
+        packed = pack(cursor.prefix, cursor.suffix, snippets, self.counter, budget)
+        path = _path_of(document.uri)
+        prompt = CompletionPrompt(
+            language_id=document.language_id,
+            path=path,
+            context=packed,
+            text=render_fim(
+                packed,
+                DEFAULT_FIM_FAMILY,
+                document.language_id,
+                path,
+                {n.uri: _path_of(n.uri) for n in neighbours},
+            ),
+            stop=TEMPLATES[DEFAULT_FIM_FAMILY].stop,
+            reference_texts=tuple(n.text for n in neighbours),
+        )
+        mark = lap("rank", mark)
+
+        max_lines = settings.completion.max_block_lines if scope is Scope.BLOCK else 1
+        limits = GenerationLimits(
+            scope=scope,
+            max_chars=settings.completion.max_chars,
+            max_lines=max_lines,
+            candidates=settings.completion.candidates,
+            deadline=deadline,
+        )
+        candidates = await self.backend.generate(prompt, limits)
+        mark = lap("backend", mark)
+
+        around = Surroundings(cursor.line_prefix, cursor.suffix, scope, max_lines)
+        result.texts = apply_filters([c.text for c in candidates], around)
+        by_text = {c.text: c.origin for c in candidates}
+        result.origins = [by_text.get(text, "") for text in result.texts]
+        lap("filter", mark)
+        timings["total"] = round((time.monotonic() - started) * 1000, 3)
+        if time.monotonic() > deadline:
+            result.texts = []
+            result.skipped = "deadline passed"
+        return result
+
+
+def _path_of(uri: str) -> str:
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri

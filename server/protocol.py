@@ -1,0 +1,49 @@
+"""Every custom method, notification and command of ghostcomplete, in one place.
+
+The Neovim client (neovim/lua/ghostcomplete/protocol.lua) and the VS Code extension mirror
+these names; change them together.
+
+Standard LSP: initialize (advertises inlineCompletionProvider), incremental didOpen/didChange/
+didClose, textDocument/inlineCompletion, workspace/executeCommand,
+workspace/didChangeConfiguration (+ workspace/configuration, section "ghostcomplete").
+
+Client -> server notifications (Copilot-compatible; no client is required to send them):
+  textDocument/didFocus                {textDocument: {uri}}
+  textDocument/didShowCompletion       {item: InlineCompletionItem}
+  textDocument/didPartiallyAcceptCompletion {item, acceptedLength}  (UTF-16 units)
+
+Server -> client notifications:
+  ghostcomplete/didChangeStatus  {kind: Normal|Warning|Error|Inactive, message, busy}
+  ghostcomplete/didComplete      {id, uri, skipped, items, timingsMs: {stage: ms}}
+                                 (only with debug.reportTimings = true; benchmarks read it)
+
+Commands (workspace/executeCommand):
+  ghostcomplete.accept  [completionId]     run by the client after inserting an item
+  ghostcomplete.stats   []                 -> {offered, shown, accepted, ...}
+  ghostcomplete.status  []                 -> {kind, message, backend, version}
+"""
+
+from __future__ import annotations
+
+import enum
+
+DID_FOCUS = "textDocument/didFocus"
+DID_SHOW_COMPLETION = "textDocument/didShowCompletion"
+DID_PARTIALLY_ACCEPT_COMPLETION = "textDocument/didPartiallyAcceptCompletion"
+
+DID_CHANGE_STATUS = "ghostcomplete/didChangeStatus"
+DID_COMPLETE = "ghostcomplete/didComplete"
+
+COMMAND_ACCEPT = "ghostcomplete.accept"
+COMMAND_STATS = "ghostcomplete.stats"
+COMMAND_STATUS = "ghostcomplete.status"
+COMMANDS = (COMMAND_ACCEPT, COMMAND_STATS, COMMAND_STATUS)
+
+CONFIGURATION_SECTION = "ghostcomplete"
+
+
+class StatusKind(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+    ERROR = "Error"
+    INACTIVE = "Inactive"

@@ -1,0 +1,157 @@
+"""Typed settings, every field defaulted, parsed from camelCase JSON.
+
+Precedence, in one place (``resolve``): defaults < initializationOptions < workspace
+configuration (section ``ghostcomplete``). A bad value produces one readable message and the
+default (or the lower layer's value) is kept for that field; everything else still applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from ghostcomplete.backends import KINDS
+
+
+def _between(low: float, high: float) -> dict[str, Any]:
+    return {"check": (lambda value: low <= value <= high, f"between {low} and {high}")}
+
+
+def _one_of(*choices: str) -> dict[str, Any]:
+    return {"check": (lambda value: value in choices, "one of " + ", ".join(choices))}
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    kind: str = field(default="lookup", metadata=_one_of(*KINDS))
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    recent_files: int = field(default=20, metadata=_between(0, 200))
+    max_file_bytes: int = field(default=1_000_000, metadata=_between(1_000, 100_000_000))
+    snippets: str = field(default="copilot", metadata=_one_of("copilot", "none"))
+    window_lines: int = field(default=60, metadata=_between(5, 400))
+    max_snippets: int = field(default=4, metadata=_between(0, 20))
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    max_tokens: int = field(default=2048, metadata=_between(64, 200_000))
+    suffix_share: float = field(default=0.2, metadata=_between(0.0, 0.9))
+    snippet_share: float = field(default=0.3, metadata=_between(0.0, 0.9))
+
+
+@dataclass(frozen=True)
+class CompletionSettings:
+    enabled: bool = True
+    disabled_languages: tuple[str, ...] = ()
+    max_block_lines: int = field(default=20, metadata=_between(1, 200))
+    max_chars: int = field(default=400, metadata=_between(1, 10_000))
+    candidates: int = field(default=3, metadata=_between(1, 10))
+    min_context_chars: int = field(default=10, metadata=_between(0, 1000))
+    timeout_ms: int = field(default=1000, metadata=_between(10, 60_000))
+
+
+@dataclass(frozen=True)
+class DebugSettings:
+    # Send ghostcomplete/didComplete with stage timings after each completion (benchmarks).
+    report_timings: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: BackendSettings = BackendSettings()
+    context: ContextSettings = ContextSettings()
+    budget: BudgetSettings = BudgetSettings()
+    completion: CompletionSettings = CompletionSettings()
+    debug: DebugSettings = DebugSettings()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _convert(value: Any, annotation: Any, path: str) -> Any:
+    """``value`` as ``annotation``; raises ValueError with a readable message."""
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{path} must be true or false, not {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{path} must be a whole number, not {value!r}")
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"{path} must be a number, not {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{path} must be a string, not {value!r}")
+    if typing.get_origin(annotation) is tuple:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ValueError(f"{path} must be a list of strings, not {value!r}")
+    raise TypeError(f"no converter for {annotation!r}")  # a bug in this module, not user input
+
+
+def _apply(base: Any, raw: Any, path: str, errors: list[str]) -> Any:
+    """``base`` (a settings dataclass) with the fields present in ``raw`` replaced."""
+    if raw is None:
+        return base
+    if not isinstance(raw, dict):
+        errors.append(f"{path or 'settings'} must be an object, not {raw!r}")
+        return base
+    hints = typing.get_type_hints(type(base))
+    by_key = {_camel(f.name): f for f in dataclasses.fields(base)}
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        spec = by_key.get(key)
+        if spec is None:
+            errors.append(f"unknown setting {where}")
+            continue
+        annotation = hints[spec.name]
+        if dataclasses.is_dataclass(annotation):
+            changes[spec.name] = _apply(getattr(base, spec.name), value, where, errors)
+            continue
+        try:
+            converted = _convert(value, annotation, where)
+        except ValueError as error:
+            errors.append(str(error))
+            continue
+        check = spec.metadata.get("check")
+        if check is not None and not check[0](converted):
+            errors.append(f"{where} must be {check[1]}, not {value!r}")
+            continue
+        changes[spec.name] = converted
+    return dataclasses.replace(base, **changes)
+
+
+def resolve(*layers: Any) -> tuple[Settings, list[str]]:
+    """Settings from defaults and then each layer in order (later layers win), plus one
+    readable message per rejected value."""
+    settings = Settings()
+    errors: list[str] = []
+    for layer in layers:
+        settings = _apply(settings, layer, "", errors)
+    return settings, errors
+
+
+def to_json(settings: Any) -> dict[str, Any]:
+    """The camelCase JSON form of a settings dataclass (what the README documents)."""
+    out: dict[str, Any] = {}
+    for spec in dataclasses.fields(settings):
+        value = getattr(settings, spec.name)
+        if dataclasses.is_dataclass(value):
+            out[_camel(spec.name)] = to_json(value)
+        elif isinstance(value, tuple):
+            out[_camel(spec.name)] = list(value)
+        else:
+            out[_camel(spec.name)] = value
+    return out

@@ -1,0 +1,1 @@
+"""Acceptance telemetry: what was offered, shown, accepted; kept on this machine only."""
