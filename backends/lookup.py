@@ -76,7 +76,7 @@ def required_match(line_prefix: str) -> int:
     typed = line_prefix.lstrip()
     if typed:
         return max(4, min(len(typed), 10))
-    return len(line_prefix) + 1 + 4
+    return len(line_prefix) + 1 + 2
 
 
 def continuation_for(text: str, scope: Scope, line_prefix: str, max_lines: int) -> str:

@@ -20,7 +20,7 @@ def offset_at(text: str, line: int, character: int) -> int | None:
     end = text.find("\n", start)
     if end < 0:
         end = len(text)
-    if end > start and text[end - 1] == "\r":
+    if end > start and end < len(text) and text[end - 1] == "\r":
         end -= 1
     units = 0
     index = start

@@ -66,7 +66,9 @@ def cut_to_scope(text: str, around: Surroundings) -> str:
 
 
 def respect_max_lines(text: str, around: Surroundings) -> str:
-    return "\n".join(text.split("\n")[: max(1, around.max_lines)])
+    """At most ``max_lines`` lines (a leading line break that starts the next line is free)."""
+    lead = "\n" if text.startswith("\n") else ""
+    return lead + "\n".join(text[len(lead) :].split("\n")[: max(1, around.max_lines)])
 
 
 def trim_trailing_whitespace(text: str, around: Surroundings) -> str:

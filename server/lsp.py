@@ -54,6 +54,8 @@ class GhostServer(LanguageServer):
         self.offers = CompletionLog()
         self.in_flight: dict[str, asyncio.Task[CompletionResult]] = {}
         self.init_options: Any = None
+        # Bumped by every configuration change, so that a slow pull cannot undo a newer push.
+        self.config_generation = 0
         self._last_message: dict[str, float] = {}
         self.status = (protocol.StatusKind.NORMAL, "")
         self._background: set[asyncio.Future[None]] = set()
@@ -133,6 +135,8 @@ async def refresh_workspace_settings(ls: GhostServer) -> None:
     capabilities = ls.client_capabilities
     if not (capabilities.workspace and capabilities.workspace.configuration):
         return
+    ls.config_generation += 1
+    generation = ls.config_generation
     try:
         answer = await asyncio.wait_for(
             ls.workspace_configuration_async(
@@ -145,6 +149,8 @@ async def refresh_workspace_settings(ls: GhostServer) -> None:
     except Exception as error:  # a client that cannot answer keeps initializationOptions
         log.info("workspace/configuration not answered: %s", error)
         return
+    if generation != ls.config_generation:
+        return  # a newer configuration arrived while we waited
     workspace = plain(answer[0]) if answer else None
     ls.apply_settings(ls.init_options, workspace)
 
@@ -155,6 +161,7 @@ async def on_did_change_configuration(
 ) -> None:
     pushed = plain(params.settings)
     if isinstance(pushed, dict) and protocol.CONFIGURATION_SECTION in pushed:
+        ls.config_generation += 1
         ls.apply_settings(ls.init_options, pushed[protocol.CONFIGURATION_SECTION])
     else:
         await refresh_workspace_settings(ls)

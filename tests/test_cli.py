@@ -1,0 +1,65 @@
+"""The ghostcomplete command, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from support import REPO, server_executable
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+SAMPLE = REPO / "examples" / "sample_project"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [server_executable(), *args], capture_output=True, text=True, timeout=50, check=False
+    )
+
+
+def test_version_and_help() -> None:
+    assert run("--version").stdout.startswith("ghostcomplete ")
+    assert "serve" in run("--help").stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bogus"],
+        ["complete"],
+        ["complete", "nofile"],
+        ["complete", "a.py:x:1"],
+        ["complete", "a.py:0:1"],
+        ["serve", "--tcp", "nohostport"],
+    ],
+)
+def test_bad_arguments_one_line_exit_2(args: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_complete_uses_open_files(tmp_path) -> None:
+    target = tmp_path / "inventory.py"
+    text = (SAMPLE / "inventory.py").read_text()
+    text += "\n    def replace_supplier(self, supplier: Supplier) -> None:\n        self.sup"
+    target.write_text(text)
+    lines = text.split("\n")
+    location = f"{target}:{len(lines)}:{len(lines[-1]) + 1}"
+    result = run("complete", location, "--open", str(SAMPLE / "models.py"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "pliers[supplier.name] = supplier\n"
+
+
+def test_complete_with_nothing_to_say_exits_1(tmp_path) -> None:
+    target = tmp_path / "empty.py"
+    target.write_text("unique_identifier_here = ")
+    result = run("complete", f"{target}:1:26")
+    assert result.returncode == 1
+    assert "no suggestion" in result.stderr
+
+
+def test_complete_unreadable_file_exit_2(tmp_path) -> None:
+    result = run("complete", f"{tmp_path / 'missing.py'}:1:1")
+    assert result.returncode == 2 and "cannot read" in result.stderr

@@ -1,0 +1,32 @@
+"""Golden cases for the post-processing filters, written with a cursor marker."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from ghostcomplete.context.syntax import Scope
+from ghostcomplete.ranker.filters import PIPELINE, Surroundings, apply_filters
+
+CASES = tomllib.loads((Path(__file__).parent / "golden" / "filters.toml").read_text())["case"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_golden(case: dict) -> None:
+    before, after = case["text"].split("║")
+    scope = Scope(case.get("scope", "line"))
+    around = Surroundings(
+        line_prefix=before.rsplit("\n", 1)[-1],
+        suffix=after,
+        scope=scope,
+        max_lines=case.get("max_lines", 20 if scope is Scope.BLOCK else 1),
+    )
+    kept = apply_filters([case["candidate"]], around)
+    assert kept == ([case["expect"]] if case["expect"] else [])
+
+
+def test_every_filter_has_a_golden_case() -> None:
+    names = " ".join(case["name"] for case in CASES)
+    for step in PIPELINE:
+        assert step.__name__ in names, f"{step.__name__} has no golden case"

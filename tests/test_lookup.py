@@ -1,0 +1,81 @@
+"""The lookup backend: longest match of the text before the cursor, and what followed it."""
+
+from __future__ import annotations
+
+from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
+from ghostcomplete.backends.lookup import longest_match
+from ghostcomplete.context.syntax import Scope
+from ghostcomplete.ranker.budget import PackedContext
+from ghostcomplete.ranker.snippets import Snippet
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def brute_longest(query: str, source: str, min_length: int) -> int:
+    best = 0
+    for length in range(min_length, len(query) + 1):
+        if source.find(query[-length:], 0, len(source) - 1) >= 0:
+            best = length
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text("ab\n", max_size=40), st.text("ab\n", max_size=60), st.integers(1, 4))
+def test_longest_match_agrees_with_brute_force(query: str, source: str, min_length: int) -> None:
+    length, end = longest_match(query, source, min_length)
+    assert length == brute_longest(query, source, min_length)
+    if length:
+        assert source[end - length : end] == query[-length:]
+        assert end < len(source)
+
+
+def prompt(prefix: str, suffix: str = "", snippets=(), references=()) -> CompletionPrompt:
+    return CompletionPrompt(
+        "python",
+        "a.py",
+        PackedContext(prefix, suffix, tuple(snippets), 0),
+        text="",
+        reference_texts=tuple(references),
+    )
+
+
+async def test_continues_from_the_prefix() -> None:
+    text = "rows.append(Row(name='a', size=1))\nrows.append(Row("
+    found = await LookupBackend().generate(prompt(text), GenerationLimits())
+    assert found[0].text == "name='a', size=1))"
+    assert found[0].origin == "lookup:prefix"
+
+
+async def test_prefers_the_longest_match_across_sources() -> None:
+    snippet = Snippet("file:///s.py", 0, "config.timeout_seconds = 30\n", 1.0)
+    reference = "config.timeout = 5\n"
+    found = await LookupBackend().generate(
+        prompt("x = 1\nconfig.timeout_s", snippets=[snippet], references=[reference]),
+        GenerationLimits(candidates=3),
+    )
+    assert found[0].text == "econds = 30"
+
+
+async def test_blank_line_needs_a_match_across_the_line_break() -> None:
+    text = "def a():\n    return 1\n\ndef b():\n    "
+    found = await LookupBackend().generate(prompt(text), GenerationLimits())
+    assert [c.text for c in found] == ["return 1"]
+    assert await LookupBackend().generate(prompt("zzz\n    "), GenerationLimits()) == []
+
+
+async def test_block_scope_takes_the_indented_body() -> None:
+    text = (
+        "def load(path):\n    with open(path) as f:\n        return f.read()\n\nprint(1)\n"
+        "def save(path):\n    with open(path) as f:\n        "
+    )
+    found = await LookupBackend().generate(
+        prompt(text), GenerationLimits(scope=Scope.BLOCK, max_lines=10)
+    )
+    assert found[0].text == "return f.read()"
+
+
+async def test_nothing_when_nothing_repeats() -> None:
+    assert (
+        await LookupBackend().generate(prompt("completely_unique_name = "), GenerationLimits())
+        == []
+    )

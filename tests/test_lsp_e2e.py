@@ -1,0 +1,252 @@
+"""The real server in a subprocess, spoken to as editors speak to it (pytest-lsp)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from support import REPO, server_executable
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
+
+SAMPLE = REPO / "examples" / "sample_project"
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=[server_executable(), "serve"]),
+    params=["neovim", "visual-studio-code"],
+)
+async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest):
+    lsp_client.status_messages: list[Any] = []  # type: ignore[attr-defined]
+
+    @lsp_client.feature("ghostcomplete/didChangeStatus")
+    def on_status(params: Any) -> None:
+        lsp_client.status_messages.append(params)  # type: ignore[attr-defined]
+
+    lsp_client.initialize_result = await lsp_client.initialize_session(  # type: ignore[attr-defined]
+        types.InitializeParams(
+            capabilities=client_capabilities(request.param),
+            root_uri=SAMPLE.as_uri(),
+            initialization_options={"debug": {"reportTimings": True}},
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def open_doc(client: LanguageClient, path: Path, text: str | None = None, lang: str = "python"):
+    uri = path.as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            types.TextDocumentItem(uri, lang, 1, path.read_text() if text is None else text)
+        )
+    )
+    return uri
+
+
+def ask(client: LanguageClient, uri: str, line: int, character: int):
+    return client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+            text_document=types.TextDocumentIdentifier(uri),
+            position=types.Position(line, character),
+        )
+    )
+
+
+INVENTORY_TAIL = "\n    def replace_supplier(self, supplier: Supplier) -> None:\n        self.sup"
+EXPECTED = "pliers[supplier.name] = supplier"
+
+
+def inventory_with(tail: str) -> tuple[str, int, int]:
+    """The sample inventory with ``tail`` typed at its end; the cursor after it."""
+    full = (SAMPLE / "inventory.py").read_text() + tail
+    line = full.count("\n")
+    character = len(full) - full.rfind("\n") - 1
+    return full, line, character
+
+
+async def test_advertises_inline_completion_and_incremental_sync(client: LanguageClient):
+    capabilities = client.initialize_result.capabilities  # type: ignore[attr-defined]
+    assert capabilities.inline_completion_provider is not None
+    sync = capabilities.text_document_sync
+    assert isinstance(sync, types.TextDocumentSyncOptions)
+    assert sync.change == types.TextDocumentSyncKind.Incremental
+    assert capabilities.execute_command_provider is not None
+    assert "ghostcomplete.accept" in capabilities.execute_command_provider.commands
+
+
+async def test_continues_a_pattern_found_in_another_open_file(client: LanguageClient, tmp_path):
+    other = tmp_path / "registry.py"
+    other.write_text(
+        "class Registry:\n"
+        "    def register_handler(self, name: str, handler: Handler) -> None:\n"
+        "        self.handlers_by_name[name] = handler.with_retry(attempts=3)\n"
+    )
+    open_doc(client, other)
+    current = tmp_path / "main.py"
+    text = "def setup(registry):\n    registry.handlers_by_name[name] = handler.with_"
+    uri = open_doc(client, current, text)
+    result = await ask(client, uri, 1, len(text.split("\n")[1]))
+    assert [item.insert_text for item in result.items][:1] == ["retry(attempts=3)"]
+    item = result.items[0]
+    assert item.command is not None and item.command.command == "ghostcomplete.accept"
+    end = types.Position(1, len(text.split("\n")[1]))
+    assert item.range == types.Range(end, end)
+
+
+async def test_accept_command_is_recorded(client: LanguageClient):
+    models = open_doc(client, SAMPLE / "models.py")
+    assert models
+    text, line, character = inventory_with(INVENTORY_TAIL)
+    uri = open_doc(client, SAMPLE / "inventory.py", text)
+    result = await ask(client, uri, line, character)
+    assert result.items, "expected a suggestion for self.sup..."
+    assert result.items[0].insert_text == EXPECTED
+    item = result.items[0]
+    client.protocol.notify(
+        "textDocument/didShowCompletion", {"item": client.protocol._converter.unstructure(item)}
+    )
+    accepted = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(item.command.command, item.command.arguments)
+    )
+    assert accepted is True
+    stats = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams("ghostcomplete.stats", [])
+    )
+    assert stats["accepted"] == 1 and stats["shown"] == 1 and stats["offered"] >= 1
+
+
+async def test_newer_request_supersedes_older(client: LanguageClient):
+    open_doc(client, SAMPLE / "models.py")
+    text, line, character = inventory_with(INVENTORY_TAIL)
+    uri = open_doc(client, SAMPLE / "inventory.py", text)
+    answers = await asyncio.gather(*(ask(client, uri, line, character) for _ in range(5)))
+    # Every request is answered; the superseded ones with nothing, the last with a suggestion.
+    assert answers[-1].items
+    assert all(isinstance(answer, types.InlineCompletionList) for answer in answers)
+
+
+async def test_cancel_request_answers_cancelled(client: LanguageClient):
+    open_doc(client, SAMPLE / "models.py")
+    text, line, character = inventory_with(INVENTORY_TAIL)
+    uri = open_doc(client, SAMPLE / "inventory.py", text)
+    params = types.InlineCompletionParams(
+        context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
+        text_document=types.TextDocumentIdentifier(uri),
+        position=types.Position(line, character),
+    )
+    future = client.protocol.send_request(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="to-be-cancelled"
+    )
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="to-be-cancelled"))
+    try:  # cancelled, or answered before the cancel arrived: both are correct
+        await asyncio.wait_for(asyncio.wrap_future(future), 5)
+    except Exception as error:
+        assert "cancel" in str(error).lower()
+    result = await ask(client, uri, line, character)  # the server is still alive
+    assert result.items
+
+
+@pytest.mark.parametrize(
+    ("line", "character"),
+    [(0, 0), (500, 0), (0, 10_000)],
+    ids=["start", "line-out-of-range", "character-out-of-range"],
+)
+async def test_bad_positions_answer_empty(client: LanguageClient, line: int, character: int):
+    text, _, _ = inventory_with(INVENTORY_TAIL)
+    uri = open_doc(client, SAMPLE / "inventory.py", text)
+    result = await ask(client, uri, line, character)
+    assert not result.items
+    assert (await ask(client, uri, *inventory_with(INVENTORY_TAIL)[1:])).items
+
+
+async def test_unopened_document_answers_empty(client: LanguageClient):
+    result = await ask(client, (SAMPLE / "inventory.py").as_uri(), 3, 4)
+    assert not result.items
+
+
+async def test_position_inside_surrogate_pair_answers_empty(client: LanguageClient, tmp_path):
+    text = "values = [1, 2, 3]\nname = 'x😀y'\n"
+    uri = open_doc(client, tmp_path / "emoji.py", text)
+    result = await ask(client, uri, 1, 10)  # between the two UTF-16 halves of 😀
+    assert not result.items
+
+
+async def test_binary_and_huge_documents_answer_empty(client: LanguageClient, tmp_path):
+    binary = "\x00\x01ELF" + "abc = 1\n" * 10
+    uri = open_doc(client, tmp_path / "blob.py", binary)
+    assert (await ask(client, uri, 1, 3)).items == ()
+    huge = "value_of_line = compute(1, 2, 3)\n" * 320_000  # ~10 MB
+    uri = open_doc(client, tmp_path / "huge.py", huge)
+    assert (await ask(client, uri, 1000, 10)).items == ()
+    # Alive and still useful.
+    open_doc(client, SAMPLE / "models.py")
+    text, line, character = inventory_with(INVENTORY_TAIL)
+    uri = open_doc(client, SAMPLE / "inventory.py", text)
+    assert (await ask(client, uri, line, character)).items
+
+
+async def test_incremental_changes_are_applied(client: LanguageClient, tmp_path):
+    open_doc(client, SAMPLE / "models.py")
+    text, line, _ = inventory_with(
+        "\n    def replace_supplier(self, supplier: Supplier) -> None:\n"
+    )
+    path = SAMPLE / "inventory.py"
+    uri = open_doc(client, path, text)
+    typed = "        self.sup"
+    for index, ch in enumerate(typed):
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(version=2 + index, uri=uri),
+                [
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(types.Position(line, index), types.Position(line, index)),
+                        text=ch,
+                    )
+                ],
+            )
+        )
+    result = await ask(client, uri, line, len(typed))
+    assert result.items and result.items[0].insert_text == EXPECTED
+
+
+async def test_bad_settings_give_one_message_and_defaults(client: LanguageClient):
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={"ghostcomplete": {"context": {"recentFiles": "many"}, "bogus": 1}}
+        )
+    )
+    await client.wait_for_notification("window/showMessage")
+    message = client.messages[-1]
+    assert "context.recentFiles" in message.message and "bogus" in message.message
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams("ghostcomplete.status", [])
+    )
+    assert status["kind"] == "Warning"
+    # Still completing with defaults.
+    open_doc(client, SAMPLE / "models.py")
+    text, line, character = inventory_with(INVENTORY_TAIL)
+    uri = open_doc(client, SAMPLE / "inventory.py", text)
+    assert (await ask(client, uri, line, character)).items
+
+
+async def test_copilot_notifications_are_accepted(client: LanguageClient):
+    uri = open_doc(client, SAMPLE / "models.py")
+    client.protocol.notify("textDocument/didFocus", {"textDocument": {"uri": uri}})
+    client.protocol.notify(
+        "textDocument/didPartiallyAcceptCompletion",
+        {"item": {"insertText": "x", "command": {"arguments": ["nope"]}}, "acceptedLength": 1},
+    )
+    client.protocol.notify("textDocument/didShowCompletion", {"item": "garbage"})
+    stats = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams("ghostcomplete.stats", [])
+    )
+    assert stats["partiallyAccepted"] == 0
