@@ -63,3 +63,55 @@ def test_complete_with_nothing_to_say_exits_1(tmp_path) -> None:
 def test_complete_unreadable_file_exit_2(tmp_path) -> None:
     result = run("complete", f"{tmp_path / 'missing.py'}:1:1")
     assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_readme_example_runs_as_shown(tmp_path) -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- readme-example:", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    expected = "\n".join(line for line in block.splitlines() if not line.startswith("$ "))
+    script = "\n".join(commands).replace("/tmp/shelf.py", str(tmp_path / "shelf.py"))
+    script = script.replace("ghostcomplete ", f"{server_executable()} ", 1)
+    script = script.replace("\n" + "ghostcomplete ", f"\n{server_executable()} ")
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=50, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected.strip()
+
+
+def test_serve_over_tcp() -> None:
+    import json
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([server_executable(), "serve", "--tcp", f"127.0.0.1:{port}"])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "server never listened"
+                time.sleep(0.1)
+        with connection:
+            body = json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
+            ).encode()
+            connection.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += connection.recv(65536)
+            header, _, rest = data.partition(b"\r\n\r\n")
+            length = int(header.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            while len(rest) < length:
+                rest += connection.recv(65536)
+            answer = json.loads(rest[:length])
+        assert "inlineCompletionProvider" in answer["result"]["capabilities"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
