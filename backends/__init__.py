@@ -9,22 +9,26 @@ from ghostcomplete.backends.base import (
     CompletionPrompt,
     GenerationLimits,
 )
+from ghostcomplete.backends.config import KINDS, BackendSettings
 from ghostcomplete.backends.lookup import LookupBackend
 
-KINDS = ("lookup",)
 
+def create_backend(settings: BackendSettings) -> Backend:
+    """The backend ``settings.kind`` names.
 
-def create_backend(kind: str) -> Backend:
-    """The backend for ``kind``; raises ValueError for a kind we do not have."""
-    if kind == "lookup":
+    Raises BackendError when it cannot be built (a missing model file, say): the server then
+    tells the user once and answers with nothing until the settings change.
+    """
+    if settings.kind == "lookup":
         return LookupBackend()
-    raise ValueError(f"unknown backend kind {kind!r} (known: {', '.join(KINDS)})")
+    raise BackendError(f"backend {settings.kind!r} is not available in this build")
 
 
 __all__ = [
     "KINDS",
     "Backend",
     "BackendError",
+    "BackendSettings",
     "Candidate",
     "CompletionPrompt",
     "GenerationLimits",

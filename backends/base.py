@@ -47,6 +47,9 @@ class BackendError(Exception):
 
 class Backend(Protocol):
     name: str
+    # The fill-in-the-middle format of the model behind it ("starcoder", "qwen", ...), or None
+    # when the backend reads the packed context itself (lookup) or formats its own prompt.
+    fim_family: str | None
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         """Candidates for the hole, best first; an empty list when there is nothing good."""

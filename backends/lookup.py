@@ -107,6 +107,7 @@ class LookupBackend:
     """Continue with what followed the longest match of the text before the cursor."""
 
     name = "lookup"
+    fim_family = None
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         context = prompt.context

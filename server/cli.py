@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from ghostcomplete.backends import create_backend
+from ghostcomplete.backends import BackendError, create_backend
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.languages import language_of_path
 from ghostcomplete.server.pipeline import CompletionRequest, Pipeline
@@ -86,7 +86,11 @@ def _complete(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     document = _read(parser, path)
     neighbours = [_read(parser, Path(other)) for other in args.open]
     settings, _ = resolve()
-    pipeline = Pipeline(create_backend(settings.backend.kind), settings)
+    try:
+        pipeline = Pipeline(create_backend(settings.backend), settings)
+    except BackendError as error:
+        print(f"ghostcomplete: {error}", file=sys.stderr)
+        return 2
     # Columns count characters as an editor shows them; LSP wants UTF-16 units.
     lines = document.text.split("\n")
     if line > len(lines) or column > len(lines[line - 1]) + 1:

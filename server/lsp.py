@@ -8,7 +8,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from ghostcomplete.backends import create_backend
+from ghostcomplete.backends import Backend, BackendError, LookupBackend, create_backend
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.positions import utf16_length
 from ghostcomplete.context.recent_files import RecentFiles
@@ -49,7 +49,9 @@ class GhostServer(LanguageServer):
             "ghostcomplete", VERSION, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
         )
         self.settings = Settings()
-        self.pipeline = Pipeline(create_backend(self.settings.backend.kind), self.settings)
+        self.pipeline = Pipeline(LookupBackend(), self.settings)
+        # Set when the configured backend could not be built; completions answer nothing.
+        self.backend_broken: str | None = None
         self.recent = RecentFiles()
         self.offers = CompletionLog()
         self.in_flight: dict[str, asyncio.Task[CompletionResult]] = {}
@@ -59,16 +61,15 @@ class GhostServer(LanguageServer):
         self._last_message: dict[str, float] = {}
         self.status = (protocol.StatusKind.NORMAL, "")
         self._background: set[asyncio.Future[None]] = set()
+        self._configured = False
 
     # --- settings -----------------------------------------------------------------------
     def apply_settings(self, *layers: Any) -> None:
         settings, errors = resolve(*layers)
-        if settings.backend.kind != self.settings.backend.kind:
-            old = self.pipeline.backend
-            self.pipeline.backend = create_backend(settings.backend.kind)
-            closing = asyncio.ensure_future(old.aclose())
-            self._background.add(closing)
-            closing.add_done_callback(self._background.discard)
+        first = not self._configured
+        self._configured = True
+        if first or settings.backend != self.settings.backend:
+            self.replace_backend(settings)
         self.settings = settings
         self.pipeline.settings = settings
         if errors:
@@ -79,6 +80,30 @@ class GhostServer(LanguageServer):
             )
             self.set_status(protocol.StatusKind.WARNING, "invalid settings: " + "; ".join(errors))
         elif self.status[0] is protocol.StatusKind.WARNING:
+            self.set_status(protocol.StatusKind.NORMAL, "")
+
+    def replace_backend(self, settings: Settings) -> None:
+        old: Backend = self.pipeline.backend
+        try:
+            self.pipeline.backend = create_backend(settings.backend)
+            self.backend_broken = None
+        except BackendError as error:
+            self.backend_broken = str(error)
+            self.tell_once("backend", f"ghostcomplete: {error}", types.MessageType.Error)
+            self.set_status(protocol.StatusKind.ERROR, str(error))
+            return
+        if old is not self.pipeline.backend:
+            closing = asyncio.ensure_future(old.aclose())
+            self._background.add(closing)
+            closing.add_done_callback(self._background.discard)
+
+    def backend_failed(self, error: BackendError) -> None:
+        self.tell_once("backend", f"ghostcomplete: {error}", types.MessageType.Error)
+        if self.status != (protocol.StatusKind.ERROR, str(error)):
+            self.set_status(protocol.StatusKind.ERROR, str(error))
+
+    def backend_recovered(self) -> None:
+        if self.status[0] is protocol.StatusKind.ERROR and self.backend_broken is None:
             self.set_status(protocol.StatusKind.NORMAL, "")
 
     # --- messages and status ------------------------------------------------------------
@@ -230,6 +255,8 @@ async def on_inline_completion(
     if document is None:
         log.info("inlineCompletion for a document that is not open: %s", uri)
         return empty
+    if ls.backend_broken is not None:
+        return empty
     request = CompletionRequest(
         document, params.position.line, params.position.character, ls.neighbours(document)
     )
@@ -246,12 +273,17 @@ async def on_inline_completion(
             raise  # $/cancelRequest for this very request: pygls answers RequestCancelled
         log.info("[%s] superseded", request.completion_id)
         return empty
+    except BackendError as error:
+        log.warning("[%s] backend failed: %s", request.completion_id, error)
+        ls.backend_failed(error)
+        return empty
     except Exception:
         log.exception("[%s] completion failed", request.completion_id)
         return empty
     finally:
         if ls.in_flight.get(uri) is task:
             del ls.in_flight[uri]
+    ls.backend_recovered()
     log.info(
         "[%s] %s items=%d %s",
         result.completion_id,

@@ -108,18 +108,19 @@ class Pipeline:
         )
         packed = pack(cursor.prefix, cursor.suffix, snippets, self.counter, budget)
         path = _path_of(document.uri)
+        family = self.backend.fim_family or DEFAULT_FIM_FAMILY
         prompt = CompletionPrompt(
             language_id=document.language_id,
             path=path,
             context=packed,
             text=render_fim(
                 packed,
-                DEFAULT_FIM_FAMILY,
+                family,
                 document.language_id,
                 path,
                 {n.uri: _path_of(n.uri) for n in neighbours},
             ),
-            stop=TEMPLATES[DEFAULT_FIM_FAMILY].stop,
+            stop=TEMPLATES[family].stop,
             reference_texts=tuple(n.text for n in neighbours),
         )
         mark = lap("rank", mark)

@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from ghostcomplete.backends import KINDS
+from ghostcomplete.backends.config import BackendSettings
 
 
 def _between(low: float, high: float) -> dict[str, Any]:
@@ -21,11 +21,6 @@ def _between(low: float, high: float) -> dict[str, Any]:
 
 def _one_of(*choices: str) -> dict[str, Any]:
     return {"check": (lambda value: value in choices, "one of " + ", ".join(choices))}
-
-
-@dataclass(frozen=True)
-class BackendSettings:
-    kind: str = field(default="lookup", metadata=_one_of(*KINDS))
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ class DebugSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    backend: BackendSettings = BackendSettings()
+    backend: BackendSettings = field(default_factory=BackendSettings)
     context: ContextSettings = ContextSettings()
     budget: BudgetSettings = BudgetSettings()
     completion: CompletionSettings = CompletionSettings()
@@ -93,6 +88,16 @@ def _convert(value: Any, annotation: Any, path: str) -> Any:
         if isinstance(value, str):
             return value
         raise ValueError(f"{path} must be a string, not {value!r}")
+    if annotation == (str | None):
+        if value is None or isinstance(value, str):
+            return value
+        raise ValueError(f"{path} must be a string or null, not {value!r}")
+    if typing.get_origin(annotation) is dict:
+        if isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            return dict(value)
+        raise ValueError(f"{path} must be an object of strings, not {value!r}")
     if typing.get_origin(annotation) is tuple:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return tuple(value)
@@ -150,6 +155,8 @@ def to_json(settings: Any) -> dict[str, Any]:
         value = getattr(settings, spec.name)
         if dataclasses.is_dataclass(value):
             out[_camel(spec.name)] = to_json(value)
+        elif isinstance(value, dict):
+            out[_camel(spec.name)] = dict(value)
         elif isinstance(value, tuple):
             out[_camel(spec.name)] = list(value)
         else:

@@ -1,0 +1,21 @@
+"""Backend settings (the ``backend`` section): which backend, and each backend's options.
+
+Each backend owns its own section class (``backends/http_config.py``,
+``backends/onnx_config.py``); server/settings.py parses them like every other section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("lookup", "http", "onnx")
+
+
+def _one_of(*choices: str) -> dict[str, Any]:
+    return {"check": (lambda value: value in choices, "one of " + ", ".join(choices))}
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    kind: str = field(default="lookup", metadata=_one_of(*KINDS))
