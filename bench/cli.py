@@ -1,18 +1,133 @@
-"""``ghostcomplete bench ...``: argument parsing for the benchmarks."""
+"""``ghostcomplete bench acceptance|latency``: arguments, and one function that runs either."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
 from typing import Any
+
+from ghostcomplete.backends import KINDS as BACKENDS
+from ghostcomplete.bench.corpus import CorpusError, default_cache, load_repos
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small offline run (standard-library subset) that ends within 60 s",
+    )
+    parser.add_argument(
+        "--repo",
+        metavar="PATH",
+        type=Path,
+        action="append",
+        default=[],
+        help="benchmark this directory instead of the pinned corpus; repeatable",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="only this project of the corpus (e.g. click, stdlib/json); repeatable",
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="lookup", help="server backend")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the task/typing draw")
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, default=Path("bench-results"), help="result folder"
+    )
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="download cache (default $GHOSTCOMPLETE_BENCH_CACHE or ~/.cache/ghostcomplete/bench)",
+    )
 
 
 def add_bench_parser(commands: Any) -> None:
-    bench = commands.add_parser("bench", help="run the acceptance or latency benchmark")
+    bench = commands.add_parser(
+        "bench", help="run the acceptance or latency benchmark against the real server"
+    )
     kinds = bench.add_subparsers(dest="bench_command", required=True, parser_class=type(bench))
-    for name in ("acceptance", "latency"):
-        kind = kinds.add_parser(name, help=f"the {name} benchmark")
-        kind.add_argument("--quick", action="store_true", help="a small run (under 60 s)")
+    acceptance = kinds.add_parser(
+        "acceptance", help="cut holes in real code, ask the server, score the suggestions"
+    )
+    _common(acceptance)
+    acceptance.add_argument(
+        "--context",
+        choices=("none", "copilot", "default"),
+        action="append",
+        default=[],
+        help="cross-file context setting to run; repeatable (default: all three)",
+    )
+    acceptance.add_argument(
+        "--tasks", type=int, default=None, help="tasks per kind per repository (default 30)"
+    )
+    latency = kinds.add_parser(
+        "latency", help="replay typing of real files and time every keystroke's answer"
+    )
+    _common(latency)
+    latency.add_argument("--files", type=int, default=None, help="files typed (default 12)")
+    latency.add_argument(
+        "--chars", type=int, default=None, help="characters typed per file (default 300)"
+    )
+    latency.add_argument(
+        "--http-delay-ms",
+        type=int,
+        default=None,
+        help="with --backend http: delay added by the loopback model server",
+    )
 
 
 def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    parser.error("the benchmarks are not built yet (issue 3)")
+    argv = ["bench", *sys.argv[2:]] if len(sys.argv) > 2 else ["bench", args.bench_command]
+    cache = args.cache or default_cache()
+    started = time.monotonic()
+    try:
+        repos = load_repos(quick=args.quick, paths=args.repo, cache=cache, only=args.only)
+    except CorpusError as error:
+        print(f"ghostcomplete bench: {error}", file=sys.stderr)
+        return 1
+    if not repos:
+        print("ghostcomplete bench: no repositories selected", file=sys.stderr)
+        return 1
+    from ghostcomplete.bench import report
+
+    if args.bench_command == "acceptance":
+        from ghostcomplete.bench import acceptance
+        from ghostcomplete.bench.tasks import make_tasks
+
+        per_kind = args.tasks or (6 if args.quick else 30)
+        contexts = args.context or list(acceptance.CONTEXTS)
+        tasks = [task for repo in repos for task in make_tasks(repo, per_kind, args.seed)]
+        data: dict[str, Any] = {**report.header(argv), "benchmark": "acceptance"}
+        data["corpus"] = [_describe(repo) for repo in repos]
+        data["settings"] = {"seed": args.seed, "tasks_per_kind": per_kind, "quick": args.quick}
+        data.update(acceptance.run(repos, tasks, contexts, args.backend))
+    else:
+        from ghostcomplete.bench import latency
+
+        if args.http_delay_ms is not None and args.backend != "http":
+            parser.error("--http-delay-ms needs --backend http")
+        files = args.files or (2 if args.quick else 12)
+        chars = args.chars or (50 if args.quick else 300)
+        data = {**report.header(argv), "benchmark": "latency"}
+        data["corpus"] = [_describe(repo) for repo in repos]
+        data["settings"] = {"seed": args.seed, "files": files, "chars": chars}
+        data.update(latency.run(repos, files, chars, args.seed, args.backend, args.http_delay_ms))
+    data["wall_s"] = round(time.monotonic() - started, 1)
+    report.print_paths(report.write(args.bench_command, data, args.out))
+    return 0
+
+
+def _describe(repo: Any) -> dict[str, Any]:
+    return {
+        "name": repo.name,
+        "version": repo.version,
+        "license": repo.license,
+        "source": repo.source,
+        "files": len(repo.files),
+    }

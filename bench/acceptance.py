@@ -1,0 +1,194 @@
+"""The acceptance benchmark: cut holes in real files, ask the running server, score.
+
+For every task the editor state is rebuilt from scratch: the task's neighbour files are
+opened farthest first (so that the nearest is the most recently used), then the target file
+with its hole, then one ``textDocument/inlineCompletion`` is sent at the cursor and every
+document is closed again. One server process serves a whole context setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ghostcomplete.bench.corpus import Repo
+from ghostcomplete.bench.lsp_client import STATUS_COMMAND, LspClient, utf16_position
+from ghostcomplete.bench.metrics import coverage, mean, percentile, score
+from ghostcomplete.bench.progress import Progress
+from ghostcomplete.bench.tasks import KINDS, Task
+
+CONTEXTS = ("none", "copilot", "default")
+_REQUEST_TIMEOUT_S = 30.0
+
+
+def server_options(context: str, backend: str) -> dict[str, Any]:
+    """initializationOptions for one ablation. ``none`` also sets recentFiles to 0, since a
+    backend may read the open files directly (the lookup engine does)."""
+    options: dict[str, Any] = {"debug": {"reportTimings": True}, "backend": {"kind": backend}}
+    if context == "none":
+        options["context"] = {"snippets": "none", "recentFiles": 0}
+    elif context == "copilot":
+        options["context"] = {"snippets": "copilot"}
+    return options
+
+
+@dataclass
+class TaskResult:
+    task_id: str
+    repo: str
+    kind: str
+    context: str
+    suggestion: str
+    target: str
+    skipped: str | None
+    latency_ms: float
+    timings_ms: dict[str, float]
+    shown: bool
+    exact: bool
+    edit_similarity: float
+    identifier_f1: float
+    accepted: bool
+    partial_chars: int
+    chars_saved: int
+    target_chars: int
+    coverage_in_file: float | None
+    coverage_reachable: float | None
+    coverage_prompt: float | None
+
+
+async def run_task(
+    client: LspClient, repo: Repo, task: Task, context: str, recent_files: int
+) -> TaskResult:
+    uris: list[str] = []
+    neighbour_texts = []
+    for path in reversed(task.neighbours):
+        text = repo.text(path)
+        neighbour_texts.append(text)
+        uris.append(await client.open(repo.root / path, text))
+    document = task.prefix + task.suffix
+    uri = await client.open(repo.root / task.path, document)
+    uris.append(uri)
+    try:
+        # A round trip first, so that the latency below is not the time the server spends
+        # on the didOpen notifications queued before the request.
+        await client.request("workspace/executeCommand", {"command": STATUS_COMMAND})
+        at = utf16_position(document, len(task.prefix))
+        answer = await client.request(
+            "textDocument/inlineCompletion",
+            client.completion_params(uri, at),
+            timeout=_REQUEST_TIMEOUT_S,
+        )
+        report = client.report_for(answer, uri) or {}
+    finally:
+        for opened in uris:
+            await client.close(opened)
+    items = (answer.result or {}).get("items", []) if isinstance(answer.result, dict) else []
+    insert = items[0].get("insertText", "") if items else ""
+    # A StringValue (snippet) carries its text in "value".
+    suggestion = str(insert.get("value", "") if isinstance(insert, dict) else insert)
+    scored = score(suggestion, task.target)
+    in_file = task.prefix + task.suffix
+    reachable = in_file
+    if context != "none":
+        reachable += "\n".join(neighbour_texts[-recent_files:] if recent_files else [])
+    prompt = report.get("prompt")
+    client.did_complete.clear()
+    return TaskResult(
+        task_id=task.task_id,
+        repo=task.repo,
+        kind=task.kind,
+        context=context,
+        suggestion=suggestion,
+        target=task.target,
+        skipped=report.get("skipped"),
+        latency_ms=round(answer.latency_ms, 3),
+        timings_ms=dict(report.get("timingsMs") or {}),
+        coverage_in_file=coverage(task.target, in_file),
+        coverage_reachable=coverage(task.target, reachable),
+        coverage_prompt=coverage(task.target, prompt) if isinstance(prompt, str) else None,
+        **asdict(scored),
+    )
+
+
+def summarize(results: list[TaskResult]) -> dict[str, Any]:
+    """The headline numbers of a list of task results (see README: how to read them)."""
+    latencies = [r.latency_ms for r in results]
+    target_chars = sum(r.target_chars for r in results)
+    prompt = [r.coverage_prompt for r in results if r.coverage_prompt is not None]
+    return {
+        "tasks": len(results),
+        "shown_rate": mean(float(r.shown) for r in results),
+        "exact_match": mean(float(r.exact) for r in results),
+        "edit_similarity": mean(r.edit_similarity for r in results),
+        "identifier_f1": mean(r.identifier_f1 for r in results),
+        "accept_rate": mean(float(r.accepted) for r in results),
+        "partial_accept_rate": mean(float(r.partial_chars >= 4) for r in results),
+        "chars_saved_share": (sum(r.chars_saved for r in results) / target_chars)
+        if target_chars
+        else None,
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+        "coverage_in_file": mean(
+            r.coverage_in_file for r in results if r.coverage_in_file is not None
+        ),
+        "coverage_reachable": mean(
+            r.coverage_reachable for r in results if r.coverage_reachable is not None
+        ),
+        "coverage_prompt": mean(prompt) if prompt else None,
+    }
+
+
+async def run_context(
+    repos: list[Repo],
+    tasks: list[Task],
+    context: str,
+    backend: str,
+    progress: Progress,
+) -> tuple[list[TaskResult], dict[str, Any]]:
+    """Run every task under one context setting with a fresh server."""
+    by_label = {repo.label: repo for repo in repos}
+    recent_files = 0 if context == "none" else 20
+    results: list[TaskResult] = []
+    client = await LspClient.start(repos[0].root, server_options(context, backend))
+    try:
+        for task in tasks:
+            repo = by_label[task.repo]
+            results.append(await run_task(client, repo, task, context, recent_files))
+            progress.advance(note=f"{context} {task.repo}")
+        usage = client.usage()
+    finally:
+        await client.shutdown()
+    server = asdict(usage) if usage else {}
+    return results, server
+
+
+def run(repos: list[Repo], tasks: list[Task], contexts: list[str], backend: str) -> dict[str, Any]:
+    """Every context setting over every task; results grouped for the report."""
+    progress = Progress(len(tasks) * len(contexts), "acceptance")
+    runs = []
+    rows: list[dict[str, Any]] = []
+    for context in contexts:
+        results, server = asyncio.run(run_context(repos, tasks, context, backend, progress))
+        by_kind = {
+            kind: summarize([r for r in results if r.kind == kind])
+            for kind in KINDS
+            if any(r.kind == kind for r in results)
+        }
+        by_repo = {
+            repo.label: summarize([r for r in results if r.repo == repo.label])
+            for repo in repos
+            if any(r.repo == repo.label for r in results)
+        }
+        runs.append(
+            {
+                "context": context,
+                "backend": backend,
+                "overall": summarize(results),
+                "by_kind": by_kind,
+                "by_repo": by_repo,
+                "server": server,
+            }
+        )
+        rows += [asdict(r) for r in results]
+    return {"runs": runs, "tasks": rows}

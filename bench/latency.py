@@ -1,0 +1,281 @@
+"""The latency benchmark: replay a person typing real code, as VS Code talks to the server.
+
+For each drawn file, a stretch of whole lines (``chars`` long) is cut out and typed back in
+at a human rate with pauses. Every keystroke sends an incremental ``didChange`` and a new
+``textDocument/inlineCompletion`` (cancelling the previous one with ``$/cancelRequest`` if it
+is still open). When the suggestion on screen is what the person is about to type, they take
+it: the text is inserted in one change and ``ghostcomplete.accept`` is executed. A newline
+brings the next line's indentation with it, as editors auto-indent.
+
+Keystrokes never wait for the server; answers are timed at the client's end of the pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ghostcomplete.bench.acceptance import server_options
+from ghostcomplete.bench.corpus import Repo
+from ghostcomplete.bench.imports import import_graph, nearest_files
+from ghostcomplete.bench.lsp_client import ACCEPT_COMMAND, Answer, LspClient, utf16_position
+from ghostcomplete.bench.metrics import percentile
+from ghostcomplete.bench.progress import Progress
+
+_REQUEST_CANCELLED = -32800
+_MEDIAN_KEY_S = 0.14  # about 85 words a minute
+_MIN_FILE_CHARS = 400
+
+
+@dataclass
+class Stretch:
+    repo: Repo
+    path: str
+    before: str
+    typed: str
+    after: str
+    neighbours: list[str]
+
+
+@dataclass
+class Tally:
+    keystrokes: int = 0
+    requests: int = 0
+    answered_ms: list[float] = field(default_factory=list)
+    with_items: int = 0
+    cancelled: int = 0
+    superseded: int = 0
+    accepted: int = 0
+    accepted_chars: int = 0
+    typed_chars: int = 0
+    accepts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def draw_stretches(repos: list[Repo], files: int, chars: int, seed: int) -> list[Stretch]:
+    """``files`` stretches of about ``chars`` characters of whole lines, seeded."""
+    rng = random.Random(f"{seed}:latency")
+    pool = [
+        (repo, path)
+        for repo in repos
+        for path in repo.files
+        if (repo.root / path).stat().st_size >= max(_MIN_FILE_CHARS, chars * 2)
+    ]
+    chosen = rng.sample(pool, min(files, len(pool)))
+    graphs: dict[str, Any] = {}
+    stretches = []
+    for repo, path in chosen:
+        if repo.label not in graphs:
+            graphs[repo.label] = import_graph(repo, {p: repo.text(p) for p in repo.files})
+        text = repo.text(path)
+        starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+        eligible = [s for s in starts if s > 200 and s + chars < len(text)]
+        start = rng.choice(eligible) if eligible else 0
+        end = text.find("\n", start + chars)
+        end = len(text) if end < 0 else end
+        neighbours = nearest_files(repo, graphs[repo.label], path)
+        stretches.append(Stretch(repo, path, text[:start], text[start:end], text[end:], neighbours))
+    return stretches
+
+
+def keystrokes(typed: str) -> list[str]:
+    """What each key press inserts: one character, or a newline with the next indentation."""
+    keys: list[str] = []
+    index = 0
+    while index < len(typed):
+        if typed[index] == "\n":
+            end = index + 1
+            while end < len(typed) and typed[end] in " \t":
+                end += 1
+            keys.append(typed[index:end])
+            index = end
+        else:
+            keys.append(typed[index])
+            index += 1
+    return keys
+
+
+def pause_after(key: str, rng: random.Random) -> float:
+    """Seconds before the next key press: lognormal typing with thinking pauses."""
+    delay = rng.lognormvariate(0, 0.35) * _MEDIAN_KEY_S
+    if key.startswith("\n") and rng.random() < 0.3:
+        delay += rng.uniform(0.8, 2.5)
+    elif key in " (),.:" and rng.random() < 0.05:
+        delay += rng.uniform(0.4, 1.2)
+    return delay
+
+
+def _suggestion(answer: Answer | None) -> tuple[str, str] | None:
+    if answer is None or answer.error or not isinstance(answer.result, dict):
+        return None
+    items = answer.result.get("items") or []
+    if not items:
+        return None
+    text = items[0].get("insertText", "")
+    text = text.get("value", "") if isinstance(text, dict) else str(text)
+    arguments = (items[0].get("command") or {}).get("arguments") or [""]
+    return text, str(arguments[0])
+
+
+async def type_stretch(
+    client: LspClient, stretch: Stretch, seed: int, tally: Tally, progress: Progress
+) -> None:
+    rng = random.Random(f"{seed}:{stretch.repo.label}:{stretch.path}")
+    opened = []
+    for path in reversed(stretch.neighbours):
+        opened.append(await client.open(stretch.repo.root / path, stretch.repo.text(path)))
+    document = stretch.before + stretch.after
+    uri = await client.open(stretch.repo.root / stretch.path, document)
+    opened.append(uri)
+    await client.request("workspace/executeCommand", {"command": "ghostcomplete.status"})
+    loop = asyncio.get_running_loop()
+    version, done, offset = 1, 0, len(stretch.before)
+    open_request: tuple[int, asyncio.Future[Answer]] | None = None
+    answers: list[asyncio.Future[Answer]] = []
+    keys = keystrokes(stretch.typed)
+    due = loop.time()
+    index = 0
+    while index < len(keys):
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        latest = open_request[1].result() if open_request and open_request[1].done() else None
+        remaining = stretch.typed[done:]
+        shown = _suggestion(latest)
+        if shown and shown[0] and remaining.startswith(shown[0]):
+            insert, item_id = shown[0], shown[1]
+            tally.accepted += 1
+            tally.accepted_chars += len(insert)
+            tally.accepts.append({"file": stretch.path, "at": done, "text": insert})
+            client.send_request(
+                "workspace/executeCommand", {"command": ACCEPT_COMMAND, "arguments": [item_id]}
+            )
+            # Skip the key presses the accepted text covers (a key may end inside it).
+            covered = done + len(insert)
+            while index < len(keys) and done + len(keys[index]) <= covered:
+                done += len(keys[index])
+                index += 1
+            extra = covered - done
+            if extra > 0:  # part of a newline+indent key: type its rest later
+                keys[index] = keys[index][extra:]
+                done = covered
+        else:
+            insert = keys[index]
+            done += len(insert)
+            index += 1
+            tally.typed_chars += len(insert)
+        tally.keystrokes += 1
+        version += 1
+        await client.insert(uri, version, utf16_position(document, offset), insert)
+        document = document[:offset] + insert + document[offset:]
+        offset += len(insert)
+        if open_request is not None and not open_request[1].done():
+            await client.cancel(open_request[0])
+        open_request = client.send_request(
+            "textDocument/inlineCompletion",
+            client.completion_params(uri, utf16_position(document, offset)),
+        )
+        tally.requests += 1
+        answers.append(open_request[1])
+        due += pause_after(insert, rng)
+        progress.advance(note=stretch.path)
+    await asyncio.wait(answers, timeout=10)
+    for future in answers:
+        if not future.done():
+            continue
+        answer = future.result()
+        if answer.error:
+            tally.cancelled += answer.error.get("code") == _REQUEST_CANCELLED
+            continue
+        tally.answered_ms.append(answer.latency_ms)
+        suggestion = _suggestion(answer)
+        if suggestion:
+            tally.with_items += 1
+        elif client.report_for(answer, uri) is None:
+            tally.superseded += 1
+    for closing in opened:
+        await client.close(closing)
+
+
+def _stage_percentiles(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    stages: dict[str, list[float]] = {}
+    for report in reports:
+        for stage, ms in (report.get("timingsMs") or {}).items():
+            stages.setdefault(stage, []).append(float(ms))
+    return {
+        f"server {stage}": {
+            "p50": percentile(values, 50),
+            "p95": percentile(values, 95),
+            "p99": percentile(values, 99),
+            "n": len(values),
+        }
+        for stage, values in stages.items()
+    }
+
+
+async def _run(
+    stretches: list[Stretch], seed: int, backend: str, progress: Progress
+) -> dict[str, Any]:
+    tally = Tally()
+    client = await LspClient.start(stretches[0].repo.root, server_options("default", backend))
+    try:
+        for stretch in stretches:
+            await type_stretch(client, stretch, seed, tally, progress)
+        usage = client.usage()
+    finally:
+        await client.shutdown()
+    reports = client.did_complete
+    model_calls = sum(1 for r in reports if "backend" in (r.get("timingsMs") or {}))
+    cache_hits = sum(1 for r in reports if r.get("cacheHit") or r.get("cache") == "hit")
+    answered = tally.answered_ms
+    latency = {
+        "keystroke → answer": {
+            "p50": percentile(answered, 50),
+            "p95": percentile(answered, 95),
+            "p99": percentile(answered, 99),
+            "n": len(answered),
+        },
+        **_stage_percentiles(reports),
+    }
+    keystrokes = max(1, tally.keystrokes)
+    counts = {
+        "files typed": len(stretches),
+        "keystrokes (incl. accepts)": tally.keystrokes,
+        "requests": tally.requests,
+        "answers with a suggestion": tally.with_items,
+        "cancelled by the client": tally.cancelled,
+        "superseded (empty, no report)": tally.superseded,
+        "model calls per keystroke": round(model_calls / keystrokes, 3),
+        "cache hits": cache_hits,
+        "suggestions accepted": tally.accepted,
+        "chars accepted % of chars entered": round(
+            100 * tally.accepted_chars / max(1, tally.accepted_chars + tally.typed_chars), 1
+        ),
+        "server CPU s": usage.cpu_s if usage else None,
+        "server CPU ms per keystroke": round(1000 * usage.cpu_s / keystrokes, 2) if usage else None,
+        "server peak RSS MiB": usage.peak_rss_mib if usage else None,
+    }
+    return {
+        "summary": {"latency_ms": latency, "counts": counts},
+        "samples_ms": answered,
+        "accepts": tally.accepts,
+    }
+
+
+def run(
+    repos: list[Repo],
+    files: int,
+    chars: int,
+    seed: int,
+    backend: str,
+    http_delay_ms: int | None,
+) -> dict[str, Any]:
+    stretches = draw_stretches(repos, files, chars, seed)
+    if not stretches:
+        raise ValueError("no file is long enough to type from")
+    total = sum(len(keystrokes(s.typed)) for s in stretches)
+    progress = Progress(total, "latency")
+    result = asyncio.run(_run(stretches, seed, backend, progress))
+    progress.advance(progress.total)
+    result["backend"] = backend if http_delay_ms is None else f"{backend}+{http_delay_ms}ms"
+    result["files"] = [f"{s.repo.label}:{s.path}" for s in stretches]
+    return {"runs": [result]}
