@@ -1,0 +1,183 @@
+"""The benchmark harness: quick runs against the real server, and its pure parts.
+
+The quick runs check that the harness works (files written, numbers in range), not what the
+numbers are: those live in bench/RESULTS.md with the commands that produced them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ghostcomplete.bench import corpus
+from ghostcomplete.bench.latency import keystrokes
+from ghostcomplete.bench.metrics import (
+    accepted,
+    coverage,
+    edit_similarity,
+    identifier_f1,
+    partially_accepted_chars,
+    percentile,
+    score,
+)
+from ghostcomplete.bench.tasks import KINDS, make_tasks
+
+RATES = (
+    "shown_rate",
+    "exact_match",
+    "edit_similarity",
+    "identifier_f1",
+    "accept_rate",
+    "partial_accept_rate",
+    "chars_saved_share",
+    "coverage_in_file",
+    "coverage_reachable",
+)
+
+
+def bench(*arguments: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ghostcomplete.server.cli", "bench", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_acceptance_writes_json_table_and_chart(tmp_path: Path) -> None:
+    done = bench("acceptance", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "acceptance [" in done.stderr  # the progress bar
+    data = json.loads((tmp_path / "acceptance.json").read_text())
+    assert [run["context"] for run in data["runs"]] == ["none", "copilot", "default"]
+    for run in data["runs"]:
+        overall = run["overall"]
+        assert overall["tasks"] > 0
+        for key in RATES:
+            assert 0.0 <= overall[key] <= 1.0, key
+        assert overall["latency_p50_ms"] > 0
+        assert set(run["by_kind"]) == set(KINDS)
+        assert run["server"]["peak_rss_mib"] > 0
+    assert any(run["overall"]["shown_rate"] > 0 for run in data["runs"])
+    table = (tmp_path / "acceptance.md").read_text()
+    assert "| context | backend | tasks |" in table
+    assert data["command"] in table
+    assert (tmp_path / "acceptance.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_latency_writes_percentiles_and_server_usage(tmp_path: Path) -> None:
+    done = bench("latency", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "latency.json").read_text())
+    run = data["runs"][0]
+    answer = run["summary"]["latency_ms"]["keystroke → answer"]
+    assert answer["n"] > 0
+    assert 0 < answer["p50"] <= answer["p95"] <= answer["p99"]
+    counts = run["summary"]["counts"]
+    assert counts["keystrokes (incl. accepts)"] > 0
+    assert counts["server CPU s"] > 0 and counts["server peak RSS MiB"] > 0
+    assert 0 <= counts["chars accepted % of chars entered"] <= 100
+    assert "server total" in run["summary"]["latency_ms"]
+    assert "| keystroke → answer |" in (tmp_path / "latency.md").read_text()
+    assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_repo_flag_benchmarks_any_directory(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "shop").mkdir(parents=True)
+    (project / "shop" / "prices.py").write_text(
+        "def net_price(gross, rate):\n    return round(gross / (1 + rate), 2)\n\n\n"
+        "def gross_price(net, rate):\n    return round(net * (1 + rate), 2)\n"
+    )
+    (project / "shop" / "cart.py").write_text(
+        "from shop.prices import gross_price, net_price\n\n\n"
+        "def total(items, rate):\n    return sum(gross_price(item, rate) for item in items)\n\n\n"
+        "def total_net(items, rate):\n    return sum(net_price(item, rate) for item in items)\n"
+    )
+    out = tmp_path / "out"
+    done = bench("acceptance", "--repo", str(project), "--context", "none", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    data = json.loads((out / "acceptance.json").read_text())
+    assert data["corpus"][0]["source"] == "local"
+    assert {row["kind"] for row in data["tasks"]} == set(KINDS)
+
+
+def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
+    done = bench("latency", "--quick", "--http-delay-ms", "50", "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert "--http-delay-ms needs --backend http" in done.stderr
+    done = bench("acceptance", "--repo", str(tmp_path / "missing"), "--out", str(tmp_path))
+    assert done.returncode == 1
+    assert "is not a directory" in done.stderr
+
+
+def test_tasks_are_seeded_and_cut_from_the_real_file() -> None:
+    repo = corpus.stdlib_repo("json")
+    first = make_tasks(repo, 5, seed=7)
+    assert first == make_tasks(repo, 5, seed=7)
+    assert first != make_tasks(repo, 5, seed=8)
+    assert {task.kind for task in first} == set(KINDS)
+    for task in first:
+        assert task.prefix + task.target + task.suffix == repo.text(task.path)
+        assert task.target.strip()
+        assert task.path not in task.neighbours
+        assert len(task.neighbours) <= 20
+    api = [task for task in first if task.kind == "api"]
+    assert all(re.match(r"[A-Za-z_]", task.target) for task in api)
+
+
+def test_corpus_pins_every_project() -> None:
+    manifest = corpus.load_manifest()
+    permissive = {"MIT", "BSD-3-Clause", "Apache-2.0 OR BSD-2-Clause", "ISC", "Apache-2.0"}
+    entries = manifest["pypi"] + manifest["npm"]
+    assert len(manifest["pypi"]) >= 3 and len(manifest["npm"]) >= 1
+    for entry in entries:
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]), entry["name"]
+        assert entry["license"] in permissive, entry["name"]
+        assert entry["include"], entry["name"]
+    assert set(manifest["stdlib"]["quick"]) <= set(manifest["stdlib"]["packages"])
+
+
+def test_a_download_with_the_wrong_hash_is_refused(tmp_path: Path) -> None:
+    entry = dict(corpus.load_manifest()["pypi"][0])
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    name = f"{entry['name']}-{entry['version']}.tar.gz"
+    (downloads / name).write_bytes(b"not the real archive")
+    with pytest.raises(corpus.CorpusError, match="does not match the pinned"):
+        corpus.pinned_repo("pypi", entry, tmp_path)
+
+
+def test_acceptance_rules() -> None:
+    assert accepted("foo(bar)", "foo(bar) + 1")
+    assert not accepted("foo", "foo(bar)")  # under 4 characters
+    assert not accepted("foo(baz)", "foo(bar)")
+    assert partially_accepted_chars("foo(baz)", "foo(bar)") == len("foo(")
+    assert partially_accepted_chars("self.value = 1", "self.value = 2") == len("self.value = ")
+    result = score("foo(bar)", "foo(bar)")
+    assert result.exact and result.accepted and result.chars_saved == 8
+    assert not score("", "x").shown
+
+
+def test_similarity_scores() -> None:
+    assert edit_similarity("abc", "abc") == 1.0
+    assert edit_similarity("abc", "abd") == pytest.approx(2 / 3)
+    assert identifier_f1("make(a, b)", "make(a, c)") == pytest.approx(2 / 3)
+    assert identifier_f1("if x:", "if y:") == 0.0
+    assert coverage("parse(text, strict)", "def parse(text): ...") == pytest.approx(2 / 3)
+    assert coverage("()", "anything") is None
+    assert percentile([5, 1, 4, 2, 3], 50) == 3
+    assert percentile([], 50) is None
+
+
+def test_typing_brings_indentation_with_a_newline() -> None:
+    assert keystrokes("a\n    b") == ["a", "\n    ", "b"]
+    assert "".join(keystrokes("x = 1\n\n  y")) == "x = 1\n\n  y"
