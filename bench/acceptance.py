@@ -33,6 +33,17 @@ def server_options(context: str, backend: str) -> dict[str, Any]:
     return options
 
 
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, section by section (``extra`` wins)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 @dataclass
 class TaskResult:
     task_id: str
@@ -145,12 +156,14 @@ async def run_context(
     context: str,
     backend: str,
     progress: Progress,
+    settings: dict[str, Any],
 ) -> tuple[list[TaskResult], dict[str, Any]]:
     """Run every task under one context setting with a fresh server."""
     by_label = {repo.label: repo for repo in repos}
     recent_files = 0 if context == "none" else 20
     results: list[TaskResult] = []
-    client = await LspClient.start(repos[0].root, server_options(context, backend))
+    options = merged(server_options(context, backend), settings)
+    client = await LspClient.start(repos[0].root, options)
     try:
         for task in tasks:
             repo = by_label[task.repo]
@@ -163,13 +176,21 @@ async def run_context(
     return results, server
 
 
-def run(repos: list[Repo], tasks: list[Task], contexts: list[str], backend: str) -> dict[str, Any]:
+def run(
+    repos: list[Repo],
+    tasks: list[Task],
+    contexts: list[str],
+    backend: str,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Every context setting over every task; results grouped for the report."""
     progress = Progress(len(tasks) * len(contexts), "acceptance")
     runs = []
     rows: list[dict[str, Any]] = []
     for context in contexts:
-        results, server = asyncio.run(run_context(repos, tasks, context, backend, progress))
+        results, server = asyncio.run(
+            run_context(repos, tasks, context, backend, progress, settings or {})
+        )
         by_kind = {
             kind: summarize([r for r in results if r.kind == kind])
             for kind in KINDS

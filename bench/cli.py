@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="only this project of the corpus (e.g. click, stdlib/json); repeatable",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="lookup", help="server backend")
+    parser.add_argument(
+        "--settings",
+        metavar="JSON",
+        type=_json_object,
+        default={},
+        help="extra server settings (camelCase JSON, merged into initializationOptions)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the task/typing draw")
     parser.add_argument(
         "--out", metavar="DIR", type=Path, default=Path("bench-results"), help="result folder"
@@ -45,6 +53,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="download cache (default $GHOSTCOMPLETE_BENCH_CACHE or ~/.cache/ghostcomplete/bench)",
     )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
 
 
 def add_bench_parser(commands: Any) -> None:
@@ -106,7 +124,8 @@ def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         data: dict[str, Any] = {**report.header(argv), "benchmark": "acceptance"}
         data["corpus"] = [_describe(repo) for repo in repos]
         data["settings"] = {"seed": args.seed, "tasks_per_kind": per_kind, "quick": args.quick}
-        data.update(acceptance.run(repos, tasks, contexts, args.backend))
+        data["server_settings"] = args.settings
+        data.update(acceptance.run(repos, tasks, contexts, args.backend, args.settings))
     else:
         from ghostcomplete.bench import latency
 
@@ -117,7 +136,12 @@ def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         data = {**report.header(argv), "benchmark": "latency"}
         data["corpus"] = [_describe(repo) for repo in repos]
         data["settings"] = {"seed": args.seed, "files": files, "chars": chars}
-        data.update(latency.run(repos, files, chars, args.seed, args.backend, args.http_delay_ms))
+        data["server_settings"] = args.settings
+        data.update(
+            latency.run(
+                repos, files, chars, args.seed, args.backend, args.http_delay_ms, args.settings
+            )
+        )
     data["wall_s"] = round(time.monotonic() - started, 1)
     report.print_paths(report.write(args.bench_command, data, args.out))
     return 0

@@ -13,15 +13,17 @@ Keystrokes never wait for the server; answers are timed at the client's end of t
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ghostcomplete.bench.acceptance import server_options
+from ghostcomplete.bench.acceptance import merged, server_options
 from ghostcomplete.bench.corpus import Repo
 from ghostcomplete.bench.imports import import_graph, nearest_files
 from ghostcomplete.bench.lsp_client import ACCEPT_COMMAND, Answer, LspClient, utf16_position
 from ghostcomplete.bench.metrics import percentile
+from ghostcomplete.bench.model_server import ModelServer
 from ghostcomplete.bench.progress import Progress
 
 _REQUEST_CANCELLED = -32800
@@ -212,17 +214,37 @@ def _stage_percentiles(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any
     }
 
 
+def http_settings(url: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """Where the server's http backend finds the loopback model server. The http backend's
+    settings are not final: ``{model_url}`` in ``--settings`` is replaced with the URL."""
+    text = json.dumps(extra).replace("{model_url}", url)
+    guessed = {"backend": {"http": {"url": url}}} if "{model_url}" not in json.dumps(extra) else {}
+    return merged(guessed, json.loads(text))
+
+
 async def _run(
-    stretches: list[Stretch], seed: int, backend: str, progress: Progress
+    stretches: list[Stretch],
+    seed: int,
+    backend: str,
+    progress: Progress,
+    settings: dict[str, Any],
+    http_delay_ms: int | None,
 ) -> dict[str, Any]:
     tally = Tally()
-    client = await LspClient.start(stretches[0].repo.root, server_options("default", backend))
+    model = None
+    if backend == "http":
+        model = await ModelServer(http_delay_ms or 0).start()
+        settings = http_settings(model.url, settings)
+    options = merged(server_options("default", backend), settings)
+    client = await LspClient.start(stretches[0].repo.root, options)
     try:
         for stretch in stretches:
             await type_stretch(client, stretch, seed, tally, progress)
         usage = client.usage()
     finally:
         await client.shutdown()
+        if model is not None:
+            await model.close()
     reports = client.did_complete
     model_calls = sum(1 for r in reports if "backend" in (r.get("timingsMs") or {}))
     cache_hits = sum(1 for r in reports if r.get("cacheHit") or r.get("cache") == "hit")
@@ -246,6 +268,7 @@ async def _run(
         "superseded (empty, no report)": tally.superseded,
         "model calls per keystroke": round(model_calls / keystrokes, 3),
         "cache hits": cache_hits,
+        "model server requests": model.requests if model else None,
         "suggestions accepted": tally.accepted,
         "chars accepted % of chars entered": round(
             100 * tally.accepted_chars / max(1, tally.accepted_chars + tally.typed_chars), 1
@@ -268,13 +291,14 @@ def run(
     seed: int,
     backend: str,
     http_delay_ms: int | None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     stretches = draw_stretches(repos, files, chars, seed)
     if not stretches:
         raise ValueError("no file is long enough to type from")
     total = sum(len(keystrokes(s.typed)) for s in stretches)
     progress = Progress(total, "latency")
-    result = asyncio.run(_run(stretches, seed, backend, progress))
+    result = asyncio.run(_run(stretches, seed, backend, progress, settings or {}, http_delay_ms))
     progress.advance(progress.total)
     result["backend"] = backend if http_delay_ms is None else f"{backend}+{http_delay_ms}ms"
     result["files"] = [f"{s.repo.label}:{s.path}" for s in stretches]

@@ -37,10 +37,10 @@ def machine() -> dict[str, Any]:
     }
 
 
-def git_commit() -> str | None:
+def _git(*arguments: str) -> str:
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", *arguments],
             capture_output=True,
             text=True,
             timeout=5,
@@ -48,8 +48,16 @@ def git_commit() -> str | None:
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def git_commit() -> str | None:
+    """The source commit when running from a checkout ("+dirty" with local changes)."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if not commit:
         return None
-    return done.stdout.strip() or None
+    return commit + ("+dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def header(argv: list[str]) -> dict[str, Any]:
