@@ -14,6 +14,7 @@ from ghostcomplete.context.positions import utf16_length
 from ghostcomplete.context.recent_files import RecentFiles
 from ghostcomplete.server import protocol
 from ghostcomplete.server.pipeline import CompletionRequest, CompletionResult, Pipeline
+from ghostcomplete.server.session import CompletionSession
 from ghostcomplete.server.settings import Settings, resolve
 from ghostcomplete.telemetry.events import CompletionLog, Offer
 from lsprotocol import types
@@ -50,6 +51,7 @@ class GhostServer(LanguageServer):
         )
         self.settings = Settings()
         self.pipeline = Pipeline(LookupBackend(), self.settings)
+        self.session = CompletionSession(self.pipeline)
         # Set when the configured backend could not be built; completions answer nothing.
         self.backend_broken: str | None = None
         self.recent = RecentFiles()
@@ -208,7 +210,7 @@ def on_did_change(ls: GhostServer, params: types.DidChangeTextDocumentParams) ->
 def on_did_close(ls: GhostServer, params: types.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     ls.recent.forget(uri)
-    ls.pipeline.forget(uri)
+    ls.session.forget(uri)
     task = ls.in_flight.pop(uri, None)
     if task is not None:
         task.cancel()
@@ -227,6 +229,10 @@ def on_did_show_completion(ls: GhostServer, params: Any) -> None:
     completion_id = _completion_id_of((plain(params) or {}).get("item"))
     if completion_id:
         ls.offers.shown(completion_id)
+        offer = ls.session.offers.get(completion_id)
+        document = ls.snapshot(offer.uri) if offer is not None else None
+        if document is not None:
+            ls.session.prefetch_after_show(completion_id, document, ls.neighbours(document))
 
 
 @server.feature(protocol.DID_PARTIALLY_ACCEPT_COMPLETION)
@@ -263,7 +269,8 @@ async def on_inline_completion(
     previous = ls.in_flight.get(uri)
     if previous is not None:
         previous.cancel()  # superseded: the newer request wins
-    task = asyncio.ensure_future(ls.pipeline.complete(request))
+    automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+    task = asyncio.ensure_future(ls.session.complete(request, automatic=automatic))
     ls.in_flight[uri] = task
     try:
         result = await task
@@ -296,6 +303,7 @@ async def on_inline_completion(
     for index, text in enumerate(result.texts):
         item_id = f"{result.completion_id}-{index}"
         ls.offers.offered(Offer(item_id, uri, document.language_id, text))
+        ls.session.offered(item_id, uri, params.position.line, params.position.character, text)
         items.append(
             types.InlineCompletionItem(
                 insert_text=text,
@@ -316,6 +324,10 @@ async def on_inline_completion(
                 "skipped": result.skipped,
                 "items": result.texts,
                 "timingsMs": result.timings_ms,
+                "cache": result.cache,
+                "backendCalled": result.backend_called,
+                "backendCalls": ls.session.counters.backend_calls,
+                "prefetches": ls.session.counters.prefetches,
             },
         )
     return types.InlineCompletionList(items=items)
@@ -330,6 +342,10 @@ def on_accept(ls: GhostServer, *arguments: Any) -> bool:
     offer = ls.offers.get(completion_id)
     if offer is not None:
         log.info("[%s] accepted (%d UTF-16 units)", completion_id, utf16_length(offer.text))
+    offered = ls.session.offers.get(completion_id)
+    document = ls.snapshot(offered.uri) if offered is not None else None
+    if document is not None:
+        ls.session.prefetch_after_accept(completion_id, document, ls.neighbours(document))
     return accepted
 
 

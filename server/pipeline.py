@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
-from ghostcomplete.backends import Backend, CompletionPrompt, GenerationLimits
-from ghostcomplete.context.cursor import Skip, cut_at, should_complete
+from ghostcomplete.backends import Backend, Candidate, CompletionPrompt, GenerationLimits
+from ghostcomplete.context.cursor import Cursor, Skip, cut_at, should_complete
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.syntax import Scope, completion_scope
 from ghostcomplete.ranker.budget import Budget, pack
@@ -45,6 +45,19 @@ class CompletionResult:
     skipped: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     origins: list[str] = field(default_factory=list)
+    # "typing" (typed through a shown suggestion), "inflight" (shared a running generation),
+    # "prompt" (same prompt as before) or None (the backend was asked).
+    cache: str | None = None
+    backend_called: bool = False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request ready for the backend."""
+
+    prompt: CompletionPrompt
+    limits: GenerationLimits
+    around: Surroundings
 
 
 class Pipeline:
@@ -59,42 +72,43 @@ class Pipeline:
     def forget(self, uri: str) -> None:
         self.line_cache.forget(uri)
 
-    async def complete(self, request: CompletionRequest) -> CompletionResult:
+    def cut(self, request: CompletionRequest, result: CompletionResult) -> Cursor | None:
+        """The cursor, or None with ``result.skipped`` saying why nothing is worth asking for."""
         settings = self.settings
-        started = time.monotonic()
-        deadline = started + settings.completion.timeout_ms / 1000
-        result = CompletionResult(request.completion_id, [])
-        timings = result.timings_ms
-
-        def lap(stage: str, since: float) -> float:
-            now = time.monotonic()
-            timings[stage] = round((now - since) * 1000, 3)
-            return now
-
         document = request.document
         if not settings.completion.enabled:
             result.skipped = "completions are disabled"
-            return result
+            return None
         if document.language_id in settings.completion.disabled_languages:
             result.skipped = f"completions are disabled for {document.language_id}"
-            return result
+            return None
         cursor = cut_at(
             document, request.line, request.character, max_bytes=settings.context.max_file_bytes
         )
         if isinstance(cursor, Skip):
             result.skipped = cursor.value
-            return result
+            return None
         gate = should_complete(cursor, min_context_chars=settings.completion.min_context_chars)
         if gate is not None:
             result.skipped = gate.value
-            return result
+            return None
+        return cursor
+
+    def prepare(
+        self, request: CompletionRequest, cursor: Cursor, deadline: float, timings: dict[str, float]
+    ) -> Prepared:
+        """Context and ranking: everything up to the backend call."""
+        settings = self.settings
+        document = request.document
+        started = time.monotonic()
         scope = completion_scope(document.text, cursor.offset, document.language_id)
         neighbours = [
             n
             for n in request.neighbours[: settings.context.recent_files]
             if not n.looks_binary and len(n.text) <= settings.context.max_file_bytes
         ]
-        mark = lap("context", started)
+        mark = time.monotonic()
+        timings["context"] = round((mark - started) * 1000, 3)
 
         if settings.context.snippets == "copilot":
             window = WindowSettings(
@@ -123,8 +137,6 @@ class Pipeline:
             stop=TEMPLATES[family].stop,
             reference_texts=tuple(n.text for n in neighbours),
         )
-        mark = lap("rank", mark)
-
         max_lines = settings.completion.max_block_lines if scope is Scope.BLOCK else 1
         limits = GenerationLimits(
             scope=scope,
@@ -133,18 +145,34 @@ class Pipeline:
             candidates=settings.completion.candidates,
             deadline=deadline,
         )
-        candidates = await self.backend.generate(prompt, limits)
-        mark = lap("backend", mark)
-
         around = Surroundings(cursor.line_prefix, cursor.suffix, scope, max_lines)
-        result.texts = apply_filters([c.text for c in candidates], around)
+        timings["rank"] = round((time.monotonic() - mark) * 1000, 3)
+        return Prepared(prompt, limits, around)
+
+    def finish(
+        self, prepared: Prepared, candidates: list[Candidate], result: CompletionResult
+    ) -> None:
+        """Post-processing: the named filters of ranker/filters.py."""
+        started = time.monotonic()
+        result.texts = apply_filters([c.text for c in candidates], prepared.around)
         by_text = {c.text: c.origin for c in candidates}
         result.origins = [by_text.get(text, "") for text in result.texts]
-        lap("filter", mark)
-        timings["total"] = round((time.monotonic() - started) * 1000, 3)
-        if time.monotonic() > deadline:
-            result.texts = []
-            result.skipped = "deadline passed"
+        result.timings_ms["filter"] = round((time.monotonic() - started) * 1000, 3)
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        """One completion with no caches, debounce or sharing (the ``complete`` CLI)."""
+        started = time.monotonic()
+        deadline = started + self.settings.completion.timeout_ms / 1000
+        result = CompletionResult(request.completion_id, [])
+        cursor = self.cut(request, result)
+        if cursor is None:
+            return result
+        prepared = self.prepare(request, cursor, deadline, result.timings_ms)
+        mark = time.monotonic()
+        candidates = await self.backend.generate(prepared.prompt, prepared.limits)
+        result.timings_ms["backend"] = round((time.monotonic() - mark) * 1000, 3)
+        self.finish(prepared, candidates, result)
+        result.timings_ms["total"] = round((time.monotonic() - started) * 1000, 3)
         return result
 
 

@@ -48,6 +48,12 @@ class CompletionSettings:
     candidates: int = field(default=3, metadata=_between(1, 10))
     min_context_chars: int = field(default=10, metadata=_between(0, 1000))
     timeout_ms: int = field(default=1000, metadata=_between(10, 60_000))
+    # "adaptive" learns the typing rhythm and the backend's speed; "fixed" waits debounceMs.
+    debounce: str = field(default="adaptive", metadata=_one_of("adaptive", "fixed"))
+    debounce_ms: int = field(default=75, metadata=_between(0, 1000))
+    debounce_max_ms: int = field(default=1000, metadata=_between(0, 1000))
+    # Compute the next suggestion ahead: when one is "shown" (and accepted), on "accept" only.
+    prefetch: str = field(default="shown", metadata=_one_of("off", "accept", "shown"))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,311 @@
+"""The completion session: caches, debounce, shared generations, prefetch and deadlines.
+
+One request goes: cut at the cursor -> typed through a shown suggestion? answer the rest ->
+a running generation this request extends? share it -> debounce (cancellable) -> context and
+ranking -> same prompt as before? answer from the LRU -> start a generation -> wait for it
+until the deadline -> filters. Generations are tasks of their own so that a newer request can
+adopt one instead of starting again; one that nobody adopts is cancelled, down to the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from ghostcomplete.backends import Candidate
+from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.positions import offset_at, position_at
+from ghostcomplete.server.caches import Anchor, PromptCache, TypingThroughCache, rest_after_typing
+from ghostcomplete.server.debounce import AdaptiveDebounce
+from ghostcomplete.server.pipeline import (
+    CompletionRequest,
+    CompletionResult,
+    Pipeline,
+    Prepared,
+)
+
+log = logging.getLogger("ghostcomplete")
+
+# A generation whose requester went away is cancelled unless a newer request adopts it
+# within this many seconds.
+_ADOPTION_WINDOW_S = 0.05
+_MAX_REMEMBERED_OFFERS = 512
+
+
+@dataclass
+class Generation:
+    """A backend call in flight (or done), with where it was made."""
+
+    uri: str
+    anchor: Anchor
+    prepared: Prepared
+    task: asyncio.Task[list[Candidate]]
+    # Requests waiting for it right now; one nobody waits for is cancelled (see _wait_for).
+    waiters: int = 0
+
+
+class _GenerationLost(Exception):
+    """The generation a request waited for was cancelled under it (not the request itself)."""
+
+
+@dataclass(frozen=True)
+class OfferedAt:
+    uri: str
+    line: int
+    character: int
+    text: str
+
+
+@dataclass
+class SessionCounters:
+    requests: int = 0
+    backend_calls: int = 0
+    prefetches: int = 0
+    cache_hits: dict[str, int] = field(default_factory=dict)
+
+
+class CompletionSession:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.typing = TypingThroughCache()
+        self.prompts = PromptCache()
+        self.debounce = AdaptiveDebounce()
+        self.generations: dict[str, Generation] = {}
+        self.offers: OrderedDict[str, OfferedAt] = OrderedDict()
+        self.counters = SessionCounters()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- requests --------------------------------------------------------------------------
+    async def complete(
+        self, request: CompletionRequest, automatic: bool = True
+    ) -> CompletionResult:
+        settings = self.pipeline.settings.completion
+        started = time.monotonic()
+        deadline = started + settings.timeout_ms / 1000
+        self.counters.requests += 1
+        result = CompletionResult(request.completion_id, [])
+        try:
+            await self._complete(request, automatic, started, deadline, result)
+        finally:
+            result.timings_ms["total"] = round((time.monotonic() - started) * 1000, 3)
+        if result.cache:
+            self.counters.cache_hits[result.cache] = (
+                self.counters.cache_hits.get(result.cache, 0) + 1
+            )
+        return result
+
+    async def _complete(
+        self,
+        request: CompletionRequest,
+        automatic: bool,
+        started: float,
+        deadline: float,
+        result: CompletionResult,
+    ) -> None:
+        cursor = self.pipeline.cut(request, result)
+        if cursor is None:
+            return
+        uri = request.document.uri
+        if automatic:
+            self.debounce.request_arrived(started)
+
+        remembered = self.typing.answer(uri, cursor.prefix, cursor.suffix)
+        if remembered:
+            result.texts, result.cache = remembered, "typing"
+            return
+
+        running = self.generations.get(uri)
+        if running is not None and not running.task.done():
+            typed = running.anchor.typed_since(cursor.prefix, cursor.suffix)
+            if typed is None:
+                running.task.cancel()  # superseded: stop the backend too
+            else:
+                try:
+                    texts = await self._wait_for(running, deadline, result)
+                except _GenerationLost:
+                    texts = []
+                else:
+                    if texts is None:
+                        return  # the deadline passed
+                shared = rest_after_typing(texts, typed) if typed else texts
+                if shared:
+                    result.texts, result.cache = shared, "inflight"
+                    return
+                result.texts, result.skipped = [], None
+
+        if automatic:
+            self._configure_debounce()
+            delay = self.debounce.delay_ms(cursor.line_prefix, cursor.line_suffix)
+            result.timings_ms["debounce"] = round(delay, 3)
+            await asyncio.sleep(delay / 1000)  # a newer request cancels us here
+
+        prepared = self.pipeline.prepare(request, cursor, deadline, result.timings_ms)
+        key = _prompt_key(prepared)
+        cached = self.prompts.get(key)
+        if cached is not None:
+            self.pipeline.finish(prepared, cached, result)
+            result.cache = "prompt"
+            self.typing.remember_at(uri, Anchor.of(cursor.prefix, cursor.suffix), result.texts)
+            return
+        generation = self._start(uri, Anchor.of(cursor.prefix, cursor.suffix), prepared, key)
+        result.backend_called = True
+        try:
+            texts = await self._wait_for(generation, deadline, result)
+        except _GenerationLost:
+            return
+        if texts is not None:
+            result.texts = texts
+
+    def _configure_debounce(self) -> None:
+        settings = self.pipeline.settings.completion
+        self.debounce.max_ms = settings.debounce_max_ms
+        self.debounce.fixed_ms = settings.debounce_ms if settings.debounce == "fixed" else None
+
+    def _start(self, uri: str, anchor: Anchor, prepared: Prepared, key: Hashable) -> Generation:
+        self.counters.backend_calls += 1
+        task = asyncio.ensure_future(self._generate(prepared))
+        generation = Generation(uri, anchor, prepared, task)
+        self.generations[uri] = generation
+        task.add_done_callback(lambda done: self._remember(generation, key, done))
+        return generation
+
+    async def _generate(self, prepared: Prepared) -> list[Candidate]:
+        started = time.monotonic()
+        candidates = await self.pipeline.backend.generate(prepared.prompt, prepared.limits)
+        self.debounce.backend_answered((time.monotonic() - started) * 1000)
+        return candidates
+
+    def _remember(
+        self, generation: Generation, key: Hashable, task: asyncio.Task[list[Candidate]]
+    ) -> None:
+        """A finished generation feeds the caches, even if its requester has gone."""
+        if self.generations.get(generation.uri) is generation:
+            del self.generations[generation.uri]
+        if task.cancelled() or task.exception() is not None:
+            return
+        candidates = task.result()
+        self.prompts.put(key, candidates)
+        scratch = CompletionResult("", [])
+        self.pipeline.finish(generation.prepared, candidates, scratch)
+        self.typing.remember_at(generation.uri, generation.anchor, scratch.texts)
+
+    async def _wait_for(
+        self, generation: Generation, deadline: float, result: CompletionResult
+    ) -> list[str] | None:
+        """The generation's filtered texts, or None when the deadline passed first.
+
+        Raises _GenerationLost when the generation was cancelled by someone else, and
+        CancelledError when this request itself is cancelled; then, unless another request
+        adopts the generation within a moment, it is cancelled too, down to the backend.
+        """
+        started = time.monotonic()
+        generation.waiters += 1
+        try:
+            candidates = await asyncio.wait_for(
+                asyncio.shield(generation.task), max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            result.skipped = "deadline passed"
+            return None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                if not generation.task.done():
+                    self._cancel_if_abandoned(generation)
+                raise
+            raise _GenerationLost() from None
+        finally:
+            generation.waiters -= 1
+            result.timings_ms["backend"] = round((time.monotonic() - started) * 1000, 3)
+        self.pipeline.finish(generation.prepared, candidates, result)
+        return result.texts
+
+    def _cancel_if_abandoned(self, generation: Generation) -> None:
+        def check() -> None:
+            if generation.waiters == 0 and not generation.task.done():
+                generation.task.cancel()
+
+        asyncio.get_running_loop().call_later(_ADOPTION_WINDOW_S, check)
+
+    # --- offers and prefetch ---------------------------------------------------------------
+    def offered(self, item_id: str, uri: str, line: int, character: int, text: str) -> None:
+        self.offers[item_id] = OfferedAt(uri, line, character, text)
+        while len(self.offers) > _MAX_REMEMBERED_OFFERS:
+            self.offers.popitem(last=False)
+
+    def prefetch_after_show(
+        self, item_id: str, document: DocumentSnapshot, neighbours: list[DocumentSnapshot]
+    ) -> None:
+        """The suggestion is on screen: compute the next one as if it had been accepted."""
+        if self.pipeline.settings.completion.prefetch != "shown":
+            return
+        offer = self.offers.get(item_id)
+        if offer is None or offer.uri != document.uri:
+            return
+        offset = offset_at(document.text, offer.line, offer.character)
+        if offset is None:
+            return
+        text = document.text[:offset] + offer.text + document.text[offset:]
+        accepted = DocumentSnapshot(document.uri, document.language_id, text, document.version)
+        self._prefetch(accepted, offset + len(offer.text), neighbours)
+
+    def prefetch_after_accept(
+        self, item_id: str, document: DocumentSnapshot, neighbours: list[DocumentSnapshot]
+    ) -> None:
+        """The client inserted the suggestion: compute the next one now."""
+        if self.pipeline.settings.completion.prefetch == "off":
+            return
+        offer = self.offers.get(item_id)
+        if offer is None or offer.uri != document.uri:
+            return
+        offset = offset_at(document.text, offer.line, offer.character)
+        if offset is None or not document.text.startswith(offer.text, offset):
+            return
+        self._prefetch(document, offset + len(offer.text), neighbours)
+
+    def _prefetch(
+        self, document: DocumentSnapshot, offset: int, neighbours: list[DocumentSnapshot]
+    ) -> None:
+        line, character = position_at(document.text, offset)
+        request = CompletionRequest(document, line, character, neighbours)
+        probe = CompletionResult(request.completion_id, [])
+        cursor = self.pipeline.cut(request, probe)
+        if cursor is None:
+            return
+        if self.typing.answer(document.uri, cursor.prefix, cursor.suffix):
+            return
+        running = self.generations.get(document.uri)
+        if running is not None and not running.task.done():
+            return  # never cancel a live request's generation for a guess
+        deadline = time.monotonic() + self.pipeline.settings.completion.timeout_ms / 1000
+        prepared = self.pipeline.prepare(request, cursor, deadline, probe.timings_ms)
+        key = _prompt_key(prepared)
+        if self.prompts.get(key) is not None:
+            return
+        self.counters.prefetches += 1
+        self._start(document.uri, Anchor.of(cursor.prefix, cursor.suffix), prepared, key)
+
+    def forget(self, uri: str) -> None:
+        self.typing.forget(uri)
+        running = self.generations.pop(uri, None)
+        if running is not None:
+            running.task.cancel()
+        self.pipeline.forget(uri)
+
+
+def _prompt_key(prepared: Prepared) -> Hashable:
+    prompt, limits = prepared.prompt, prepared.limits
+    # Backends that copy from the recent files see more than the prompt text: key on them too
+    # (str hashes are cached on the object, so unchanged files cost nothing to hash again).
+    return (
+        prompt.text,
+        tuple(hash(text) for text in prompt.reference_texts),
+        limits.scope,
+        limits.max_lines,
+        limits.max_chars,
+        limits.candidates,
+    )
