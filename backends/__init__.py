@@ -21,6 +21,10 @@ def create_backend(settings: BackendSettings) -> Backend:
     """
     if settings.kind == "lookup":
         return LookupBackend()
+    if settings.kind == "http":
+        from ghostcomplete.backends.http_backend import HttpBackend
+
+        return HttpBackend(settings.http)
     raise BackendError(f"backend {settings.kind!r} is not available in this build")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ghostcomplete.backends.http_config import HttpSettings
+
 KINDS = ("lookup", "http", "onnx")
 
 
@@ -19,3 +21,4 @@ def _one_of(*choices: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class BackendSettings:
     kind: str = field(default="lookup", metadata=_one_of(*KINDS))
+    http: HttpSettings = field(default_factory=HttpSettings)

@@ -1,0 +1,77 @@
+"""Settings of the http backend (``backend.http``): where the model server is and how to talk
+to it.
+
+``url`` is the server's base address (``http://127.0.0.1:8080``, ``https://api.example/v1``)
+or the full endpoint address; each API appends its own endpoint path to a base address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ghostcomplete.ranker.prompt import TEMPLATES
+
+# The closed set of wire formats (backends/http_adapters.py has one adapter for each).
+APIS = ("openai", "llamacpp", "ollama", "codestral", "tgi")
+
+
+def _check(predicate: Any, description: str) -> dict[str, Any]:
+    return {"check": (predicate, description)}
+
+
+def _url_like(value: str) -> bool:
+    return value == "" or value.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    # openai: /v1/completions (vLLM, SGLang, llama.cpp server, DeepSeek, Together, ...);
+    # llamacpp: /infill; ollama: /api/generate; codestral: /v1/fim/completions; tgi: /generate.
+    api: str = field(
+        default="openai", metadata=_check(lambda v: v in APIS, "one of " + ", ".join(APIS))
+    )
+    url: str = field(default="", metadata=_check(_url_like, "an http:// or https:// address"))
+    # The model name the server expects (required by Ollama, hosted APIs and multi-model servers).
+    model: str = ""
+    # Render the fill-in-the-middle prompt here, in this family's format, and send it as one
+    # prompt. None: send prefix and suffix apart and let the server format them (the model's
+    # own template). The tgi API always needs a family (starcoder when none is set).
+    fim_family: str | None = field(
+        default=None,
+        metadata=_check(
+            lambda v: v is None or v in TEMPLATES, "null or one of " + ", ".join(TEMPLATES)
+        ),
+    )
+    # The API key: the name of an environment variable that holds it (preferred), or the key.
+    api_key_env: str = ""
+    api_key: str = ""
+    # The header the key goes in; "Authorization" sends "Bearer <key>", others the bare key.
+    api_key_header: str = "Authorization"
+    # Extra request headers (their values are treated as secrets too).
+    headers: dict[str, str] = field(default_factory=dict)
+    # Stream the answer and stop reading (closing the connection) once the line or block is
+    # complete; off: wait for the whole answer.
+    stream: bool = True
+    temperature: float = field(
+        default=0.0, metadata=_check(lambda v: 0.0 <= v <= 2.0, "between 0 and 2")
+    )
+    # Upper bound on generated tokens; 0: derived from completion.maxChars.
+    max_tokens: int = field(
+        default=0, metadata=_check(lambda v: 0 <= v <= 8192, "between 0 and 8192")
+    )
+    # A proxy for this backend ("http://proxy.corp:3128"); null: HTTPS_PROXY/HTTP_PROXY/NO_PROXY
+    # from the environment apply.
+    proxy: str | None = field(
+        default=None,
+        metadata=_check(lambda v: v is None or _url_like(v), "null or an http(s):// address"),
+    )
+    # A PEM file of certificate authorities to trust (corporate TLS inspection); null: the
+    # bundled certifi roots (or SSL_CERT_FILE).
+    ca_bundle: str | None = None
+    # Verify TLS certificates. Turn off only for a server you trust on a network you trust.
+    verify_tls: bool = True
+    # Seconds to wait after a 429/503 without Retry-After before asking again.
+    default_backoff_s: float = field(
+        default=10.0, metadata=_check(lambda v: 0.0 <= v <= 3600, "between 0 and 3600")
+    )
