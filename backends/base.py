@@ -50,6 +50,9 @@ class Backend(Protocol):
     # The fill-in-the-middle format of the model behind it ("starcoder", "qwen", ...), or None
     # when the backend reads the packed context itself (lookup) or formats its own prompt.
     fim_family: str | None
+    # True when prompts leave the machine: the pipeline then redacts secrets and sends no
+    # whole files (reference_texts stays empty).
+    remote: bool
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         """Candidates for the hole, best first; an empty list when there is nothing good."""

@@ -108,6 +108,7 @@ class LookupBackend:
 
     name = "lookup"
     fim_family = None
+    remote = False
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         context = prompt.context

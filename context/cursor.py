@@ -45,14 +45,19 @@ class Cursor:
 
 
 def cut_at(
-    document: DocumentSnapshot, line: int, character: int, *, max_bytes: int
+    document: DocumentSnapshot,
+    line: int,
+    character: int,
+    *,
+    max_bytes: int,
+    encoding: str = "utf-16",
 ) -> Cursor | Skip:
     """Cut ``document`` at an LSP position, or say why there is nothing to complete there."""
     if len(document.text) > max_bytes or document.size_bytes > max_bytes:
         return Skip.TOO_LARGE
     if document.looks_binary:
         return Skip.BINARY
-    offset = offset_at(document.text, line, character)
+    offset = offset_at(document.text, line, character, encoding)
     if offset is None:
         return Skip.POSITION_INVALID
     return Cursor(document, offset, document.text[:offset], document.text[offset:])

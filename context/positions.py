@@ -7,8 +7,26 @@ a surrogate pair, has no offset. Ghost text drawn at a guessed position is worse
 from __future__ import annotations
 
 
-def offset_at(text: str, line: int, character: int) -> int | None:
-    """The index in ``text`` of an LSP position, or None when the position is not in the text."""
+def _units_utf16(ch: str) -> int:
+    return 2 if ord(ch) > 0xFFFF else 1
+
+
+def _units_utf8(ch: str) -> int:
+    code = ord(ch)
+    return 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
+
+
+def _units_utf32(ch: str) -> int:
+    return 1
+
+
+_UNITS = {"utf-16": _units_utf16, "utf-8": _units_utf8, "utf-32": _units_utf32}
+
+
+def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") -> int | None:
+    """The index in ``text`` of an LSP position counted in ``encoding`` code units ("utf-16",
+    the LSP default, "utf-8" or "utf-32"), or None when the position is not in the text."""
+    width = _UNITS.get(encoding, _units_utf16)
     if line < 0 or character < 0:
         return None
     start = 0
@@ -27,9 +45,9 @@ def offset_at(text: str, line: int, character: int) -> int | None:
     while index < end:
         if units == character:
             return index
-        units += 2 if ord(text[index]) > 0xFFFF else 1
+        units += width(text[index])
         if units > character:
-            return None  # inside a surrogate pair
+            return None  # inside a surrogate pair or a multi-byte character
         index += 1
     return end if units == character else None
 

@@ -8,8 +8,12 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
 from ghostcomplete.backends import Backend, BackendError, LookupBackend, create_backend
 from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.exclusion import path_of_uri
 from ghostcomplete.context.positions import utf16_length
 from ghostcomplete.context.recent_files import RecentFiles
 from ghostcomplete.server import protocol
@@ -17,8 +21,6 @@ from ghostcomplete.server.pipeline import CompletionRequest, CompletionResult, P
 from ghostcomplete.server.session import CompletionSession
 from ghostcomplete.server.settings import Settings, resolve
 from ghostcomplete.telemetry.events import CompletionLog, Offer
-from lsprotocol import types
-from pygls.lsp.server import LanguageServer
 
 log = logging.getLogger("ghostcomplete")
 
@@ -108,6 +110,14 @@ class GhostServer(LanguageServer):
         if self.status[0] is protocol.StatusKind.ERROR and self.backend_broken is None:
             self.set_status(protocol.StatusKind.NORMAL, "")
 
+    def show_file_activity(self, skipped: str | None) -> None:
+        """Inactive while the user is in a file we will not complete in; Normal again after."""
+        inactive = skipped is not None and skipped.startswith(("excluded", "completions are"))
+        if inactive and self.status != (protocol.StatusKind.INACTIVE, skipped):
+            self.set_status(protocol.StatusKind.INACTIVE, skipped or "")
+        elif not inactive and self.status[0] is protocol.StatusKind.INACTIVE:
+            self.set_status(protocol.StatusKind.NORMAL, "")
+
     # --- messages and status ------------------------------------------------------------
     def tell_once(self, key: str, message: str, kind: types.MessageType) -> None:
         """Show ``message`` unless the same kind of message was shown within the hour."""
@@ -124,6 +134,11 @@ class GhostServer(LanguageServer):
         self.protocol.notify(
             protocol.DID_CHANGE_STATUS, {"kind": kind.value, "message": message, "busy": busy}
         )
+
+    def position_encoding(self) -> str:
+        """The unit of LSP character offsets negotiated with this client ("utf-16" default)."""
+        encoding = self.workspace.position_encoding or "utf-16"
+        return str(getattr(encoding, "value", encoding))
 
     # --- documents ----------------------------------------------------------------------
     def snapshot(self, uri: str) -> DocumentSnapshot | None:
@@ -150,11 +165,18 @@ server = GhostServer()
 @server.feature(types.INITIALIZE)
 def on_initialize(ls: GhostServer, params: types.InitializeParams) -> None:
     ls.init_options = params.initialization_options
+    roots = [folder.uri for folder in params.workspace_folders or []]
+    if not roots and params.root_uri:
+        roots = [params.root_uri]
+    paths = [path_of_uri(root) for root in roots]
+    ls.pipeline.set_roots([path for path in paths if path is not None])
     ls.apply_settings(ls.init_options)
 
 
 @server.feature(types.INITIALIZED)
 async def on_initialized(ls: GhostServer, params: types.InitializedParams) -> None:
+    kind, message = ls.status
+    ls.set_status(kind, message)  # clients show a status from the start, not after a change
     await refresh_workspace_settings(ls)
 
 
@@ -263,8 +285,13 @@ async def on_inline_completion(
         return empty
     if ls.backend_broken is not None:
         return empty
+    encoding = ls.position_encoding()
     request = CompletionRequest(
-        document, params.position.line, params.position.character, ls.neighbours(document)
+        document,
+        params.position.line,
+        params.position.character,
+        ls.neighbours(document),
+        encoding=encoding,
     )
     previous = ls.in_flight.get(uri)
     if previous is not None:
@@ -291,6 +318,7 @@ async def on_inline_completion(
         if ls.in_flight.get(uri) is task:
             del ls.in_flight[uri]
     ls.backend_recovered()
+    ls.show_file_activity(result.skipped)
     log.info(
         "[%s] %s items=%d %s",
         result.completion_id,
@@ -303,7 +331,9 @@ async def on_inline_completion(
     for index, text in enumerate(result.texts):
         item_id = f"{result.completion_id}-{index}"
         ls.offers.offered(Offer(item_id, uri, document.language_id, text))
-        ls.session.offered(item_id, uri, params.position.line, params.position.character, text)
+        ls.session.offered(
+            item_id, uri, params.position.line, params.position.character, text, encoding
+        )
         items.append(
             types.InlineCompletionItem(
                 insert_text=text,

@@ -6,19 +6,23 @@ call it with plain snapshots.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ghostcomplete.backends import Backend, Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.context.cursor import Cursor, Skip, cut_at, should_complete
 from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.syntax import Scope, completion_scope
-from ghostcomplete.ranker.budget import Budget, pack
+from ghostcomplete.ranker.budget import Budget, PackedContext, pack
 from ghostcomplete.ranker.filters import Surroundings, apply_filters
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
+from ghostcomplete.ranker.redaction import redact
 from ghostcomplete.ranker.snippets import LineIdentifierCache, WindowSettings, copilot_snippets
 from ghostcomplete.ranker.tokens import TokenCounter
 from ghostcomplete.server.settings import Settings
@@ -36,6 +40,8 @@ class CompletionRequest:
     # Recently used documents of the same language family, most recent first.
     neighbours: Sequence[DocumentSnapshot] = ()
     completion_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # The unit of ``character``: the position encoding negotiated with the client.
+    encoding: str = "utf-16"
 
 
 @dataclass
@@ -63,11 +69,30 @@ class Prepared:
 class Pipeline:
     """Stateful only in its caches; every stage it calls is a pure function."""
 
-    def __init__(self, backend: Backend, settings: Settings) -> None:
+    def __init__(self, backend: Backend, settings: Settings, roots: Sequence[Path] = ()) -> None:
         self.backend = backend
-        self.settings = settings
         self.counter = TokenCounter()
         self.line_cache = LineIdentifierCache()
+        self.roots = tuple(roots)
+        self.settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = settings
+        self.exclusion = ContentExclusion(
+            settings.context.exclude, settings.context.respect_gitignore, self.roots
+        )
+        self.disabled_files = ContentExclusion(
+            settings.completion.disabled_files, respect_gitignore=False, roots=self.roots
+        )
+
+    def set_roots(self, roots: Sequence[Path]) -> None:
+        self.roots = tuple(roots)
+        self.settings = self._settings
 
     def forget(self, uri: str) -> None:
         self.line_cache.forget(uri)
@@ -82,8 +107,19 @@ class Pipeline:
         if document.language_id in settings.completion.disabled_languages:
             result.skipped = f"completions are disabled for {document.language_id}"
             return None
+        excluded = self.exclusion.reason(document.uri)
+        if excluded is not None:
+            result.skipped = f"excluded: {excluded}"
+            return None
+        if settings.completion.disabled_files and self.disabled_files.reason(document.uri):
+            result.skipped = "completions are disabled for this file"
+            return None
         cursor = cut_at(
-            document, request.line, request.character, max_bytes=settings.context.max_file_bytes
+            document,
+            request.line,
+            request.character,
+            max_bytes=settings.context.max_file_bytes,
+            encoding=request.encoding,
         )
         if isinstance(cursor, Skip):
             result.skipped = cursor.value
@@ -105,7 +141,9 @@ class Pipeline:
         neighbours = [
             n
             for n in request.neighbours[: settings.context.recent_files]
-            if not n.looks_binary and len(n.text) <= settings.context.max_file_bytes
+            if not n.looks_binary
+            and len(n.text) <= settings.context.max_file_bytes
+            and self.exclusion.reason(n.uri) is None
         ]
         mark = time.monotonic()
         timings["context"] = round((mark - started) * 1000, 3)
@@ -121,6 +159,11 @@ class Pipeline:
             settings.budget.max_tokens, settings.budget.suffix_share, settings.budget.snippet_share
         )
         packed = pack(cursor.prefix, cursor.suffix, snippets, self.counter, budget)
+        references = tuple(n.text for n in neighbours)
+        if getattr(self.backend, "remote", True):  # unknown: assume it leaves the machine
+            # Text that leaves the machine: no obvious secrets, no whole files.
+            packed = _redacted(packed)
+            references = ()
         path = _path_of(document.uri)
         family = self.backend.fim_family or DEFAULT_FIM_FAMILY
         prompt = CompletionPrompt(
@@ -135,7 +178,7 @@ class Pipeline:
                 {n.uri: _path_of(n.uri) for n in neighbours},
             ),
             stop=TEMPLATES[family].stop,
-            reference_texts=tuple(n.text for n in neighbours),
+            reference_texts=references,
         )
         max_lines = settings.completion.max_block_lines if scope is Scope.BLOCK else 1
         limits = GenerationLimits(
@@ -174,6 +217,15 @@ class Pipeline:
         self.finish(prepared, candidates, result)
         result.timings_ms["total"] = round((time.monotonic() - started) * 1000, 3)
         return result
+
+
+def _redacted(packed: PackedContext) -> PackedContext:
+    snippets = tuple(
+        dataclasses.replace(snippet, text=redact(snippet.text)[0]) for snippet in packed.snippets
+    )
+    return dataclasses.replace(
+        packed, prefix=redact(packed.prefix)[0], suffix=redact(packed.suffix)[0], snippets=snippets
+    )
 
 
 def _path_of(uri: str) -> str:

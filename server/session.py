@@ -58,6 +58,7 @@ class OfferedAt:
     line: int
     character: int
     text: str
+    encoding: str = "utf-16"
 
 
 @dataclass
@@ -232,8 +233,10 @@ class CompletionSession:
         asyncio.get_running_loop().call_later(_ADOPTION_WINDOW_S, check)
 
     # --- offers and prefetch ---------------------------------------------------------------
-    def offered(self, item_id: str, uri: str, line: int, character: int, text: str) -> None:
-        self.offers[item_id] = OfferedAt(uri, line, character, text)
+    def offered(
+        self, item_id: str, uri: str, line: int, character: int, text: str, encoding: str = "utf-16"
+    ) -> None:
+        self.offers[item_id] = OfferedAt(uri, line, character, text, encoding)
         while len(self.offers) > _MAX_REMEMBERED_OFFERS:
             self.offers.popitem(last=False)
 
@@ -246,7 +249,7 @@ class CompletionSession:
         offer = self.offers.get(item_id)
         if offer is None or offer.uri != document.uri:
             return
-        offset = offset_at(document.text, offer.line, offer.character)
+        offset = offset_at(document.text, offer.line, offer.character, offer.encoding)
         if offset is None:
             return
         text = document.text[:offset] + offer.text + document.text[offset:]
@@ -262,7 +265,7 @@ class CompletionSession:
         offer = self.offers.get(item_id)
         if offer is None or offer.uri != document.uri:
             return
-        offset = offset_at(document.text, offer.line, offer.character)
+        offset = offset_at(document.text, offer.line, offer.character, offer.encoding)
         if offset is None or not document.text.startswith(offer.text, offset):
             return
         self._prefetch(document, offset + len(offer.text), neighbours)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ghostcomplete.backends.config import BackendSettings
+from ghostcomplete.context.exclusion import DEFAULT_EXCLUDE
 
 
 def _between(low: float, high: float) -> dict[str, Any]:
@@ -30,6 +31,9 @@ class ContextSettings:
     snippets: str = field(default="copilot", metadata=_one_of("copilot", "none"))
     window_lines: int = field(default=60, metadata=_between(5, 400))
     max_snippets: int = field(default=4, metadata=_between(0, 20))
+    # Files never read into a prompt (gitignore syntax); replaces the default list.
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    respect_gitignore: bool = True
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class BudgetSettings:
 class CompletionSettings:
     enabled: bool = True
     disabled_languages: tuple[str, ...] = ()
+    # No suggestions in files matching these patterns (they may still serve as context).
+    disabled_files: tuple[str, ...] = ()
     max_block_lines: int = field(default=20, metadata=_between(1, 200))
     max_chars: int = field(default=400, metadata=_between(1, 10_000))
     candidates: int = field(default=3, metadata=_between(1, 10))
@@ -63,12 +69,24 @@ class DebugSettings:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    # "off" records nothing anywhere; "on" keeps events in a local SQLite file (never sent).
+    mode: str = field(default="on", metadata=_one_of("on", "off"))
+    # The database; null: $GHOSTCOMPLETE_TELEMETRY_PATH, else
+    # $XDG_DATA_HOME (~/.local/share)/ghostcomplete/telemetry.sqlite3.
+    path: str | None = None
+    # Also store suggestion text and snippet file URIs (off: lengths and hashes only).
+    capture_content: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     backend: BackendSettings = field(default_factory=BackendSettings)
     context: ContextSettings = ContextSettings()
     budget: BudgetSettings = BudgetSettings()
     completion: CompletionSettings = CompletionSettings()
     debug: DebugSettings = DebugSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
 
 def _camel(name: str) -> str:
@@ -113,8 +131,8 @@ def _convert(value: Any, annotation: Any, path: str) -> Any:
 
 def _apply(base: Any, raw: Any, path: str, errors: list[str]) -> Any:
     """``base`` (a settings dataclass) with the fields present in ``raw`` replaced."""
-    if raw is None:
-        return base
+    if raw is None or raw == []:
+        return base  # Lua clients encode an empty table as []
     if not isinstance(raw, dict):
         errors.append(f"{path or 'settings'} must be an object, not {raw!r}")
         return base

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from ghostcomplete.context.cursor import Skip, cut_at, should_complete
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.positions import offset_at, position_at, prefix_of_utf16_length
 from ghostcomplete.context.recent_files import RecentFiles
 from ghostcomplete.context.syntax import Scope, completion_scope, parser_for, supported_languages
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def doc(text: str, language_id: str = "python") -> DocumentSnapshot:
@@ -27,6 +28,16 @@ def test_offsets_count_utf16_units() -> None:
     assert offset_at(text, 1, 4) is None
     assert offset_at(text, 2, 0) is None
     assert offset_at(text, -1, 0) is None
+
+
+def test_offsets_in_other_position_encodings() -> None:
+    text = "é😀b"
+    assert offset_at(text, 0, 2, "utf-8") == 1  # é is two bytes
+    assert offset_at(text, 0, 1, "utf-8") is None
+    assert offset_at(text, 0, 6, "utf-8") == 2  # 😀 is four bytes
+    assert offset_at(text, 0, 4, "utf-8") is None
+    assert offset_at(text, 0, 2, "utf-32") == 2
+    assert offset_at(text, 0, 3, "utf-32") == 3
 
 
 def test_crlf_line_end_is_not_part_of_the_line() -> None:

@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.filters import PIPELINE, Surroundings, apply_filters
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.lookup import longest_match
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.snippets import Snippet
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def brute_longest(query: str, source: str, min_length: int) -> int:

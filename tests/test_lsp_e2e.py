@@ -250,3 +250,62 @@ async def test_copilot_notifications_are_accepted(client: LanguageClient):
         types.ExecuteCommandParams("ghostcomplete.stats", [])
     )
     assert stats["partiallyAccepted"] == 0
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
+async def utf8_client(lsp_client: LanguageClient):
+    capabilities = client_capabilities("neovim")
+    capabilities.general = types.GeneralClientCapabilities(
+        position_encodings=[types.PositionEncodingKind.Utf8]
+    )
+    result = await lsp_client.initialize_session(
+        types.InitializeParams(capabilities=capabilities, root_uri=SAMPLE.as_uri())
+    )
+    assert result.capabilities.position_encoding == types.PositionEncodingKind.Utf8
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_positions_in_utf8_when_negotiated(utf8_client: LanguageClient, tmp_path):
+    text = (
+        "greeting = 'héllo wörld'; farewell_message = format_message(greeting)\n"
+        "greeting = 'héllo wörld'; farewell_"
+    )
+    uri = open_doc(utf8_client, tmp_path / "accents.py", text)
+    last = text.split("\n")[1]
+    result = await ask(utf8_client, uri, 1, len(last.encode("utf-8")))
+    assert [item.insert_text for item in result.items][:1] == ["message = format_message(greeting)"]
+    # A byte offset inside "é" is no position at all: nothing, rather than a wrong place.
+    assert not (await ask(utf8_client, uri, 1, len(b"greeting = 'h") + 1)).items
+
+
+async def test_initial_status_is_sent(client: LanguageClient):
+    for _ in range(100):
+        if client.status_messages:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.05)
+    assert client.status_messages[0].kind == "Normal"  # type: ignore[attr-defined]
+
+
+async def test_excluded_files_are_never_read(client: LanguageClient, tmp_path):
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir()
+    line = "database_url = 'postgres://admin:pw@db.internal:5432/prod'\n"
+    secret = open_doc(client, secret_dir / "settings.py", line)
+    visible = tmp_path / "visible.py"
+    visible_uri = open_doc(
+        client, visible, "replica_url = 'postgres://reader:pw@replica:5432/prod'\n"
+    )
+    assert visible_uri
+    uri = open_doc(client, tmp_path / "main.py", "import os\n\ndatabase_url = 'postgres://")
+    result = await ask(client, uri, 2, len("database_url = 'postgres://"))
+    assert all("admin" not in item.insert_text for item in result.items)
+    assert [item.insert_text for item in result.items][:1] == ["reader:pw@replica:5432/prod'"]
+    # Nothing is completed inside the excluded file, and the status says why.
+    assert not (await ask(client, secret, 0, 20)).items
+    for _ in range(100):
+        kinds = [m.kind for m in client.status_messages]  # type: ignore[attr-defined]
+        if "Inactive" in kinds:
+            break
+        await asyncio.sleep(0.05)
+    assert "Inactive" in kinds

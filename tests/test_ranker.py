@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.ranker.budget import Budget, pack
 from ghostcomplete.ranker.identifiers import identifiers
@@ -16,8 +19,6 @@ from ghostcomplete.ranker.snippets import (
     copilot_snippets,
 )
 from ghostcomplete.ranker.tokens import TokenCounter
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def brute_force_best(lines: list[frozenset[str]], reference: frozenset[str], window: int):

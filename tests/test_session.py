@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 
 import pytest
+
 from ghostcomplete.backends import Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.server.caches import Anchor, PromptCache, TypingThroughCache
@@ -27,6 +28,7 @@ class ScriptedBackend:
 
     name = "scripted"
     fim_family = None
+    remote = False
 
     def __init__(self, answer: str, delay: float = 0.0) -> None:
         self.answer = answer

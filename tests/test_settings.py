@@ -57,3 +57,7 @@ def test_json_round_trip() -> None:
     settings, errors = resolve(to_json(Settings()))
     assert errors == [] and settings == Settings()
     assert to_json(Settings())["context"]["recentFiles"] == 20
+
+
+def test_empty_lua_table_is_an_empty_object() -> None:
+    assert resolve([]) == (Settings(), [])

@@ -17,4 +17,4 @@ class Inventory:
     def total_value_cents(self) -> int:
         return sum(product.total_value_cents() for product in self.products.values())
 
-    # Try: on the next line type "    def in_stock" and watch the ghost text.
+    # Try: below this line, define a method that tells if a product is in stock.
