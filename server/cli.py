@@ -1,4 +1,4 @@
-"""The ``ghostcomplete`` command: serve, complete, bench."""
+"""The ``ghostcomplete`` command: serve, complete, bench, stats."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-file", metavar="PATH", help="write the server log here")
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
+    from ghostcomplete.server.serve_model import add_serve_model_parser
+
+    add_serve_model_parser(commands)
+
     complete = commands.add_parser(
         "complete", help="print the suggestion at FILE:LINE:COL (1-based) and exit"
     )
@@ -59,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ghostcomplete.bench.cli import add_bench_parser
 
     add_bench_parser(commands)
+    from ghostcomplete.telemetry.cli import add_stats_parser
+
+    add_stats_parser(commands)
     return parser
 
 
@@ -135,10 +142,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(parser, args)
     if args.command == "complete":
         return _complete(parser, args)
+    if args.command == "serve-model":
+        from ghostcomplete.server.serve_model import run_serve_model
+
+        return run_serve_model(parser, args)
     if args.command == "bench":
         from ghostcomplete.bench.cli import run_bench
 
         return run_bench(parser, args)
+    if args.command == "stats":
+        from ghostcomplete.telemetry.cli import run_stats
+
+        return run_stats(parser, args)
     parser.error(f"unknown command {args.command!r}")
 
 

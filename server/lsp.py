@@ -20,7 +20,8 @@ from ghostcomplete.server import protocol
 from ghostcomplete.server.pipeline import CompletionRequest, CompletionResult, Pipeline
 from ghostcomplete.server.session import CompletionSession
 from ghostcomplete.server.settings import Settings, resolve
-from ghostcomplete.telemetry.events import CompletionLog, Offer
+from ghostcomplete.telemetry.recorder import TelemetryRecorder
+from ghostcomplete.telemetry.store import resolve_path
 
 log = logging.getLogger("ghostcomplete")
 
@@ -57,7 +58,12 @@ class GhostServer(LanguageServer):
         # Set when the configured backend could not be built; completions answer nothing.
         self.backend_broken: str | None = None
         self.recent = RecentFiles()
-        self.offers = CompletionLog()
+        self.telemetry = TelemetryRecorder(
+            read_document=self.open_text,
+            on_problem=lambda message: self.tell_once(
+                "telemetry", message, types.MessageType.Warning
+            ),
+        )
         self.in_flight: dict[str, asyncio.Task[CompletionResult]] = {}
         self.init_options: Any = None
         # Bumped by every configuration change, so that a slow pull cannot undo a newer push.
@@ -76,6 +82,11 @@ class GhostServer(LanguageServer):
             self.replace_backend(settings)
         self.settings = settings
         self.pipeline.settings = settings
+        self.telemetry.configure(
+            settings.telemetry.mode == "on",
+            resolve_path(settings.telemetry.path),
+            settings.telemetry.capture_content,
+        )
         if errors:
             self.tell_once(
                 "settings",
@@ -141,6 +152,10 @@ class GhostServer(LanguageServer):
         return str(getattr(encoding, "value", encoding))
 
     # --- documents ----------------------------------------------------------------------
+    def open_text(self, uri: str) -> str | None:
+        document = self.workspace.text_documents.get(uri)
+        return document.source if document is not None else None
+
     def snapshot(self, uri: str) -> DocumentSnapshot | None:
         document = self.workspace.text_documents.get(uri)
         if document is None:
@@ -226,6 +241,7 @@ def on_did_change(ls: GhostServer, params: types.DidChangeTextDocumentParams) ->
     document = ls.workspace.text_documents.get(params.text_document.uri)
     if document is not None:
         ls.recent.touch(document.uri, document.language_id or "plaintext")
+        ls.telemetry.document_changed(document.uri, lambda: document.source)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
@@ -233,6 +249,7 @@ def on_did_close(ls: GhostServer, params: types.DidCloseTextDocumentParams) -> N
     uri = params.text_document.uri
     ls.recent.forget(uri)
     ls.session.forget(uri)
+    ls.telemetry.document_closed(uri)
     task = ls.in_flight.pop(uri, None)
     if task is not None:
         task.cancel()
@@ -250,7 +267,7 @@ def on_did_focus(ls: GhostServer, params: Any) -> None:
 def on_did_show_completion(ls: GhostServer, params: Any) -> None:
     completion_id = _completion_id_of((plain(params) or {}).get("item"))
     if completion_id:
-        ls.offers.shown(completion_id)
+        ls.telemetry.shown(completion_id)
         offer = ls.session.offers.get(completion_id)
         document = ls.snapshot(offer.uri) if offer is not None else None
         if document is not None:
@@ -263,7 +280,7 @@ def on_did_partially_accept(ls: GhostServer, params: Any) -> None:
     completion_id = _completion_id_of(params.get("item"))
     length = params.get("acceptedLength")
     if completion_id and isinstance(length, int) and length > 0:
-        ls.offers.partially_accepted(completion_id, length)
+        ls.telemetry.partially_accepted(completion_id, length)
 
 
 def _completion_id_of(item: Any) -> str | None:
@@ -296,6 +313,7 @@ async def on_inline_completion(
     previous = ls.in_flight.get(uri)
     if previous is not None:
         previous.cancel()  # superseded: the newer request wins
+    ls.telemetry.request_started(uri)
     automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
     task = asyncio.ensure_future(ls.session.complete(request, automatic=automatic))
     ls.in_flight[uri] = task
@@ -326,11 +344,28 @@ async def on_inline_completion(
         len(result.texts),
         " ".join(f"{stage}={ms}ms" for stage, ms in result.timings_ms.items()),
     )
+    ls.telemetry.completed(
+        completion_id=result.completion_id,
+        uri=uri,
+        language=document.language_id,
+        automatic=automatic,
+        backend=ls.settings.backend.kind,
+        model=getattr(ls.pipeline.backend, "name", None),
+        texts=result.texts,
+        origins=result.origins,
+        timings_ms=result.timings_ms,
+        cache=result.cache,
+        skipped=result.skipped,
+        line=params.position.line,
+        character=params.position.character,
+        encoding=encoding,
+        prompt_tokens=getattr(result, "prompt_tokens", None),
+        snippets=getattr(result, "snippets", ()),
+    )
     items = []
     position = params.position
     for index, text in enumerate(result.texts):
         item_id = f"{result.completion_id}-{index}"
-        ls.offers.offered(Offer(item_id, uri, document.language_id, text))
         ls.session.offered(
             item_id, uri, params.position.line, params.position.character, text, encoding
         )
@@ -368,11 +403,10 @@ def on_accept(ls: GhostServer, *arguments: Any) -> bool:
     completion_id = arguments[0] if arguments and isinstance(arguments[0], str) else None
     if completion_id is None:
         return False
-    accepted = ls.offers.accepted(completion_id)
-    offer = ls.offers.get(completion_id)
-    if offer is not None:
-        log.info("[%s] accepted (%d UTF-16 units)", completion_id, utf16_length(offer.text))
+    accepted = ls.telemetry.accepted(completion_id)
     offered = ls.session.offers.get(completion_id)
+    if accepted and offered is not None:
+        log.info("[%s] accepted (%d UTF-16 units)", completion_id, utf16_length(offered.text))
     document = ls.snapshot(offered.uri) if offered is not None else None
     if document is not None:
         ls.session.prefetch_after_accept(completion_id, document, ls.neighbours(document))
@@ -380,8 +414,13 @@ def on_accept(ls: GhostServer, *arguments: Any) -> bool:
 
 
 @server.command(protocol.COMMAND_STATS)
-def on_stats(ls: GhostServer, *arguments: Any) -> dict[str, float]:
-    return ls.offers.stats()
+async def on_stats(ls: GhostServer, *arguments: Any) -> dict[str, Any]:
+    return await asyncio.to_thread(ls.telemetry.summary)
+
+
+@server.feature(types.SHUTDOWN)
+def on_shutdown(ls: GhostServer, *arguments: Any) -> None:
+    ls.telemetry.close(timeout=2.0)  # commit what is queued
 
 
 @server.command(protocol.COMMAND_STATUS)

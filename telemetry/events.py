@@ -1,77 +1,107 @@
-"""The record of offered completions and what became of them (in memory, bounded)."""
+"""What telemetry records: one plain dataclass per event, keyed by completion or item id.
+
+A completion (``completion_id``) is one inlineCompletion request; each suggestion it returned is
+an item (``item_id`` = ``<completion_id>-<index>``). Code text appears only in fields named
+``text`` and is None unless content capture is on; otherwise lengths and hashes stand in.
+"""
 
 from __future__ import annotations
 
-import time
-from collections import Counter, OrderedDict
+import enum
+import hashlib
 from dataclasses import dataclass, field
 
-_MAX_REMEMBERED = 2000
+
+def text_digest(text: str) -> str:
+    """A short, stable fingerprint of ``text`` (SHA-256, 16 hex digits): equal texts match,
+    the text cannot be read back."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-@dataclass
-class Offer:
-    """One suggestion given to the editor."""
+def utf16_units(text: str) -> int:
+    """Length in UTF-16 code units, the unit of LSP's acceptedLength."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+@dataclass(frozen=True)
+class SnippetUse:
+    """A snippet of another file that went into the prompt."""
+
+    source: str  # the file's URI with content capture on, else its digest
+    start_line: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Requested:
+    """One inlineCompletion request and what the pipeline did with it."""
 
     completion_id: str
-    uri: str
-    language_id: str
-    text: str
-    offered_at: float = field(default_factory=time.time)
-    shown: bool = False
-    accepted_chars: int = 0  # UTF-16 units accepted; == len(text) for a full accept
-    accepted: bool = False
+    at: float  # unix seconds
+    language: str
+    trigger: str  # "automatic" or "invoked"
+    backend: str
+    model: str | None = None
+    prompt_tokens: int | None = None
+    snippets: tuple[SnippetUse, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    cache: str | None = None  # "typing", "inflight", "prompt" or None (the backend was asked)
+    skipped: str | None = None  # why nothing was asked for, if so
+    items: int = 0
 
 
-class CompletionLog:
-    """Offers by id, bounded; counters survive eviction."""
+@dataclass(frozen=True)
+class Offered:
+    """One suggestion returned to the editor."""
 
-    def __init__(self) -> None:
-        self._offers: OrderedDict[str, Offer] = OrderedDict()
-        self.counts: Counter[str] = Counter()
+    item_id: str
+    completion_id: str
+    index: int
+    length: int  # UTF-16 units
+    lines: int
+    digest: str
+    origin: str = ""
+    text: str | None = None  # only with content capture
 
-    def offered(self, offer: Offer) -> None:
-        self._offers[offer.completion_id] = offer
-        self.counts["offered"] += 1
-        while len(self._offers) > _MAX_REMEMBERED:
-            self._offers.popitem(last=False)
 
-    def get(self, completion_id: str) -> Offer | None:
-        return self._offers.get(completion_id)
+class Outcome(enum.StrEnum):
+    """Kinds of item events, as stored in ``events.kind``."""
 
-    def shown(self, completion_id: str) -> bool:
-        offer = self._offers.get(completion_id)
-        if offer is None or offer.shown:
-            return False
-        offer.shown = True
-        self.counts["shown"] += 1
-        return True
+    SHOWN = "shown"
+    ACCEPTED = "accepted"
+    PARTIALLY_ACCEPTED = "partially_accepted"
+    REJECTED = "rejected"
+    NOISE = "noise"  # shown, then gone within 250 ms: the user cannot have read it
 
-    def accepted(self, completion_id: str) -> bool:
-        offer = self._offers.get(completion_id)
-        if offer is None or offer.accepted:
-            return False
-        offer.accepted = True
-        offer.shown = True
-        self.counts["accepted"] += 1
-        return True
 
-    def partially_accepted(self, completion_id: str, accepted_chars: int) -> bool:
-        offer = self._offers.get(completion_id)
-        if offer is None or accepted_chars <= offer.accepted_chars:
-            return False
-        offer.accepted_chars = accepted_chars
-        offer.shown = True
-        self.counts["partially_accepted"] += 1
-        return True
+@dataclass(frozen=True)
+class ItemEvent:
+    """Something that happened to an offered item.
 
-    def stats(self) -> dict[str, float]:
-        offered = self.counts["offered"]
-        accepted = self.counts["accepted"]
-        return {
-            "offered": offered,
-            "shown": self.counts["shown"],
-            "accepted": accepted,
-            "partiallyAccepted": self.counts["partially_accepted"],
-            "acceptanceRate": round(accepted / offered, 4) if offered else 0.0,
-        }
+    ``value``: for accepted / partially accepted the accepted length (UTF-16 units); for
+    shown 1 if inferred (the client sent no didShowCompletion), else 0; for rejected and noise
+    the milliseconds it was visible. ``detail``: the reason of a rejection ("superseded",
+    "dismissed", "timeout", "closed").
+    """
+
+    item_id: str
+    kind: Outcome
+    at: float
+    value: int = 0
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class RetentionChecked:
+    """Whether accepted text was still in the code ``after_s`` (nominal) seconds later."""
+
+    item_id: str
+    after_s: int
+    at: float
+    retained: bool
+    distance: int  # edit distance of the best match near where the text went
+    length: int  # characters of the accepted text
+    found: bool = True  # False: the document could not be read (closed and gone)
+
+
+TelemetryEvent = Requested | Offered | ItemEvent | RetentionChecked

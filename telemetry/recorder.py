@@ -1,0 +1,341 @@
+"""The one object the server talks to: lifecycle rules + still-in-code checks + the store.
+
+The server calls it from its handlers with plain values (no LSP types) and never waits on
+it: events go to the store's queue. With telemetry off nothing is written anywhere; the
+counters of this session (``session_counts``) are still kept in memory for the
+``ghostcomplete.stats`` command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ghostcomplete.context.exclusion import path_of_uri
+from ghostcomplete.context.positions import offset_at
+from ghostcomplete.telemetry.events import (
+    ItemEvent,
+    Offered,
+    Outcome,
+    Requested,
+    RetentionChecked,
+    SnippetUse,
+    TelemetryEvent,
+    text_digest,
+    utf16_units,
+)
+from ghostcomplete.telemetry.lifecycle import OpenItem, SuggestionLifecycle
+from ghostcomplete.telemetry.retention import RetentionTracker
+from ghostcomplete.telemetry.stats import collect
+from ghostcomplete.telemetry.store import TelemetryStore
+
+log = logging.getLogger("ghostcomplete.telemetry")
+
+# Testing knob: multiplies every telemetry interval (still-in-code checks, the 10 s reject
+# timeout, the 250 ms noise limit). 0.01 runs the 10-minute check after 6 s.
+TIME_SCALE_VARIABLE = "GHOSTCOMPLETE_TELEMETRY_TIME_SCALE"
+_MAX_PLACED = 2000
+
+
+def time_scale_from_environment() -> float:
+    raw = os.environ.get(TIME_SCALE_VARIABLE, "")
+    try:
+        scale = float(raw) if raw else 1.0
+    except ValueError:
+        log.warning("%s=%r is not a number; using 1", TIME_SCALE_VARIABLE, raw)
+        return 1.0
+    return scale if scale > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an item would go: its text and LSP position."""
+
+    uri: str
+    text: str
+    line: int
+    character: int
+    encoding: str
+
+
+class TelemetryRecorder:
+    """``read_document(uri)``: the text of an open document, or None (the file on disk is
+    read then). ``on_problem(message)`` is called on the event loop that last called
+    ``configure`` (the store reports from its writer thread)."""
+
+    def __init__(
+        self,
+        read_document: Callable[[str], str | None] = lambda uri: None,
+        on_problem: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        time_scale: float | None = None,
+    ) -> None:
+        self.read_document = read_document
+        self.on_problem = on_problem
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.time_scale = time_scale_from_environment() if time_scale is None else time_scale
+        self.lifecycle = SuggestionLifecycle(self.time_scale, wall_clock)
+        self.retention = RetentionTracker(time_scale=self.time_scale, wall_clock=wall_clock)
+        self.counts: Counter[str] = Counter()
+        self.store: TelemetryStore | None = None
+        self.enabled = False
+        self.capture_content = False
+        self._placed: OrderedDict[str, Placement] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        atexit.register(self.close)
+
+    # --- configuration ------------------------------------------------------------------
+    def configure(self, enabled: bool, path: Path, capture_content: bool) -> None:
+        """Open, reopen or close the store to match the settings (never blocks on disk)."""
+        self.capture_content = capture_content
+        self.enabled = enabled
+        if self.store is not None and (not enabled or self.store.path != path):
+            old, self.store = self.store, None
+            old.close(timeout=0)  # the writer thread commits what it has and stops
+        if enabled and self.store is None:
+            self.store = TelemetryStore(path, on_problem=self._problem)
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        if enabled and self._loop is not None and self._ticker is None:
+            self._ticker = self._loop.create_task(self._tick_forever())
+
+    def _problem(self, message: str) -> None:
+        """From the writer thread: hand the message to the event loop."""
+        if self.on_problem is None:
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self.on_problem(message)
+        else:
+            loop.call_soon_threadsafe(self.on_problem, message)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval_s)
+            try:
+                self.tick()
+            except Exception:  # telemetry must never take the server down
+                log.exception("telemetry tick failed")
+
+    def close(self, timeout: float = 2.0) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if self.store is not None:
+            self.store.close(timeout)
+            self.store = None
+
+    @property
+    def path(self) -> Path | None:
+        return self.store.path if self.store is not None else None
+
+    # --- events from the server ---------------------------------------------------------
+    def request_started(self, uri: str) -> None:
+        """A new request for ``uri``: whatever was shown there is superseded."""
+        self._record_all(self.lifecycle.superseded(uri, self.clock()))
+
+    def completed(
+        self,
+        *,
+        completion_id: str,
+        uri: str,
+        language: str,
+        automatic: bool,
+        backend: str,
+        texts: Sequence[str],
+        origins: Sequence[str],
+        timings_ms: dict[str, float],
+        cache: str | None,
+        skipped: str | None,
+        line: int,
+        character: int,
+        encoding: str,
+        model: str | None = None,
+        prompt_tokens: int | None = None,
+        snippets: Sequence[tuple[str, int, float]] = (),
+    ) -> list[str]:
+        """Record a finished request and its items; returns the item ids to give the client."""
+        now, wall = self.clock(), self.wall_clock()
+        self.counts["requested"] += 1
+        uses = tuple(
+            SnippetUse(source if self.capture_content else text_digest(source), start, score)
+            for source, start, score in snippets
+        )
+        events: list[TelemetryEvent] = [
+            Requested(
+                completion_id,
+                wall,
+                language,
+                "automatic" if automatic else "invoked",
+                backend,
+                model,
+                prompt_tokens,
+                uses,
+                dict(timings_ms),
+                cache,
+                skipped,
+                len(texts),
+            )
+        ]
+        item_ids: list[str] = []
+        for index, text in enumerate(texts):
+            item_id = f"{completion_id}-{index}"
+            item_ids.append(item_id)
+            length = utf16_units(text)
+            events.append(
+                Offered(
+                    item_id,
+                    completion_id,
+                    index,
+                    length,
+                    text.count("\n") + 1,
+                    text_digest(text),
+                    origins[index] if index < len(origins) else "",
+                    text if self.capture_content else None,
+                )
+            )
+            item = OpenItem(item_id, completion_id, uri, index, length, now, wall)
+            events += self.lifecycle.offered(item)
+            self._placed[item_id] = Placement(uri, text, line, character, encoding)
+            self.counts["offered"] += 1
+        while len(self._placed) > _MAX_PLACED:
+            self._placed.popitem(last=False)
+        self._record_all(events)
+        return item_ids
+
+    def shown(self, item_id: str) -> None:
+        self._record_all(self.lifecycle.shown(item_id, self.clock()))
+
+    def accepted(self, item_id: str) -> bool:
+        """The client inserted the item and ran its command. False when the item is unknown
+        or was accepted already."""
+        now = self.clock()
+        events = self.lifecycle.accepted(item_id, now)
+        if events is None:
+            return False
+        self._record_all(events)
+        placed = self._placed.get(item_id)
+        document = self.read_document(placed.uri) if placed is not None else None
+        if placed is not None and document is not None and self.enabled:
+            offset = _inserted_at(document, placed)
+            self.retention.track(item_id, placed.uri, placed.text, document, offset, now)
+        return True
+
+    def partially_accepted(self, item_id: str, length: int) -> bool:
+        events = self.lifecycle.partially_accepted(item_id, length, self.clock())
+        self._record_all(events)
+        return bool(events)
+
+    def document_changed(self, uri: str, text: Callable[[], str]) -> None:
+        """A document changed; ``text`` gives its new content (only asked for if watched)."""
+        if self.retention.watches(uri):
+            self.retention.document_changed(uri, text())
+
+    def document_closed(self, uri: str) -> None:
+        self._record_all(self.lifecycle.superseded(uri, self.clock(), "dismissed"))
+
+    def tick(self) -> None:
+        """Reject timed-out items and run the still-in-code checks that are due."""
+        now = self.clock()
+        self._record_all(self.lifecycle.expire(now))
+        due = self.retention.next_due()
+        if due is not None and now >= due:
+            self._record_all(self.retention.check_due(now, self._current_text))
+
+    def _current_text(self, uri: str) -> str | None:
+        """The open document, else the file on disk (closed since the accept), else None."""
+        text = self.read_document(uri)
+        if text is not None:
+            return text
+        path = path_of_uri(uri)
+        try:
+            return path.read_text(encoding="utf-8", errors="replace") if path else None
+        except OSError:
+            return None
+
+    @property
+    def tick_interval_s(self) -> float:
+        """How often ``tick`` should run: a second, scaled (at least every 10 ms)."""
+        return max(0.01, self.time_scale)
+
+    # --- reporting ----------------------------------------------------------------------
+    def session_counts(self) -> dict[str, Any]:
+        """This server's counts since it started (kept even with telemetry off)."""
+        shown = self.counts["shown"] - self.counts["noise"]
+        accepted = self.counts["accepted"]
+        out: dict[str, Any] = {
+            "requested": self.counts["requested"],
+            "offered": self.counts["offered"],
+            "shown": self.counts["shown"],
+            "accepted": accepted,
+            "partiallyAccepted": self.counts["partially_accepted"],
+            "rejected": self.counts["rejected"],
+            "noise": self.counts["noise"],
+            "acceptanceRate": round(accepted / shown, 4) if shown > 0 else 0.0,
+            "retentionChecks": self.counts["retention"],
+            "retained": self.counts["retained"],
+            "telemetry": "on" if self.enabled else "off",
+        }
+        if self.store is not None:
+            out["database"] = str(self.store.path)
+            out["written"] = self.store.written
+            out["dropped"] = self.store.dropped
+            out["problem"] = self.store.problem
+        return out
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        return self.store.flush(timeout) if self.store is not None else False
+
+    def summary(self) -> dict[str, Any]:
+        """``session_counts`` plus, with telemetry on, the totals of the whole database
+        under "recorded". Reads the disk: call it from a worker thread."""
+        out = self.session_counts()
+        store = self.store
+        if store is not None and store.problem is None:
+            store.flush(1.0)
+            try:
+                out["recorded"] = collect(store.path).total.to_json()
+            except Exception as error:  # a report must not fail the command
+                out["recorded"] = {"error": str(error)}
+        return out
+
+    # --- internals ----------------------------------------------------------------------
+    def _record_all(self, events: Sequence[TelemetryEvent]) -> None:
+        for event in events:
+            if isinstance(event, ItemEvent):
+                self.counts[event.kind.value] += 1
+            elif isinstance(event, RetentionChecked):
+                self.counts["retention"] += 1
+                self.counts["retained"] += int(event.retained)
+            if self.store is not None and self.enabled:
+                self.store.record(event)
+
+
+def _inserted_at(document: str, placed: Placement) -> int:
+    """Where the accepted text went: at its LSP position if it is there, else the nearest
+    occurrence, else that position anyway (the checks search around it)."""
+    offset = offset_at(document, placed.line, placed.character, placed.encoding)
+    if offset is None:
+        offset = min(len(document), max(0, len(document) // 2))
+    if document.startswith(placed.text, offset):
+        return offset
+    before = document.rfind(placed.text, 0, offset + len(placed.text))
+    after = document.find(placed.text, offset)
+    candidates = [c for c in (before, after) if c >= 0]
+    return min(candidates, key=lambda c: abs(c - offset)) if candidates else offset
+
+
+__all__ = ["Outcome", "TelemetryRecorder", "time_scale_from_environment"]

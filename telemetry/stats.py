@@ -1,0 +1,223 @@
+"""Figures from the telemetry database. Every number here is one SQL aggregate over stored
+events, and ``DEFINITIONS`` says which: a figure in a report can always be traced back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ghostcomplete.telemetry.retention import CHECKS_S
+from ghostcomplete.telemetry.schema import SCHEMA_VERSION, schema_version
+from ghostcomplete.telemetry.store import BUSY_TIMEOUT_MS, open_database
+
+DEFINITIONS = {
+    "requests": "rows of `requests` (one per inlineCompletion request answered)",
+    "offered": "rows of `items` (suggestions returned to the editor)",
+    "shown": "items with a `shown` event (value 1 = inferred: the client sends no didShow)",
+    "noise": "items with a `noise` event (shown, gone within 250 ms)",
+    "accepted": "items with an `accepted` event",
+    "partiallyAccepted": "items with a `partially_accepted` event and no `accepted` event",
+    "rejected": "items with a `rejected` event (superseded, dismissed or 10 s timeout)",
+    "acceptanceRate": "accepted / (shown - noise)",
+    "acceptedChars": "sum of `accepted`.value, plus the largest `partially_accepted`.value of "
+    "items never fully accepted (UTF-16 units)",
+    "retention": "per check (seconds after accept): rows of `retention` with found = 1, and "
+    "how many have retained = 1 (edit distance <= 50 % of the accepted length)",
+    "latencyMs": "percentiles of `requests`.total_ms over requests that returned items",
+}
+
+_DAY = "date(r.at, 'unixepoch', 'localtime')"
+_HOUR = "strftime('%Y-%m-%d %H:00', r.at, 'unixepoch', 'localtime')"
+GROUPS = {"language": "r.language", "backend": "r.backend", "day": _DAY}
+
+_FATES = """
+WITH fate AS (
+  SELECT i.item_id, i.completion_id,
+         MAX(e.kind = 'shown') AS shown,
+         MAX(e.kind = 'noise') AS noise,
+         MAX(e.kind = 'rejected') AS rejected,
+         MAX(CASE WHEN e.kind = 'accepted' THEN e.value END) AS accepted_len,
+         MAX(CASE WHEN e.kind = 'partially_accepted' THEN e.value END) AS partial_len
+  FROM items i LEFT JOIN events e ON e.item_id = i.item_id
+  GROUP BY i.item_id
+)
+SELECT {key} AS key,
+       COUNT(f.item_id),
+       COALESCE(SUM(f.shown), 0),
+       COALESCE(SUM(f.noise), 0),
+       COALESCE(SUM(f.accepted_len IS NOT NULL), 0),
+       COALESCE(SUM(f.accepted_len IS NULL AND f.partial_len IS NOT NULL), 0),
+       COALESCE(SUM(f.rejected), 0),
+       COALESCE(SUM(COALESCE(f.accepted_len, f.partial_len, 0)), 0)
+FROM fate f JOIN requests r ON r.completion_id = f.completion_id
+GROUP BY key ORDER BY key
+"""
+
+
+@dataclass
+class Acceptance:
+    requests: int = 0
+    offered: int = 0
+    shown: int = 0
+    noise: int = 0
+    accepted: int = 0
+    partially_accepted: int = 0
+    rejected: int = 0
+    accepted_chars: int = 0
+
+    @property
+    def acceptance_rate(self) -> float:
+        seen = self.shown - self.noise
+        return round(self.accepted / seen, 4) if seen > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "offered": self.offered,
+            "shown": self.shown,
+            "noise": self.noise,
+            "accepted": self.accepted,
+            "partiallyAccepted": self.partially_accepted,
+            "rejected": self.rejected,
+            "acceptanceRate": self.acceptance_rate,
+            "acceptedChars": self.accepted_chars,
+        }
+
+
+@dataclass
+class Retention:
+    after_s: int
+    checked: int
+    retained: int
+
+    @property
+    def rate(self) -> float:
+        return round(self.retained / self.checked, 4) if self.checked else 0.0
+
+
+@dataclass
+class Latency:
+    count: int
+    p50: float
+    p90: float
+    p99: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Latency:
+        if not values:
+            return cls(0, 0.0, 0.0, 0.0)
+        p50, p90, p99 = (round(float(v), 1) for v in np.percentile(values, [50, 90, 99]))
+        return cls(len(values), p50, p90, p99)
+
+
+@dataclass
+class Stats:
+    database: str
+    generated_at: float
+    total: Acceptance = field(default_factory=Acceptance)
+    groups: dict[str, dict[str, Acceptance]] = field(default_factory=dict)
+    retention: list[Retention] = field(default_factory=list)
+    latency: dict[str, Latency] = field(default_factory=dict)  # "total" and each stage
+    latency_by_backend: dict[str, Latency] = field(default_factory=dict)
+    by_hour: dict[str, Acceptance] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)  # for the histogram
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "generatedAt": self.generated_at,
+            "schemaVersion": SCHEMA_VERSION,
+            "note": self.note,
+            "total": self.total.to_json(),
+            **{
+                f"by{name.title()}": {key: value.to_json() for key, value in rows.items()}
+                for name, rows in self.groups.items()
+            },
+            "retention": [
+                {"afterS": r.after_s, "checked": r.checked, "retained": r.retained, "rate": r.rate}
+                for r in self.retention
+            ],
+            "latencyMs": {stage: asdict(value) for stage, value in self.latency.items()},
+            "latencyMsByBackend": {
+                backend: asdict(value) for backend, value in self.latency_by_backend.items()
+            },
+            "definitions": DEFINITIONS,
+        }
+
+
+def open_for_reading(path: Path) -> sqlite3.Connection:
+    """Read-only when the schema is current; an older database is migrated first."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    if schema_version(db) < SCHEMA_VERSION:
+        db.close()
+        return open_database(path)
+    return db
+
+
+def collect(path: Path) -> Stats:
+    """Every figure of the report, from the database at ``path``."""
+    stats = Stats(str(path), time.time())
+    if not path.exists():
+        stats.note = "no telemetry recorded yet (the database does not exist)"
+        return stats
+    db = open_for_reading(path)
+    try:
+        _collect_into(db, stats)
+    finally:
+        db.close()
+    return stats
+
+
+def _acceptance_by(db: sqlite3.Connection, key: str) -> dict[str, Acceptance]:
+    rows: dict[str, Acceptance] = {}
+    for key_value, *numbers in db.execute(_FATES.format(key=key)):
+        offered, shown, noise, accepted, partial, rejected, chars = numbers
+        rows[str(key_value)] = Acceptance(
+            0, offered, shown, noise, accepted, partial, rejected, chars
+        )
+    for key_value, count in db.execute(
+        f"SELECT {key} AS key, COUNT(*) FROM requests r GROUP BY key"
+    ):
+        rows.setdefault(str(key_value), Acceptance()).requests = count
+    return dict(sorted(rows.items()))
+
+
+def _collect_into(db: sqlite3.Connection, stats: Stats) -> None:
+    stats.total = _acceptance_by(db, "'all'").get("all", Acceptance())
+    stats.groups = {name: _acceptance_by(db, key) for name, key in GROUPS.items()}
+    stats.by_hour = _acceptance_by(db, _HOUR)
+    checked = {
+        after: (count, retained)
+        for after, count, retained in db.execute(
+            "SELECT after_s, COUNT(*), SUM(retained) FROM retention WHERE found = 1"
+            " GROUP BY after_s"
+        )
+    }
+    stats.retention = [
+        Retention(after, *checked.get(after, (0, 0))) for after in sorted({*CHECKS_S, *checked})
+    ]
+    totals: list[float] = []
+    stages: dict[str, list[float]] = {}
+    by_backend: dict[str, list[float]] = {}
+    for backend, total, timings in db.execute(
+        "SELECT backend, total_ms, timings_json FROM requests WHERE items > 0"
+    ):
+        if total is not None:
+            totals.append(float(total))
+            by_backend.setdefault(backend, []).append(float(total))
+        for stage, ms in json.loads(timings).items():
+            if stage != "total" and isinstance(ms, int | float):
+                stages.setdefault(stage, []).append(float(ms))
+    stats.latencies_ms = totals
+    stats.latency = {"total": Latency.of(totals)}
+    stats.latency.update({stage: Latency.of(values) for stage, values in sorted(stages.items())})
+    stats.latency_by_backend = {name: Latency.of(v) for name, v in sorted(by_backend.items())}
