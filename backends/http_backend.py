@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class _Progress:
 
     text: str = ""
     first_byte_at: float | None = None
+    # The server's own generation time, when it says (``Server-Timing: generate;dur=12.3``).
+    server_ms: float | None = None
     stopped_early: bool = False
     chunks: int = 0
 
@@ -72,6 +75,17 @@ class _Progress:
 class _Outcome:
     texts: list[str]
     details: dict[str, float] = field(default_factory=dict)
+
+
+def server_timing_ms(header: str | None) -> float | None:
+    """The total of the ``dur`` values of a Server-Timing header (milliseconds)."""
+    if not header:
+        return None
+    found = re.findall(r"dur=([0-9.]+)", header)
+    try:
+        return sum(float(value) for value in found) if found else None
+    except ValueError:
+        return None
 
 
 class HttpBackend:
@@ -199,6 +213,8 @@ class HttpBackend:
         self._timeouts_in_a_row = 0
         elapsed = time.monotonic() - started
         details = {"http_ms": round(elapsed * 1000, 3)}
+        if progress.server_ms is not None:
+            details["server_ms"] = progress.server_ms
         if progress.first_byte_at is not None:
             details["first_chunk_ms"] = round((progress.first_byte_at - started) * 1000, 3)
         details["stopped_early"] = 1.0 if progress.stopped_early else 0.0
@@ -223,6 +239,7 @@ class HttpBackend:
         try:
             if response.status_code != 200:
                 await self._raise_for_status(response)
+            progress.server_ms = server_timing_ms(response.headers.get("server-timing"))
             if not wire.stream:
                 body = await response.aread()
                 progress.first_byte_at = time.monotonic()

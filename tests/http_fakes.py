@@ -149,8 +149,8 @@ class FakeModelServer:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> FakeModelServer:
-        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> FakeModelServer:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -295,8 +295,7 @@ async def test_recovery_after_the_server_comes_back():
 
     try:
         assert "cannot reach" in await failure(backend)
-        server = FakeModelServer(answer)
-        server._server = await asyncio.start_server(server._connection, "127.0.0.1", port)
+        server = await FakeModelServer(answer).start(port)
         try:
             candidates = await backend.generate(prompt_for(None), limits())
         finally:
