@@ -25,6 +25,10 @@ def create_backend(settings: BackendSettings) -> Backend:
         from ghostcomplete.backends.http_backend import HttpBackend
 
         return HttpBackend(settings.http)
+    if settings.kind == "onnx":
+        from ghostcomplete.backends.onnx_backend import OnnxBackend
+
+        return OnnxBackend(settings.onnx)
     raise BackendError(f"backend {settings.kind!r} is not available in this build")
 
 

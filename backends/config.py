@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ghostcomplete.backends.http_config import HttpSettings
+from ghostcomplete.backends.onnx_config import OnnxSettings
 
 KINDS = ("lookup", "http", "onnx")
 
@@ -22,3 +23,4 @@ def _one_of(*choices: str) -> dict[str, Any]:
 class BackendSettings:
     kind: str = field(default="lookup", metadata=_one_of(*KINDS))
     http: HttpSettings = field(default_factory=HttpSettings)
+    onnx: OnnxSettings = field(default_factory=OnnxSettings)

@@ -1,0 +1,170 @@
+"""The local ONNX backend: a decoder in the Hugging Face optimum layout, run by onnxruntime in
+one worker thread, so that the server's event loop stays free and a superseded request stops
+between two tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+import zlib
+from pathlib import Path
+
+from ghostcomplete.backends.base import (
+    BackendError,
+    Candidate,
+    CompletionPrompt,
+    GenerationLimits,
+)
+from ghostcomplete.backends.onnx_config import OnnxSettings
+from ghostcomplete.backends.onnx_decode import Limits, Sampling, Start, decode, prefill
+from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel, fim_family_of, read_json
+from ghostcomplete.backends.onnx_stops import StopRule
+from ghostcomplete.backends.onnx_tokenizer import Tokenizer, load_tokenizer
+from ghostcomplete.ranker.prompt import TEMPLATES
+
+log = logging.getLogger("ghostcomplete.onnx")
+
+# Tokens drafted from the prompt per verification pass (prompt-lookup decoding).
+DRAFT_TOKENS = 8
+
+
+def shipped_model_folder() -> Path:
+    """Where the built-in model's files lie (package data of ghostcomplete.model)."""
+    import ghostcomplete.model
+
+    return Path(ghostcomplete.model.__file__).resolve().parent
+
+
+def model_file(settings: OnnxSettings) -> Path:
+    """The .onnx file the settings name; BackendError when it is not there."""
+    folder = Path(settings.path).expanduser() if settings.path else shipped_model_folder()
+    if settings.file:
+        chosen = folder / settings.file
+    else:
+        quantized = [folder / n for n in ("model_quantized.onnx", "model.int8.onnx")]
+        present = [q for q in quantized if q.exists()]
+        chosen = present[0] if settings.quantized and present else folder / "model.onnx"
+    if not chosen.is_file():
+        where = "the built-in model" if not settings.path else f"backend.onnx.path {folder}"
+        raise BackendError(f"no model file {chosen.name} in {where} ({folder})")
+    return chosen
+
+
+class OnnxBackend:
+    name = "onnx"
+    remote = False
+
+    def __init__(self, settings: OnnxSettings) -> None:
+        self.settings = settings
+        self.file = model_file(settings)
+        self.tokenizer: Tokenizer = load_tokenizer(self.file.parent)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "ghostcomplete-onnx")
+        self._loading = self._executor.submit(self._load)
+        self._model: OnnxModel | None = None
+        self._eos: set[int] = set()
+        self._cache: tuple[list[int], KvCache] | None = None
+        self._closed = threading.Event()
+        config = read_json(self.file.parent / "config.json")
+        family = settings.fim_family or fim_family_of(config, self.tokenizer.special)
+        if family is not None and family not in TEMPLATES:
+            raise BackendError(f"unknown FIM family {family!r} (one of {', '.join(TEMPLATES)})")
+        self.fim_family: str | None = family
+
+    # --- in the worker thread ---------------------------------------------------------
+    def _load(self) -> OnnxModel:
+        settings = self.settings
+        model = OnnxModel(self.file, settings.provider, settings.threads)
+        if settings.warmup:
+            log.info("onnx: warm-up %.0f ms", model.warm_up())
+        self._eos = model.eos_ids(self.tokenizer.special)
+        self._model = model
+        return model
+
+    def _generate(
+        self, prompt: CompletionPrompt, limits: GenerationLimits, cancel: threading.Event
+    ) -> list[Candidate]:
+        model = self._model
+        assert model is not None
+        settings = self.settings
+        started = time.monotonic()
+        text = prompt.text if self.fim_family else prompt.context.prefix
+        tokens = self.tokenizer.encode(text)
+        room = max(8, model.max_positions - settings.max_new_tokens)
+        if len(tokens) > room:
+            # Too long for the model: drop the oldest prefix, keep the opening FIM token.
+            tokens = tokens[:1] + tokens[len(tokens) - room + 1 :]
+        cached = self._cache if settings.reuse_cache else None
+        start, reused = prefill(model, tokens, cached)
+        prefill_ms = (time.monotonic() - started) * 1000
+        line_prefix = prompt.context.prefix[prompt.context.prefix.rfind("\n") + 1 :]
+        rule = StopRule(limits.scope, line_prefix, limits.max_lines, limits.max_chars, prompt.stop)
+        stop_at = Limits(
+            rule, self._eos, settings.max_new_tokens, limits.deadline, cancel, model.max_positions
+        )
+        draft = DRAFT_TOKENS if settings.prompt_lookup else 0
+        greedy = decode(model, self.tokenizer, start, stop_at, None, draft)
+        if settings.reuse_cache and greedy.past is not None:
+            self._cache = (greedy.fed, greedy.past)
+        greedy_ms = (time.monotonic() - started) * 1000 - prefill_ms
+        details = {
+            "prompt_tokens": float(len(tokens)),
+            "reused_tokens": float(reused),
+            "prefill_ms": round(prefill_ms, 3),
+            "decode_ms": round(greedy_ms, 3),
+            "tokens": float(len(greedy.tokens)),
+            "forwards": float(greedy.forwards),
+            "drafted": float(greedy.drafted),
+            "accepted": float(greedy.accepted),
+        }
+        log.debug("onnx: %s, ended by %s", details, greedy.reason)
+        found = [Candidate(greedy.text, "onnx", details)] if greedy.text.strip() else []
+        seed = zlib.crc32(prompt.text.encode("utf-8", "replace"))
+        for index in range(1, limits.candidates):
+            if cancel.is_set() or not self._time_for_another(limits.deadline, greedy_ms):
+                break
+            sampling = Sampling(settings.temperature, settings.top_p, seed + index)
+            begin = Start(start.tokens, start.logits, start.past)
+            sampled = decode(model, self.tokenizer, begin, stop_at, sampling)
+            if sampled.text.strip() and all(c.text != sampled.text for c in found):
+                found.append(Candidate(sampled.text, "onnx:sample"))
+        return found
+
+    @staticmethod
+    def _time_for_another(deadline: float | None, greedy_ms: float) -> bool:
+        if deadline is None:
+            return True
+        return time.monotonic() + greedy_ms / 1000 < deadline
+
+    # --- the Backend protocol -----------------------------------------------------------
+    async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
+        if self._closed.is_set():
+            return []
+        try:
+            await asyncio.wrap_future(self._loading)
+        except BackendError:
+            raise
+        except Exception as error:  # anything onnxruntime raises while loading
+            raise BackendError(f"cannot load {self.file}: {error}") from error
+        cancel = threading.Event()
+        job = self._executor.submit(self._generate, prompt, limits, cancel)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            cancel.set()  # the worker stops before its next forward pass
+            raise
+        except BackendError:
+            raise
+        except Exception as error:
+            raise BackendError(f"the model failed: {error}") from error
+
+    async def aclose(self) -> None:
+        self._closed.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def model(self) -> OnnxModel:
+        """The loaded model (blocks until it is); for benchmarks and tests."""
+        return self._loading.result()

@@ -1,0 +1,43 @@
+"""Settings of the local ONNX backend (``backend.onnx``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _between(low: float, high: float) -> dict[str, Any]:
+    return {"check": (lambda value: low <= value <= high, f"between {low} and {high}")}
+
+
+def _one_of(*choices: str) -> dict[str, Any]:
+    return {"check": (lambda value: value in choices, "one of " + ", ".join(choices))}
+
+
+@dataclass(frozen=True)
+class OnnxSettings:
+    # A folder in the Hugging Face optimum layout (model.onnx, config.json, tokenizer files);
+    # null = the model shipped with ghostcomplete.
+    path: str | None = None
+    # Which file in that folder: null = model.onnx (or model_quantized.onnx when ``quantized``).
+    file: str | None = None
+    # Prefer the int8 dynamically quantized file when the folder has one.
+    quantized: bool = False
+    # "auto" = CUDA when onnxruntime can use it, else the CPU.
+    provider: str = field(default="auto", metadata=_one_of("auto", "cuda", "cpu"))
+    # Intra-op threads on the CPU; 0 = min(4, cores).
+    threads: int = field(default=0, metadata=_between(0, 256))
+    # Tokens generated per candidate at most.
+    max_new_tokens: int = field(default=64, metadata=_between(1, 4096))
+    # The second and later candidates are sampled at this temperature (the first is greedy).
+    temperature: float = field(default=0.8, metadata=_between(0.0, 5.0))
+    top_p: float = field(default=0.95, metadata=_between(0.0, 1.0))
+    # Keep the KV cache of the last prompt and reuse it for the next one sharing its start.
+    reuse_cache: bool = True
+    # Prompt-lookup speculative decoding: draft tokens copied from the prompt, verified in
+    # one forward pass. Output-identical to greedy decoding.
+    prompt_lookup: bool = True
+    # Run the model once at load, so that the first completion does not pay for it.
+    warmup: bool = True
+    # Override the FIM template family read from config.json ("starcoder", "qwen", ...).
+    fim_family: str | None = None

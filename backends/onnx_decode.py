@@ -1,0 +1,204 @@
+"""Token-by-token decoding over an ``OnnxModel``: greedy (optionally with prompt-lookup
+speculation) or sampled, with stop rules, a token budget, a deadline and cancellation checked
+between forward passes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel
+from ghostcomplete.backends.onnx_stops import StopRule
+from ghostcomplete.backends.onnx_tokenizer import IncrementalDecoder, Tokenizer
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    seed: int
+
+
+@dataclass
+class Start:
+    """The state after the prompt: its tokens, the logits of the next token, the cache."""
+
+    tokens: list[int]
+    logits: np.ndarray
+    past: KvCache
+
+
+@dataclass
+class Decoded:
+    text: str
+    tokens: list[int]
+    # Why it ended: "stop", "eos", "max_tokens", "deadline", "cancelled", "context".
+    reason: str
+    forwards: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    # Every token the cache now covers, and that cache (for reuse by the next request).
+    fed: list[int] = field(default_factory=list)
+    past: KvCache | None = None
+
+
+class NgramIndex:
+    """Where each 2- and 3-gram of a token sequence last occurred, to draft continuations."""
+
+    SIZES = (3, 2)
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens: list[int] = []
+        self.last: dict[tuple[int, ...], int] = {}
+        for token in tokens:
+            self.append(token)
+
+    def append(self, token: int) -> None:
+        end = len(self.tokens)
+        for n in self.SIZES:
+            if end >= n:
+                self.last[tuple(self.tokens[end - n :])] = end
+        self.tokens.append(token)
+
+    def draft(self, limit: int) -> list[int]:
+        """Up to ``limit`` tokens that followed the latest earlier occurrence of the tail."""
+        if limit <= 0:
+            return []
+        for n in self.SIZES:
+            if len(self.tokens) < n:
+                continue
+            end = self.last.get(tuple(self.tokens[-n:]))
+            if end is not None:
+                return self.tokens[end : end + limit]
+        return []
+
+
+def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
+    if sampling.temperature <= 0:
+        return int(np.argmax(logits))
+    scaled = (logits - logits.max()) / sampling.temperature
+    probs = np.exp(scaled)
+    probs /= probs.sum()
+    order = np.argsort(-probs)
+    cumulative = np.cumsum(probs[order])
+    keep = order[: int(np.searchsorted(cumulative, sampling.top_p)) + 1]
+    kept = probs[keep] / probs[keep].sum()
+    return int(keep[rng.choice(len(keep), p=kept)])
+
+
+@dataclass
+class Limits:
+    stop: StopRule
+    eos: set[int]
+    max_new_tokens: int
+    deadline: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    max_positions: int = 1 << 30
+
+
+def decode(
+    model: OnnxModel,
+    tokenizer: Tokenizer,
+    start: Start,
+    limits: Limits,
+    sampling: Sampling | None = None,
+    draft_tokens: int = 0,
+) -> Decoded:
+    """Generate from ``start``. Greedy when ``sampling`` is None; with ``draft_tokens`` > 0,
+    greedy drafts that many tokens from earlier n-grams and verifies them in one pass, which
+    changes the speed and not the tokens."""
+    rng = np.random.default_rng(sampling.seed if sampling else 0)
+    text = IncrementalDecoder(tokenizer)
+    result = Decoded("", [], "max_tokens", fed=list(start.tokens), past=start.past)
+    index = NgramIndex(start.tokens) if draft_tokens > 0 and sampling is None else None
+    logits, past = start.logits, start.past
+
+    def emit(token: int) -> bool:
+        """Add a token to the answer; True when generation must end here."""
+        if token in limits.eos:
+            result.reason = "eos"
+            return True
+        result.tokens.append(token)
+        text.push(token)
+        cut = limits.stop.cut(text.text)
+        if cut is not None:
+            result.text = text.text[:cut]
+            result.reason = "stop"
+            return True
+        result.text = text.text
+        if len(result.tokens) >= limits.max_new_tokens:
+            result.reason = "max_tokens"
+            return True
+        return False
+
+    while True:
+        if limits.cancel.is_set():
+            result.reason = "cancelled"
+            break
+        if limits.deadline is not None and time.monotonic() > limits.deadline:
+            result.reason = "deadline"
+            break
+        token = int(np.argmax(logits)) if sampling is None else sample(logits, sampling, rng)
+        if emit(token):
+            break
+        room = limits.max_positions - past.length - 1
+        if room <= 0:
+            result.reason = "context"
+            break
+        draft: list[int] = []
+        if index is not None:
+            index.append(token)
+            left = limits.max_new_tokens - len(result.tokens)
+            draft = index.draft(min(draft_tokens, left, room - 1))
+        out, present = model.forward([token, *draft], past)
+        result.forwards += 1
+        accepted = 0
+        for position, guess in enumerate(draft):
+            if int(np.argmax(out[position])) != guess:
+                break
+            accepted += 1
+        result.drafted += len(draft)
+        result.accepted += accepted
+        past = present.truncated(past.length + 1 + accepted)
+        result.fed += [token, *draft[:accepted]]
+        result.past = past
+        logits = out[accepted]
+        stopped = False
+        for guess in draft[:accepted]:
+            assert index is not None
+            index.append(guess)
+            if emit(guess):
+                stopped = True
+                break
+        if stopped:
+            break
+    return result
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    limit = min(len(a), len(b))
+    if limit == 0:
+        return 0
+    left, right = np.asarray(a[:limit]), np.asarray(b[:limit])
+    differs = np.flatnonzero(left != right)
+    return int(differs[0]) if differs.size else limit
+
+
+def prefill(
+    model: OnnxModel, tokens: list[int], cached: tuple[list[int], KvCache] | None = None
+) -> tuple[Start, int]:
+    """The state after ``tokens``, reusing ``cached`` (tokens, cache) for the part they
+    share; also how many tokens were reused."""
+    past = model.empty_cache()
+    keep = 0
+    if cached is not None:
+        keep = min(common_prefix(cached[0], tokens), len(tokens) - 1)
+        if keep > 0:
+            past = cached[1].truncated(keep)
+        else:
+            keep = 0
+    logits, past = model.forward(tokens[keep:], past)
+    return Start(list(tokens), logits[-1], past), keep

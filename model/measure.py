@@ -1,0 +1,172 @@
+"""Speed (and optionally loss) of an ONNX model folder on this machine.
+
+    python -m ghostcomplete.model.measure [--path FOLDER] [--file model.onnx] [--threads 2]
+        [--loss FILE ...] [--json OUT]
+
+Prints prefill latency by prompt length (the first token's latency), decode tokens/s with the
+KV cache, the gain of prompt-lookup decoding on repetitive code, the gain of reusing the KV
+cache when the prompt grows by a few characters (a keystroke), and end-to-end completion
+latency through the backend on the sample project. ``--loss`` adds the mean next-token loss
+on the given files (to compare model.onnx with model_quantized.onnx).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
+from ghostcomplete.backends.onnx_backend import OnnxBackend, model_file
+from ghostcomplete.backends.onnx_config import OnnxSettings
+from ghostcomplete.backends.onnx_decode import Limits, decode, prefill
+from ghostcomplete.backends.onnx_engine import OnnxModel
+from ghostcomplete.backends.onnx_stops import StopRule
+from ghostcomplete.context.syntax import Scope
+from ghostcomplete.ranker.budget import PackedContext
+from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "examples" / "sample_project" / "inventory.py"
+
+
+def _ms(runs: list[float]) -> float:
+    return round(statistics.median(runs) * 1000, 2)
+
+
+def timed(action: Any, repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        runs.append(time.perf_counter() - started)
+    return _ms(runs)
+
+
+def source_tokens(backend: OnnxBackend, count: int) -> list[int]:
+    text = SAMPLE.read_text() * 20
+    return backend.tokenizer.encode(text)[:count]
+
+
+def speed(backend: OnnxBackend, model: OnnxModel) -> dict[str, Any]:
+    out: dict[str, Any] = {"provider": model.provider}
+    tokens = source_tokens(backend, model.max_positions)
+    for length in (64, 128, 256, min(448, model.max_positions - 64)):
+        ids = tokens[:length]
+        out[f"prefill_{length}_ms"] = timed(lambda ids=ids: prefill(model, ids), 7)
+    ids = tokens[:256]
+    start, _ = prefill(model, ids)
+    free = Limits(StopRule(Scope.BLOCK, "", 10_000, 100_000), set(), 64)
+    runs = []
+    for _ in range(5):
+        began = time.perf_counter()
+        decode(model, backend.tokenizer, start, free)
+        runs.append(time.perf_counter() - began)
+    out["decode_tokens_per_s"] = round(64 / statistics.median(runs), 1)
+    out["decode_ms_per_token"] = round(statistics.median(runs) / 64 * 1000, 3)
+    repetitive = tokens[: model.max_positions - 100]
+    start, _ = prefill(model, repetitive)
+    for draft in (0, 8):
+        runs, accepted = [], 0
+        for _ in range(5):
+            began = time.perf_counter()
+            done = decode(model, backend.tokenizer, start, free, None, draft)
+            runs.append(time.perf_counter() - began)
+            accepted = done.accepted
+        out[f"repetitive_tokens_per_s_draft{draft}"] = round(64 / statistics.median(runs), 1)
+        out[f"repetitive_accepted_draft{draft}"] = accepted
+    # A keystroke: the same prompt with the prefix a few characters longer.
+    text = SAMPLE.read_text()[:1200]
+    first, second = backend.tokenizer.encode(text), backend.tokenizer.encode(text + "retu")
+    ran = decode(model, backend.tokenizer, prefill(model, first)[0], free)
+    assert ran.past is not None
+    out["keystroke_prefill_fresh_ms"] = timed(lambda: prefill(model, second), 7)
+    out["keystroke_prefill_reused_ms"] = timed(
+        lambda: prefill(model, second, (ran.fed, ran.past)), 7
+    )
+    return out
+
+
+async def completions(backend: OnnxBackend, family: str) -> dict[str, Any]:
+    """Single-line completions at the end of each line of the sample file (with its suffix)."""
+    text = SAMPLE.read_text()
+    ends = [i for i, ch in enumerate(text) if ch == "\n" and text[i - 1 : i].strip()][5:45]
+    runs, lengths, firsts = [], [], []
+    for end in ends:
+        cut = end - 3  # three characters before the end of the line: mid-line
+        context = PackedContext(text[max(0, cut - 1500) : cut], text[cut : cut + 300], (), 0)
+        prompt = CompletionPrompt(
+            "python",
+            "inventory.py",
+            context,
+            render_fim(context, family, "python", "inventory.py"),
+            TEMPLATES[family].stop,
+        )
+        limits = GenerationLimits(scope=Scope.LINE, max_chars=200, candidates=1)
+        began = time.perf_counter()
+        found = await backend.generate(prompt, limits)
+        runs.append(time.perf_counter() - began)
+        if found:
+            lengths.append(found[0].details.get("tokens", 0))
+            firsts.append(found[0].details.get("prefill_ms", 0))
+    return {
+        "completion_p50_ms": _ms(runs),
+        "completion_p95_ms": round(float(np.percentile(runs, 95)) * 1000, 2),
+        "completion_mean_tokens": round(statistics.mean(lengths), 1) if lengths else 0,
+        "completion_prefill_p50_ms": round(statistics.median(firsts), 2) if firsts else 0,
+        "completions": len(runs),
+    }
+
+
+def loss(model: OnnxModel, backend: OnnxBackend, files: list[Path]) -> float:
+    """Mean next-token cross-entropy over windows of the files (no cache)."""
+    losses: list[float] = []
+    window = min(512, model.max_positions)
+    for path in files:
+        ids = backend.tokenizer.encode(path.read_text(errors="replace"))
+        for at in range(0, max(1, len(ids) - 1), window):
+            chunk = ids[at : at + window + 1]
+            if len(chunk) < 2:
+                continue
+            logits, _ = model.forward(chunk[:-1], model.empty_cache())
+            logits = logits - logits.max(axis=1, keepdims=True)
+            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            losses.extend(-logp[np.arange(len(chunk) - 1), chunk[1:]])
+    return round(float(np.mean(losses)), 4)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--path", default=None)
+    parser.add_argument("--file", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--loss", type=Path, nargs="*", default=[])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    settings = OnnxSettings(path=args.path, file=args.file, threads=args.threads)
+    started = time.perf_counter()
+    backend = OnnxBackend(settings)
+    model = backend.model
+    result: dict[str, Any] = {
+        "model": str(model_file(settings)),
+        "load_and_warmup_ms": round((time.perf_counter() - started) * 1000, 1),
+        "threads": args.threads,
+    }
+    result.update(speed(backend, model))
+    result.update(asyncio.run(completions(backend, backend.fim_family or "starcoder")))
+    if args.loss:
+        result["loss"] = loss(model, backend, args.loss)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

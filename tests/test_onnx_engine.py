@@ -1,0 +1,219 @@
+"""The ONNX engine on tiny GPT-2 and Llama decoders exported by optimum (tests/fixtures/onnx,
+built by tests/fixtures/make_onnx_fixtures.py): same tokenizer ids as `tokenizers`, same greedy
+tokens as `transformers`, KV-cache decoding equal to no-cache decoding, prompt-lookup and
+cache reuse equal to plain greedy decoding."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ghostcomplete.backends.base import BackendError
+from ghostcomplete.backends.onnx_decode import Limits, Sampling, decode, prefill
+from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel, choose_providers, fim_family_of
+from ghostcomplete.backends.onnx_stops import StopRule
+from ghostcomplete.backends.onnx_tokenizer import (
+    HfTokenizer,
+    IncrementalDecoder,
+    TiktokenTokenizer,
+    load_tokenizer,
+)
+from ghostcomplete.context.syntax import Scope
+
+pytestmark = pytest.mark.timeout(60)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
+NAMES = ["tiny-gpt2", "tiny-llama"]
+REPEATING = "for i in range(10):\n    print(i)\nfor j in range(10):\n    print(j)\n" * 3
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def tiny(request: pytest.FixtureRequest) -> tuple[OnnxModel, TiktokenTokenizer, dict]:
+    folder = FIXTURES / request.param
+    tokenizer = load_tokenizer(folder)
+    assert isinstance(tokenizer, TiktokenTokenizer)
+    expected = json.loads((folder / "expected.json").read_text())
+    return OnnxModel(folder / "model.onnx", "cpu", 1), tokenizer, expected
+
+
+def free(max_new: int = 24, scope: Scope = Scope.BLOCK) -> Limits:
+    return Limits(StopRule(scope, "", 10_000, 100_000), set(), max_new)
+
+
+def no_cache_greedy(model: OnnxModel, ids: list[int], count: int) -> list[int]:
+    tokens = list(ids)
+    for _ in range(count):
+        logits, _ = model.forward(tokens, model.empty_cache())
+        tokens.append(int(np.argmax(logits[-1])))
+    return tokens[len(ids) :]
+
+
+def test_tokenizer_json_becomes_tiktoken_with_the_same_ids(tiny) -> None:
+    _, tokenizer, expected = tiny
+    for case in expected["encode"]:
+        assert tokenizer.encode(case["text"]) == case["ids"]
+    decoder = IncrementalDecoder(tokenizer)
+    for token in tokenizer.encode(expected["encode"][1]["text"]):
+        decoder.push(token)
+    assert decoder.text == expected["encode"][1]["text"]
+
+
+def test_greedy_tokens_equal_transformers(tiny) -> None:
+    model, tokenizer, expected = tiny
+    for case in expected["greedy"]:
+        assert tokenizer.encode(case["prompt"]) == case["ids"]
+        start, _ = prefill(model, case["ids"])
+        assert decode(model, tokenizer, start, free()).tokens == case["new"]
+
+
+def test_kv_cache_decoding_equals_no_cache_decoding(tiny) -> None:
+    model, tokenizer, expected = tiny
+    ids = expected["greedy"][1]["ids"]
+    start, _ = prefill(model, ids)
+    assert decode(model, tokenizer, start, free(16)).tokens == no_cache_greedy(model, ids, 16)
+
+
+def test_prompt_lookup_is_output_identical_to_greedy(tiny) -> None:
+    model, tokenizer, _ = tiny
+    ids = tokenizer.encode(REPEATING)
+    start, _ = prefill(model, ids)
+    plain = decode(model, tokenizer, start, free(48))
+    # The model's own continuation earlier in the prompt: drafts that verification accepts.
+    echo = [*ids, *plain.tokens, *ids]
+    for prompt in (ids, echo):
+        start, _ = prefill(model, prompt)
+        plain = decode(model, tokenizer, start, free(48))
+        drafted = decode(model, tokenizer, start, free(48), draft_tokens=8)
+        assert drafted.tokens == plain.tokens and drafted.text == plain.text
+        assert drafted.forwards == plain.forwards - drafted.accepted
+
+
+class BigramModel:
+    """A stand-in model whose next token depends on the last one only: its greedy output
+    cycles, so drafts copied from earlier text are accepted, and sometimes rejected."""
+
+    def __init__(self, vocab: int = 11) -> None:
+        rng = np.random.default_rng(3)
+        self.table = rng.normal(size=(vocab, vocab)).astype(np.float32)
+        self.max_positions = 1 << 20
+        self.calls: list[int] = []
+
+    def empty_cache(self) -> KvCache:
+        return KvCache([np.zeros((1, 1, 0, 1), np.float32)])
+
+    def forward(self, ids: list[int], past: KvCache) -> tuple[np.ndarray, KvCache]:
+        self.calls.append(len(ids))
+        grown = np.zeros((1, 1, past.length + len(ids), 1), np.float32)
+        return self.table[ids], KvCache([grown])
+
+
+class DigitTokenizer:
+    def __init__(self) -> None:
+        self.special: dict[str, int] = {}
+
+    def encode(self, text: str) -> list[int]:
+        return [int(ch) for ch in text]
+
+    def token_bytes(self, token: int) -> bytes:
+        return b"abcdefghijk"[token : token + 1]
+
+
+def test_prompt_lookup_accepts_drafts_and_keeps_greedy_output() -> None:
+    model, tokenizer = BigramModel(), DigitTokenizer()
+    for prompt in ([1, 2, 3, 4, 5, 6, 1, 2], [7, 7, 7, 3], [0, 9, 8, 0, 9, 8, 0]):
+        start, _ = prefill(model, prompt)  # type: ignore[arg-type]
+        plain = decode(model, tokenizer, start, free(40))  # type: ignore[arg-type]
+        drafted = decode(model, tokenizer, start, free(40), draft_tokens=8)  # type: ignore[arg-type]
+        assert drafted.tokens == plain.tokens and len(plain.tokens) == 40
+        assert drafted.accepted > 0 and drafted.forwards < plain.forwards / 2
+
+
+def test_cache_reuse_across_prompts_sharing_a_prefix(tiny) -> None:
+    model, tokenizer, _ = tiny
+    first = tokenizer.encode("def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    ret")
+    second = tokenizer.encode("def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a -")
+    start, _ = prefill(model, first)
+    ran = decode(model, tokenizer, start, free(8))
+    assert ran.past is not None
+    reused, kept = prefill(model, second, (ran.fed, ran.past))
+    fresh, _ = prefill(model, second)
+    assert kept > len(first) // 2
+    np.testing.assert_allclose(reused.logits, fresh.logits, rtol=1e-4, atol=1e-4)
+    assert (
+        decode(model, tokenizer, reused, free()).tokens
+        == decode(model, tokenizer, fresh, free()).tokens
+    )
+    # A cache covering more than the new prompt is cut back, never used past the prompt.
+    again, kept = prefill(model, first[:5], (ran.fed, ran.past))
+    assert kept == 4
+    np.testing.assert_allclose(again.logits, prefill(model, first[:5])[0].logits, atol=1e-4)
+
+
+def test_deadline_and_cancellation_end_decoding(tiny) -> None:
+    model, tokenizer, expected = tiny
+    start, _ = prefill(model, expected["greedy"][0]["ids"])
+    late = free(100)
+    late.deadline = time.monotonic() - 1
+    assert decode(model, tokenizer, start, late).reason == "deadline"
+    cancelled = Limits(StopRule(Scope.BLOCK, "", 99, 9999), set(), 100, None, threading.Event())
+    cancelled.cancel.set()
+    assert decode(model, tokenizer, start, cancelled).tokens == []
+
+
+def test_max_tokens_and_eos_end_decoding(tiny) -> None:
+    model, tokenizer, expected = tiny
+    case = expected["greedy"][0]
+    start, _ = prefill(model, case["ids"])
+    assert len(decode(model, tokenizer, start, free(5)).tokens) == 5
+    new = case["new"]
+    at = next(i for i in range(1, len(new)) if new[i] not in new[:i])
+    ended = decode(
+        model, tokenizer, start, Limits(StopRule(Scope.BLOCK, "", 99, 9999), {new[at]}, 100)
+    )
+    assert ended.reason == "eos" and ended.tokens == new[:at]
+
+
+def test_sampling_is_seeded_and_varies(tiny) -> None:
+    model, tokenizer, expected = tiny
+    start, _ = prefill(model, expected["greedy"][2]["ids"])
+    runs = [
+        decode(model, tokenizer, start, free(12), Sampling(1.0, 0.95, s)).tokens for s in (1, 1, 2)
+    ]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_family_comes_from_the_fim_tokens_or_model_type(tiny) -> None:
+    model, tokenizer, _ = tiny
+    family = fim_family_of(model.config, tokenizer.special)
+    assert family == ("starcoder" if model.config["model_type"] == "gpt2" else "qwen")
+    assert fim_family_of({"model_type": "qwen2"}, {}) == "qwen"
+    assert fim_family_of({"model_type": "gpt2"}, {}) is None
+
+
+def test_cpu_is_chosen_without_a_cuda_driver_and_says_why() -> None:
+    providers, why = choose_providers("cpu")
+    assert providers == ["CPUExecutionProvider"] and "settings" in why
+    providers, why = choose_providers("auto")
+    assert providers[-1] == "CPUExecutionProvider" and why
+
+
+def test_hf_tokenizers_fallback_gives_the_same_ids() -> None:
+    pytest.importorskip("tokenizers")
+    folder = FIXTURES / "tiny-llama"
+    tokenizer = HfTokenizer(folder / "tokenizer.json")
+    for case in json.loads((folder / "expected.json").read_text())["encode"]:
+        assert tokenizer.encode(case["text"]) == case["ids"]
+
+
+def test_broken_model_file_is_a_backend_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.onnx").write_bytes(b"not a model")
+    with pytest.raises(BackendError, match="cannot load"):
+        OnnxModel(tmp_path / "model.onnx", "cpu")
+    with pytest.raises(BackendError, match="no tokenizer"):
+        load_tokenizer(tmp_path)
