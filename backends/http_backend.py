@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -53,6 +53,8 @@ _DEFAULT_BUDGET_S = 30.0
 _TIMEOUTS_BEFORE_ERROR = 2
 _MAX_ERROR_BODY = 16_384
 _CHARS_PER_TOKEN = 3
+# After an early stop, how long the rest of a stream may take to arrive before we hang up.
+_DRAIN_S = 0.03
 
 
 # Given the text so far, where the wanted completion ends (None: not complete yet).
@@ -124,6 +126,7 @@ class HttpBackend:
         self._blocked_until = 0.0
         self._blocked_message = ""
         self._timeouts_in_a_row = 0
+        self._draining: set[asyncio.Future[None]] = set()
 
     # --- the Backend protocol --------------------------------------------------------------
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
@@ -144,6 +147,9 @@ class HttpBackend:
         ]
 
     async def aclose(self) -> None:
+        for task in list(self._draining):
+            task.cancel()
+        await asyncio.gather(*self._draining, return_exceptions=True)
         await self.client.aclose()
 
     # --- chat (edit requests) ----------------------------------------------------------------
@@ -245,11 +251,34 @@ class HttpBackend:
                 progress.first_byte_at = time.monotonic()
                 answer = parse_json(body, "the answer")
                 texts = parse_chat(answer) if chat else self.adapter.parse(answer)
+                await response.aclose()
                 return [self._cut(text, finished) for text in texts]
-            return [await self._read_stream(response, progress, finished, chat)]
-        finally:
+            text, rest = await self._read_stream(response, progress, finished, chat)
+        except BaseException:
             # Closing an unfinished stream closes the connection: the server stops generating.
             await response.aclose()
+            raise
+        self._drain_then_close(response, rest)
+        return [text]
+
+    def _drain_then_close(self, response: httpx.Response, rest: AsyncIterator[str]) -> None:
+        """Read what is left of a stream for a moment, so that a server that has already
+        finished keeps its connection for the next keystroke; then close it, which stops a
+        server that is still generating."""
+
+        async def drain() -> None:
+            try:
+                async with asyncio.timeout(_DRAIN_S):
+                    async for _ in rest:
+                        pass
+            except (TimeoutError, httpx.HTTPError):
+                pass
+            finally:
+                await response.aclose()
+
+        task = asyncio.ensure_future(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
 
     @staticmethod
     def _cut(text: str, finished: Finished) -> str:
@@ -258,7 +287,8 @@ class HttpBackend:
 
     async def _read_stream(
         self, response: httpx.Response, progress: _Progress, finished: Finished, chat: bool
-    ) -> str:
+    ) -> tuple[str, AsyncIterator[str]]:
+        """The wanted text, and the rest of the stream (unread)."""
         framing = "sse" if chat else self.adapter.framing
         lines = response.aiter_lines()
         events = sse_events(lines) if framing == "sse" else ndjson_events(lines)
@@ -273,9 +303,9 @@ class HttpBackend:
             end = finished(progress.text)
             if end is not None:
                 progress.stopped_early = not chunk.done
-                return progress.text[:end]
+                return progress.text[:end], lines
             if chunk.done:
-                return progress.text
+                return progress.text, lines
         raise MalformedAnswer("the stream ended before its end marker (truncated)")
 
     def _timed_out(self, progress: _Progress, started: float, finished: Finished) -> _Outcome:

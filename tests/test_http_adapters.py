@@ -3,6 +3,7 @@ we read back, streamed and not, and the stream closed as soon as the line or blo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -330,3 +331,25 @@ async def test_block_scope_stops_when_the_indentation_drops():
 )
 def test_endpoint_url(base: str, endpoint: str, known: tuple[str, ...], expected: str):
     assert endpoint_url(base, endpoint, known) == expected
+
+
+async def test_a_stream_the_server_already_finished_keeps_its_connection():
+    pieces = ["math.pi * r ** 2\n", "print('more')\n", "print('and more')\n"]
+    chunks = [sse({"choices": [{"index": 0, "text": p}]}) for p in pieces]
+
+    async def answer(request: Recorded, reply: Reply) -> None:
+        await reply.stream([*chunks, "[DONE]"])  # all at once: generation is over
+
+    async with FakeModelServer(answer) as server:
+        backend = HttpBackend(HttpSettings(url=server.base))
+        try:
+            for _ in range(3):
+                candidates = await backend.generate(prompt_for(None), line_limits())
+                assert [c.text for c in candidates] == ["math.pi * r ** 2"]
+                assert candidates[0].details["stopped_early"] == 1.0
+                await server.wait_for(lambda: server.requests[-1].finished)
+                await asyncio.sleep(0.01)  # the rest is read in the background
+        finally:
+            await backend.aclose()
+    assert len(server.requests) == 3
+    assert server.connections == 1  # read to the end, not hung up on
