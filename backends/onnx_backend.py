@@ -21,6 +21,7 @@ from ghostcomplete.backends.base import (
 from ghostcomplete.backends.onnx_config import OnnxSettings
 from ghostcomplete.backends.onnx_decode import Limits, Sampling, Start, decode, prefill
 from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel, fim_family_of, read_json
+from ghostcomplete.backends.onnx_prompt import fit_prompt
 from ghostcomplete.backends.onnx_stops import StopRule
 from ghostcomplete.backends.onnx_tokenizer import Tokenizer, load_tokenizer
 from ghostcomplete.ranker.prompt import TEMPLATES
@@ -90,12 +91,8 @@ class OnnxBackend:
         assert model is not None
         settings = self.settings
         started = time.monotonic()
-        text = prompt.text if self.fim_family else prompt.context.prefix
-        tokens = self.tokenizer.encode(text)
         room = max(8, model.max_positions - settings.max_new_tokens)
-        if len(tokens) > room:
-            # Too long for the model: drop the oldest prefix, keep the opening FIM token.
-            tokens = tokens[:1] + tokens[len(tokens) - room + 1 :]
+        tokens = fit_prompt(prompt, self.fim_family, self.tokenizer, room)
         cached = self._cache if settings.reuse_cache else None
         start, reused = prefill(model, tokens, cached)
         prefill_ms = (time.monotonic() - started) * 1000

@@ -203,6 +203,7 @@ def step_export(work: Path, tokenizer: Any, result: dict[str, Any], out: Path) -
         main_export(str(work / "hf"), temp, task="text-generation-with-past", do_validation=False)
         for name in ("model.onnx", "config.json", "generation_config.json"):
             shutil.copy(Path(temp) / name, out / name)
+    quantize(out / "model.onnx", out / "model_quantized.onnx")
     spec = json.loads((work / "tokenizer.json").read_text())
     encoding = tiktoken_from_hf(spec, "ghostcomplete-code-4k")
     if encoding is None:
@@ -217,6 +218,13 @@ def step_export(work: Path, tokenizer: Any, result: dict[str, Any], out: Path) -
     card = {"shape": SHAPE, "seq": SEQ, "batch": BATCH, **result}
     card["data"] = json.loads((work / "data.json").read_text())
     (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+
+
+def quantize(source: Path, target: Path) -> None:
+    """int8 dynamic quantization of the weights of MatMul/Gather (backend.onnx.quantized)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
 
 
 def main(argv: list[str] | None = None) -> None:
