@@ -2,9 +2,10 @@
 
 After an accept, the tracker checks at 15 s, 30 s, 2 min, 5 min and 10 min. The text counts as
 retained when some stretch of the document near the insertion point is within an edit
-distance of half the accepted length. The insertion point follows later edits: each new
-version of the document is compared with the last one seen (common prefix and suffix), which
-needs no positions, encodings or client cooperation.
+distance of half the accepted length. "Near" is the region the text went into, which follows
+every later edit (each new version of the document is compared with the last one seen: common
+prefix and suffix, so no positions, encodings or client cooperation are needed), widened by
+half the accepted length (at least 16 characters) on each side.
 
 Pure: no clock of its own (callers pass ``now``, monotonic seconds) and no I/O.
 """
@@ -20,8 +21,11 @@ from ghostcomplete.telemetry.events import RetentionChecked
 
 CHECKS_S: tuple[int, ...] = (15, 30, 120, 300, 600)
 MAX_DISTANCE_SHARE = 0.5
-# How far around the tracked region to look, beyond its own length.
-_SLACK_CHARS = 200
+# How far around the tracked region to look, at least: the region follows every edit, so
+# this stays small (a similar line a few lines away must not pass for the accepted text).
+_SLACK_CHARS = 16
+# The most text searched for one check (a region stretched by a large external change).
+_MAX_WINDOW_CHARS = 20_000
 _MAX_TRACKED = 200
 
 
@@ -166,9 +170,10 @@ class RetentionTracker:
                 tracked.item_id, after, self.wall_clock(), False, length, length, found=False
             )
         self.document_changed(tracked.uri, current)
-        slack = max(_SLACK_CHARS, length)
+        slack = max(_SLACK_CHARS, length // 2)  # as much as the distance may be
         low = max(0, tracked.start - slack)
         high = min(len(current), max(tracked.end, tracked.start + length) + slack)
+        high = min(high, low + _MAX_WINDOW_CHARS)
         distance = best_match_distance(tracked.text, current[low:high])
         return RetentionChecked(
             tracked.item_id,
