@@ -58,7 +58,12 @@ def as_text(stats: Stats) -> str:
     lines = [f"ghostcomplete telemetry: {stats.database} ({_when(stats)})"]
     if stats.note:
         return "\n".join([*lines, stats.note, ""])
-    width = max([12, *(len(k) + 2 for rows in stats.groups.values() for k in rows)])
+    labels = [
+        *(f"  {key}" for rows in stats.groups.values() for key in rows),
+        *stats.latency,
+        *(f"backend {name}" for name in stats.latency_by_backend),
+    ]
+    width = max([12, *(len(label) + 2 for label in labels)])
     header = "".ljust(width) + "".join(column.rjust(10) for column in _COLUMNS)
     lines += ["", "Acceptance (rate = accepted / (shown - noise))", header]
     lines.append("all".ljust(width) + "".join(v.rjust(10) for v in _row(stats.total)))
