@@ -9,6 +9,7 @@ document is closed again. One server process serves a whole context setting.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -147,6 +148,7 @@ def summarize(results: list[TaskResult]) -> dict[str, Any]:
             r.coverage_reachable for r in results if r.coverage_reachable is not None
         ),
         "coverage_prompt": mean(prompt) if prompt else None,
+        "skipped": dict(Counter(r.skipped for r in results if r.skipped).most_common(5)),
     }
 
 

@@ -169,13 +169,22 @@ def pinned_repo(kind: str, entry: dict[str, Any], cache: Path) -> Repo:
     return Repo(name, version, str(entry["license"]), kind, root, files)
 
 
-def stdlib_repo(package: str) -> Repo:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = _collect(root, [f"{package}/**/*.py", f"{package}.py"])
+def stdlib_repo(package: str, cache: Path) -> Repo:
+    """A package of the running interpreter's standard library, copied into the cache: where
+    Python is installed may be a folder a .gitignore hides (pyenv's is), and the server
+    rightly reads no ignored file."""
+    installed = Path(sysconfig.get_paths()["stdlib"])
+    files = _collect(installed, [f"{package}/**/*.py", f"{package}.py"])
     files = tuple(f for f in files if "/test" not in f and "idle_test" not in f)
     if not files:
-        raise CorpusError(f"the standard library at {root} has no package {package!r}")
+        raise CorpusError(f"the standard library at {installed} has no package {package!r}")
     version = ".".join(str(part) for part in sys.version_info[:3])
+    root = cache / "src" / f"stdlib-{version}"
+    for path in files:
+        copy = root / path
+        if not copy.is_file():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(installed / path, copy)
     return Repo(f"stdlib/{package}", version, "PSF-2.0", "stdlib", root, files)
 
 
@@ -199,7 +208,7 @@ def load_repos(
     manifest = load_manifest()
     stdlib = manifest["stdlib"]
     if quick:
-        return [stdlib_repo(package) for package in stdlib["quick"]]
+        return [stdlib_repo(package, cache) for package in stdlib["quick"]]
     repos: list[Repo] = []
     for kind in ("pypi", "npm"):
         for entry in manifest.get(kind, []):
@@ -207,7 +216,7 @@ def load_repos(
                 continue
             repos.append(pinned_repo(kind, entry, cache))
     repos += [
-        stdlib_repo(package)
+        stdlib_repo(package, cache)
         for package in stdlib["packages"]
         if not only or f"stdlib/{package}" in only
     ]

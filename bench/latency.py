@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,8 +247,16 @@ async def _run(
         if model is not None:
             await model.close()
     reports = client.did_complete
-    model_calls = sum(1 for r in reports if "backend" in (r.get("timingsMs") or {}))
-    cache_hits = sum(1 for r in reports if r.get("cacheHit") or r.get("cache") == "hit")
+    # Newer servers count backend calls themselves (prefetches included) and name the cache
+    # that answered; older ones only show a backend stage in the timings.
+    counted = [r["backendCalls"] for r in reports if isinstance(r.get("backendCalls"), int)]
+    model_calls = (
+        max(counted)
+        if counted
+        else sum(1 for r in reports if "backend" in (r.get("timingsMs") or {}))
+    )
+    caches = Counter(str(r.get("cache")) for r in reports if r.get("cache") or r.get("cacheHit"))
+    prefetches = max((r.get("prefetches") or 0 for r in reports), default=0)
     answered = tally.answered_ms
     latency = {
         "keystroke → answer": {
@@ -267,7 +276,9 @@ async def _run(
         "cancelled by the client": tally.cancelled,
         "superseded (empty, no report)": tally.superseded,
         "model calls per keystroke": round(model_calls / keystrokes, 3),
-        "cache hits": cache_hits,
+        "cache hits": sum(caches.values()),
+        **{f"cache hits: {kind}": count for kind, count in sorted(caches.items())},
+        "prefetches": prefetches,
         "model server requests": model.requests if model else None,
         "suggestions accepted": tally.accepted,
         "chars accepted % of chars entered": round(

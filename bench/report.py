@@ -15,6 +15,8 @@ from typing import Any
 
 import matplotlib
 
+from ghostcomplete.bench.lsp_client import server_command
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -65,6 +67,7 @@ def header(argv: list[str]) -> dict[str, Any]:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": "ghostcomplete " + shlex.join(argv),
         "commit": git_commit(),
+        "server_command": shlex.join(server_command()),
         "machine": machine(),
     }
 
@@ -124,6 +127,11 @@ def acceptance_markdown(data: dict[str, Any]) -> str:
         for name in repos
     ]
     repo_heads = ["repository"] + [f"{c} {m}" for c in contexts for m in ("accept %", "exact %")]
+    skipped = [
+        [r["context"], reason, str(count)]
+        for r in data["runs"]
+        for reason, count in r["overall"].get("skipped", {}).items()
+    ]
     servers = [
         [r["context"], _cell(r["server"].get("cpu_s")), _cell(r["server"].get("peak_rss_mib"))]
         for r in data["runs"]
@@ -137,6 +145,8 @@ def acceptance_markdown(data: dict[str, Any]) -> str:
             "## By task kind\n\n" + _table(["context", "kind", *heads], by_kind),
             "## By repository\n\n" + _table(repo_heads, by_repo),
             "## Server process\n\n" + _table(["context", "CPU s", "peak RSS MiB"], servers),
+            "## Why the server answered nothing (top reasons)\n\n"
+            + (_table(["context", "skipped because", "tasks"], skipped) if skipped else "none"),
         ]
     )
 

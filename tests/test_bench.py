@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from ghostcomplete.bench import corpus
 from ghostcomplete.bench.latency import keystrokes
 from ghostcomplete.bench.metrics import (
@@ -48,7 +49,7 @@ def bench(*arguments: str, timeout: float = 110) -> subprocess.CompletedProcess[
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_quick_acceptance_writes_json_table_and_chart(tmp_path: Path) -> None:
-    done = bench("acceptance", "--quick", "--out", str(tmp_path))
+    done = bench("acceptance", "--quick", "--out", str(tmp_path), "--cache", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "acceptance [" in done.stderr  # the progress bar
     data = json.loads((tmp_path / "acceptance.json").read_text())
@@ -72,7 +73,7 @@ def test_quick_acceptance_writes_json_table_and_chart(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_quick_latency_writes_percentiles_and_server_usage(tmp_path: Path) -> None:
-    done = bench("latency", "--quick", "--out", str(tmp_path))
+    done = bench("latency", "--quick", "--out", str(tmp_path), "--cache", str(tmp_path))
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "latency.json").read_text())
     run = data["runs"][0]
@@ -119,8 +120,8 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
     assert "is not a directory" in done.stderr
 
 
-def test_tasks_are_seeded_and_cut_from_the_real_file() -> None:
-    repo = corpus.stdlib_repo("json")
+def test_tasks_are_seeded_and_cut_from_the_real_file(tmp_path: Path) -> None:
+    repo = corpus.stdlib_repo("json", tmp_path)
     first = make_tasks(repo, 5, seed=7)
     assert first == make_tasks(repo, 5, seed=7)
     assert first != make_tasks(repo, 5, seed=8)
