@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,15 +143,17 @@ class FakeModelServer:
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
     port: int = 0
+    scheme: str = "http"
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    async def start(self, port: int = 0) -> FakeModelServer:
-        self._server = await asyncio.start_server(self._connection, "127.0.0.1", port)
+    async def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> FakeModelServer:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", port, ssl=tls)
+        self.scheme = "https" if tls is not None else "http"
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -353,3 +353,13 @@ async def test_a_stream_the_server_already_finished_keeps_its_connection():
             await backend.aclose()
     assert len(server.requests) == 3
     assert server.connections == 1  # read to the end, not hung up on
+
+
+async def test_a_server_that_cannot_stream_may_answer_with_one_json_body():
+    async def answer(request: Recorded, reply: Reply) -> None:
+        assert request.body["stream"] is True
+        await reply.json({"choices": [{"index": 0, "text": "math.pi * r ** 2\nmore"}]})
+
+    async with FakeModelServer(answer) as server:
+        candidates = await complete(server, HttpSettings(url=server.base))
+    assert [c.text for c in candidates] == ["math.pi * r ** 2"]
