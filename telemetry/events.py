@@ -72,6 +72,8 @@ class Outcome(enum.StrEnum):
     PARTIALLY_ACCEPTED = "partially_accepted"
     REJECTED = "rejected"
     NOISE = "noise"  # shown, then gone within 250 ms: the user cannot have read it
+    # The user typed what it suggested; its rest is offered again as a new item.
+    TYPED_THROUGH = "typed_through"
 
 
 @dataclass(frozen=True)

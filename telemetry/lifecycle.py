@@ -8,6 +8,8 @@ Rules (times multiplied by ``time_scale``):
 - superseded (a newer request for the same document) or dismissed (the document closed):
   a shown item gone within 250 ms is noise, the user cannot have read it; otherwise rejected.
 - neither accepted nor superseded within 10 s of being shown: rejected ("timeout").
+- typed through (the next answer for the document is the rest of this one, because the user
+  typed its beginning): neither accepted nor rejected; the rest lives on as a new item.
 - a partially accepted item is never rejected afterwards.
 
 Pure: callers pass ``now`` (monotonic seconds); ``wall_clock`` stamps the events.
@@ -71,6 +73,21 @@ class SuggestionLifecycle:
         for item in [i for i in self._open.values() if i.uri == uri]:
             del self._open[item.item_id]
             events += self._resolve(item, now, reason)
+        return events
+
+    def typed_through(self, uri: str, now: float) -> list[ItemEvent]:
+        """The open items of ``uri`` carry on as the rest the user has not typed yet."""
+        events: list[ItemEvent] = []
+        for item in [i for i in self._open.values() if i.uri == uri]:
+            del self._open[item.item_id]
+            shown_at = self._shown_at(item)
+            if shown_at is None or item.partially_accepted:
+                continue
+            events += self._infer_shown(item)
+            visible_ms = round(max(0.0, now - shown_at) * 1000)
+            events.append(
+                ItemEvent(item.item_id, Outcome.TYPED_THROUGH, self.wall_clock(), visible_ms)
+            )
         return events
 
     def shown(self, item_id: str, now: float) -> list[ItemEvent]:

@@ -91,6 +91,9 @@ class TelemetryRecorder:
         self.enabled = False
         self.capture_content = False
         self._placed: OrderedDict[str, Placement] = OrderedDict()
+        # When a newer request for a document started; what was shown there is resolved when
+        # that request answers (typed through, or superseded).
+        self._superseded_at: dict[str, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
         atexit.register(self.close)
@@ -144,8 +147,8 @@ class TelemetryRecorder:
 
     # --- events from the server ---------------------------------------------------------
     def request_started(self, uri: str) -> None:
-        """A new request for ``uri``: whatever was shown there is superseded."""
-        self._record_all(self.lifecycle.superseded(uri, self.clock()))
+        """A new request for ``uri``: whatever was shown there is gone from the screen."""
+        self._superseded_at.setdefault(uri, self.clock())
 
     def completed(
         self,
@@ -170,6 +173,11 @@ class TelemetryRecorder:
         """Record a finished request and its items; returns the item ids to give the client."""
         now, wall = self.clock(), self.wall_clock()
         self.counts["requested"] += 1
+        gone_at = self._superseded_at.pop(uri, None)
+        if gone_at is not None and cache == "typing":
+            self._record_all(self.lifecycle.typed_through(uri, gone_at))
+        elif gone_at is not None:
+            self._record_all(self.lifecycle.superseded(uri, gone_at))
         uses = tuple(
             SnippetUse(source if self.capture_content else text_digest(source), start, score)
             for source, start, score in snippets
@@ -245,6 +253,7 @@ class TelemetryRecorder:
             self.retention.document_changed(uri, text())
 
     def document_closed(self, uri: str) -> None:
+        self._superseded_at.pop(uri, None)
         self._record_all(self.lifecycle.superseded(uri, self.clock(), "dismissed"))
 
     def tick(self) -> None:
@@ -274,7 +283,7 @@ class TelemetryRecorder:
     # --- reporting ----------------------------------------------------------------------
     def session_counts(self) -> dict[str, Any]:
         """This server's counts since it started (kept even with telemetry off)."""
-        shown = self.counts["shown"] - self.counts["noise"]
+        shown = self.counts["shown"] - self.counts["noise"] - self.counts["typed_through"]
         accepted = self.counts["accepted"]
         out: dict[str, Any] = {
             "requested": self.counts["requested"],
@@ -284,6 +293,7 @@ class TelemetryRecorder:
             "partiallyAccepted": self.counts["partially_accepted"],
             "rejected": self.counts["rejected"],
             "noise": self.counts["noise"],
+            "typedThrough": self.counts["typed_through"],
             "acceptanceRate": round(accepted / shown, 4) if shown > 0 else 0.0,
             "retentionChecks": self.counts["retention"],
             "retained": self.counts["retained"],

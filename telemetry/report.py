@@ -20,6 +20,7 @@ _COLUMNS = (
     "offered",
     "shown",
     "noise",
+    "typed",
     "accepted",
     "partial",
     "rejected",
@@ -34,6 +35,7 @@ def _row(acceptance: Acceptance) -> list[str]:
         str(acceptance.offered),
         str(acceptance.shown),
         str(acceptance.noise),
+        str(acceptance.typed_through),
         str(acceptance.accepted),
         str(acceptance.partially_accepted),
         str(acceptance.rejected),
@@ -65,7 +67,7 @@ def as_text(stats: Stats) -> str:
     ]
     width = max([12, *(len(label) + 2 for label in labels)])
     header = "".ljust(width) + "".join(column.rjust(10) for column in _COLUMNS)
-    lines += ["", "Acceptance (rate = accepted / (shown - noise))", header]
+    lines += ["", "Acceptance (rate = accepted / (shown - noise - typed through))", header]
     lines.append("all".ljust(width) + "".join(v.rjust(10) for v in _row(stats.total)))
     for name, rows in stats.groups.items():
         lines.append(f"by {name}")
@@ -177,7 +179,7 @@ def as_html(stats: Stats) -> str:
     parts.append(
         "<p>"
         f"<span class='big'>{total.acceptance_rate * 100:.1f} %</span> accepted "
-        f"({total.accepted} of {total.shown - total.noise} shown) "
+        f"({total.accepted} of {total.shown - total.noise - total.typed_through} shown) "
         f"<span class='big'>{total.accepted_chars}</span> characters accepted "
         + (f"<span class='big'>{latency.p50:.0f} ms</span> median latency" if latency else "")
         + "</p>"

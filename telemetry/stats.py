@@ -22,10 +22,12 @@ DEFINITIONS = {
     "offered": "rows of `items` (suggestions returned to the editor)",
     "shown": "items with a `shown` event (value 1 = inferred: the client sends no didShow)",
     "noise": "items with a `noise` event (shown, gone within 250 ms)",
+    "typedThrough": "items with a `typed_through` event (the user typed their beginning; "
+    "the rest was offered again as a new item)",
     "accepted": "items with an `accepted` event",
     "partiallyAccepted": "items with a `partially_accepted` event and no `accepted` event",
     "rejected": "items with a `rejected` event (superseded, dismissed or 10 s timeout)",
-    "acceptanceRate": "accepted / (shown - noise)",
+    "acceptanceRate": "accepted / (shown - noise - typedThrough)",
     "acceptedChars": "sum of `accepted`.value, plus the largest `partially_accepted`.value of "
     "items never fully accepted (UTF-16 units)",
     "retention": "per check (seconds after accept): rows of `retention` with found = 1, and "
@@ -42,6 +44,7 @@ WITH fate AS (
   SELECT i.item_id, i.completion_id,
          MAX(e.kind = 'shown') AS shown,
          MAX(e.kind = 'noise') AS noise,
+         MAX(e.kind = 'typed_through') AS typed_through,
          MAX(e.kind = 'rejected') AS rejected,
          MAX(CASE WHEN e.kind = 'accepted' THEN e.value END) AS accepted_len,
          MAX(CASE WHEN e.kind = 'partially_accepted' THEN e.value END) AS partial_len
@@ -52,6 +55,7 @@ SELECT {key} AS key,
        COUNT(f.item_id),
        COALESCE(SUM(f.shown), 0),
        COALESCE(SUM(f.noise), 0),
+       COALESCE(SUM(f.typed_through), 0),
        COALESCE(SUM(f.accepted_len IS NOT NULL), 0),
        COALESCE(SUM(f.accepted_len IS NULL AND f.partial_len IS NOT NULL), 0),
        COALESCE(SUM(f.rejected), 0),
@@ -71,10 +75,11 @@ class Acceptance:
     partially_accepted: int = 0
     rejected: int = 0
     accepted_chars: int = 0
+    typed_through: int = 0
 
     @property
     def acceptance_rate(self) -> float:
-        seen = self.shown - self.noise
+        seen = self.shown - self.noise - self.typed_through
         return round(self.accepted / seen, 4) if seen > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +88,7 @@ class Acceptance:
             "offered": self.offered,
             "shown": self.shown,
             "noise": self.noise,
+            "typedThrough": self.typed_through,
             "accepted": self.accepted,
             "partiallyAccepted": self.partially_accepted,
             "rejected": self.rejected,
@@ -180,9 +186,9 @@ def collect(path: Path) -> Stats:
 def _acceptance_by(db: sqlite3.Connection, key: str) -> dict[str, Acceptance]:
     rows: dict[str, Acceptance] = {}
     for key_value, *numbers in db.execute(_FATES.format(key=key)):
-        offered, shown, noise, accepted, partial, rejected, chars = numbers
+        offered, shown, noise, typed, accepted, partial, rejected, chars = numbers
         rows[str(key_value)] = Acceptance(
-            0, offered, shown, noise, accepted, partial, rejected, chars
+            0, offered, shown, noise, accepted, partial, rejected, chars, typed
         )
     for key_value, count in db.execute(
         f"SELECT {key} AS key, COUNT(*) FROM requests r GROUP BY key"

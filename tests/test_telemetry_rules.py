@@ -67,6 +67,15 @@ def test_superseded_quickly_is_noise_slowly_is_rejected():
     assert [(e.kind, e.detail) for e in events] == [(Outcome.REJECTED, "dismissed")]
 
 
+def test_typed_through_is_neither_accepted_nor_rejected():
+    life = SuggestionLifecycle()
+    life.offered(item("c1-0"))
+    life.shown("c1-0", 0.0)
+    events = life.typed_through("file:///a.py", 1.5)
+    assert kinds(events) == [("c1-0", "typed_through", 1500)]
+    assert len(life) == 0
+
+
 def test_timeout_rejects_after_ten_seconds():
     life = SuggestionLifecycle()
     life.offered(item("c1-0"))
@@ -257,6 +266,51 @@ def test_recorder_accept_to_still_in_code(tmp_path: Path):
         retained = db.execute("SELECT after_s, retained FROM retention").fetchall()
     assert "file:///b.py" not in snippets and text is None  # no content by default
     assert retained == [(15, 1)]
+
+
+def test_recorder_typing_through_then_accept(tmp_path: Path):
+    clock = FakeClock()
+    recorder = TelemetryRecorder(clock=clock, time_scale=1.0)
+    recorder.configure(False, tmp_path / "t.sqlite3", capture_content=False)
+    recorder.request_started("file:///a.py")
+    _offer(recorder, "c1", "return 42")
+    clock.now += 2
+    recorder.request_started("file:///a.py")  # typed "r": the rest is served from the cache
+    recorder.completed(
+        completion_id="c2",
+        uri="file:///a.py",
+        language="python",
+        automatic=True,
+        backend="lookup",
+        texts=["eturn 42"],
+        origins=["lookup"],
+        timings_ms={"total": 0.1},
+        cache="typing",
+        skipped=None,
+        line=1,
+        character=5,
+        encoding="utf-16",
+    )
+    assert recorder.accepted("c2-0")
+    counts = recorder.session_counts()
+    assert (counts["typedThrough"], counts["rejected"], counts["accepted"]) == (1, 0, 1)
+    assert counts["acceptanceRate"] == 1.0
+
+
+def test_recorder_superseded_then_rejected(tmp_path: Path):
+    clock = FakeClock()
+    recorder = TelemetryRecorder(clock=clock, time_scale=1.0)
+    recorder.configure(False, tmp_path / "t.sqlite3", capture_content=False)
+    _offer(recorder, "c1", "return 42")
+    clock.now += 2
+    recorder.request_started("file:///a.py")
+    clock.now += 0.1
+    _offer(recorder, "c2", "yield 42")
+    clock.now += 0.1  # the second answer is replaced within 250 ms: noise
+    recorder.request_started("file:///a.py")
+    recorder.document_closed("file:///a.py")
+    counts = recorder.session_counts()
+    assert (counts["rejected"], counts["noise"], counts["shown"]) == (1, 1, 2)
 
 
 def test_recorder_off_writes_nothing(tmp_path: Path):
