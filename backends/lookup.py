@@ -116,8 +116,9 @@ class LookupBackend:
         line_prefix = query[query.rfind("\n") + 1 :]
         need = required_match(line_prefix)
         # Sources in order of preference when match lengths tie.
+        # Signatures are summaries (bodies elided): context for a model, not text to copy.
         sources: list[tuple[str, str]] = [("prefix", context.prefix), ("suffix", context.suffix)]
-        sources += [(f"snippet:{s.uri}", s.text) for s in context.snippets]
+        sources += [(f"snippet:{s.uri}", s.text) for s in context.snippets if s.kind != "signature"]
         budget = _MAX_REFERENCE_CHARS
         for index, text in enumerate(prompt.reference_texts):
             if budget <= 0:

@@ -53,7 +53,7 @@ def cut_at(
     encoding: str = "utf-16",
 ) -> Cursor | Skip:
     """Cut ``document`` at an LSP position, or say why there is nothing to complete there."""
-    if len(document.text) > max_bytes or document.size_bytes > max_bytes:
+    if document.larger_than(max_bytes):
         return Skip.TOO_LARGE
     if document.looks_binary:
         return Skip.BINARY

@@ -17,9 +17,13 @@ class DocumentSnapshot:
     @property
     def looks_binary(self) -> bool:
         """NUL characters never occur in source code; their presence means a binary file."""
-        return "\x00" in self.text[:65536]
+        return self.text.find("\x00", 0, 65536) >= 0
 
-    @property
-    def size_bytes(self) -> int:
-        """The UTF-8 size, estimated cheaply from the character count for ASCII-heavy text."""
-        return len(self.text.encode("utf-8", errors="surrogatepass"))
+    def larger_than(self, limit: int) -> bool:
+        """Whether the UTF-8 encoding of the text exceeds ``limit`` bytes (encoded only when
+        the character count leaves the answer open)."""
+        if len(self.text) > limit:
+            return True
+        if len(self.text) * 4 <= limit:
+            return False
+        return len(self.text.encode("utf-8", errors="surrogatepass")) > limit

@@ -45,6 +45,8 @@ _BODY_TYPES = frozenset(
 )
 
 _MAX_PARSE_CHARS = 2_000_000
+_WINDOW_BEFORE = 300
+_WINDOW_AFTER = 100
 
 
 class Scope(enum.Enum):
@@ -81,7 +83,12 @@ def completion_scope(text: str, offset: int, language_id: str) -> Scope:
     if line.strip():
         return Scope.LINE
     parser = parser_for(language_id)
-    if parser is None or len(text) > _MAX_PARSE_CHARS:
+    if parser is None:
+        return Scope.LINE
+    # Parse only the top-level statement around the cursor: a few hundred lines at most.
+    start, end = _top_level_window(text, line_start, line_end if line_end >= 0 else len(text))
+    text, offset = text[start:end], offset - start
+    if len(text) > _MAX_PARSE_CHARS:
         return Scope.LINE
     source = text.encode("utf-8", errors="surrogatepass")
     cursor_byte = len(text[:offset].encode("utf-8", errors="surrogatepass"))
@@ -106,6 +113,34 @@ def completion_scope(text: str, offset: int, language_id: str) -> Scope:
             return Scope.BLOCK if _is_empty_body(body) else Scope.LINE
         previous = previous.parent
     return Scope.LINE
+
+
+def _starts_top_level(text: str, at: int) -> bool:
+    first = text[at : at + 1]
+    return bool(first) and (first.isalnum() or first in "_@#")
+
+
+def _top_level_window(text: str, line_start: int, line_end: int) -> tuple[int, int]:
+    """Offsets of the lines from the nearest top-level statement before the cursor's line
+    (at most _WINDOW_BEFORE lines up) to just before the next one (at most _WINDOW_AFTER)."""
+    start = line_start
+    for _ in range(_WINDOW_BEFORE):
+        if start == 0:
+            break
+        previous = text.rfind("\n", 0, start - 1) + 1
+        start = previous
+        if _starts_top_level(text, start):
+            break
+    end = line_end
+    for _ in range(_WINDOW_AFTER):
+        if end >= len(text):
+            break
+        following = end + 1
+        if _starts_top_level(text, following):
+            break
+        next_end = text.find("\n", following)
+        end = len(text) if next_end < 0 else next_end
+    return start, end
 
 
 def _previous_content_byte(source: bytes, cursor_byte: int) -> int:

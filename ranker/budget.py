@@ -7,7 +7,7 @@ snippets a reserved ``snippet_share`` (best first, whole snippets), and the pref
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ghostcomplete.ranker.snippets import Snippet
@@ -77,24 +77,33 @@ def pack(
     snippets: Sequence[Snippet],
     counter: TokenCounter,
     budget: Budget = Budget(),
+    *,
+    overhead: int = 0,
+    snippet_cost: Callable[[Snippet], int] | None = None,
 ) -> PackedContext:
-    """Fit prefix, suffix and snippets into ``budget.max_tokens``."""
+    """Fit prefix, suffix and snippets into ``budget.max_tokens``.
+
+    ``overhead`` is what the template adds around them (FIM markers, the path line) and
+    ``snippet_cost`` the tokens of a snippet as rendered (with its header); both are taken
+    off the budget so that the rendered prompt fits, not only its parts.
+    """
+    available = max(0, budget.max_tokens - overhead)
     suffix_text, suffix_tokens = _keep_head_lines(
-        suffix, int(budget.max_tokens * budget.suffix_share), counter
+        suffix, int(available * budget.suffix_share), counter
     )
-    snippet_budget = int(budget.max_tokens * budget.snippet_share)
+    snippet_budget = int(available * budget.snippet_share)
     chosen: list[Snippet] = []
     snippet_tokens = 0
     for snippet in snippets:
-        cost = counter.count(snippet.text) + 8  # + the "Compare this snippet" header
+        cost = snippet_cost(snippet) if snippet_cost else counter.count(snippet.text) + 8
         if snippet_tokens + cost <= snippet_budget:
             chosen.append(snippet)
             snippet_tokens += cost
-    prefix_budget = budget.max_tokens - suffix_tokens - snippet_tokens
+    prefix_budget = available - suffix_tokens - snippet_tokens
     prefix_text, prefix_tokens = _keep_tail_lines(prefix, prefix_budget, counter)
     return PackedContext(
         prefix=prefix_text,
         suffix=suffix_text,
         snippets=tuple(chosen),
-        tokens=prefix_tokens + suffix_tokens + snippet_tokens,
+        tokens=overhead + prefix_tokens + suffix_tokens + snippet_tokens,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ghostcomplete.ranker.budget import PackedContext
+from ghostcomplete.ranker.snippets import Snippet
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,19 @@ def comment_prefix(language_id: str) -> str:
     return _LINE_COMMENTS.get(language_id, "//")
 
 
-def render_snippets(context: PackedContext, language_id: str, paths: dict[str, str]) -> str:
-    """Snippets as comments at the top of the prefix, the way Copilot shows them to a model."""
+def render_snippet(snippet: Snippet, language_id: str, path: str) -> str:
+    """One snippet as a path-headed comment, the way Copilot shows them to a model."""
     mark = comment_prefix(language_id)
-    parts: list[str] = []
-    for snippet in context.snippets:
-        path = paths.get(snippet.uri, snippet.uri)
-        body = "\n".join(f"{mark} {line}" if line else mark for line in snippet.text.split("\n"))
-        parts.append(f"{mark} Compare this snippet from {path}:\n{body}\n")
-    return "".join(parts)
+    body = "\n".join(f"{mark} {line}" if line else mark for line in snippet.text.split("\n"))
+    return f"{mark} Compare this snippet from {path}:\n{body}\n"
+
+
+def render_snippets(context: PackedContext, language_id: str, paths: dict[str, str]) -> str:
+    """Snippets as comments at the top of the prefix."""
+    return "".join(
+        render_snippet(snippet, language_id, paths.get(snippet.uri, snippet.uri))
+        for snippet in context.snippets
+    )
 
 
 def render_fim(

@@ -23,6 +23,9 @@ class Snippet:
     start_line: int  # 0-based
     text: str
     score: float
+    # "window"/"chunk": lines as they are in the file; "signature": a definition summarized
+    # (bodies elided), which is context for a model but not text to copy.
+    kind: str = "chunk"
 
 
 @dataclass(frozen=True)

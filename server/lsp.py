@@ -234,6 +234,9 @@ async def on_did_change_configuration(
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def on_did_open(ls: GhostServer, params: types.DidOpenTextDocumentParams) -> None:
     ls.recent.touch(params.text_document.uri, params.text_document.language_id)
+    document = ls.snapshot(params.text_document.uri)
+    if document is not None:
+        ls.pipeline.index_for_context(document)  # now, not on the first keystroke
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)

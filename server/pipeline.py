@@ -18,12 +18,20 @@ from ghostcomplete.backends import Backend, Candidate, CompletionPrompt, Generat
 from ghostcomplete.context.cursor import Cursor, Skip, cut_at, should_complete
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.exclusion import ContentExclusion
+from ghostcomplete.context.imports import DefinitionFinder
+from ghostcomplete.context.index import SnippetIndex
 from ghostcomplete.context.syntax import Scope, completion_scope
 from ghostcomplete.ranker.budget import Budget, PackedContext, pack
 from ghostcomplete.ranker.filters import Surroundings, apply_filters
-from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
+from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, render_snippet
 from ghostcomplete.ranker.redaction import redact
-from ghostcomplete.ranker.snippets import LineIdentifierCache, WindowSettings, copilot_snippets
+from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
+from ghostcomplete.ranker.snippets import (
+    LineIdentifierCache,
+    Snippet,
+    WindowSettings,
+    copilot_snippets,
+)
 from ghostcomplete.ranker.tokens import TokenCounter
 from ghostcomplete.server.settings import Settings
 
@@ -73,6 +81,8 @@ class Pipeline:
         self.backend = backend
         self.counter = TokenCounter()
         self.line_cache = LineIdentifierCache()
+        self.index = SnippetIndex()
+        self.definitions = DefinitionFinder()
         self.roots = tuple(roots)
         self.settings = settings
 
@@ -94,8 +104,18 @@ class Pipeline:
         self.roots = tuple(roots)
         self.settings = self._settings
 
+    def index_for_context(self, document: DocumentSnapshot) -> None:
+        """Index a document that may serve as context, if the settings use the index."""
+        if self.settings.context.snippets not in ("ranked", "bm25"):
+            return
+        too_big = document.larger_than(self.settings.context.max_file_bytes)
+        if too_big or document.looks_binary or self.exclusion.reason(document.uri) is not None:
+            return
+        self.index.ensure(document)
+
     def forget(self, uri: str) -> None:
         self.line_cache.forget(uri)
+        self.index.remove(uri)
 
     def cut(self, request: CompletionRequest, result: CompletionResult) -> Cursor | None:
         """The cursor, or None with ``result.skipped`` saying why nothing is worth asking for."""
@@ -148,35 +168,38 @@ class Pipeline:
         mark = time.monotonic()
         timings["context"] = round((mark - started) * 1000, 3)
 
-        if settings.context.snippets == "copilot":
-            window = WindowSettings(
-                settings.context.window_lines, settings.context.max_snippets, 0.0
-            )
-            snippets = copilot_snippets(cursor.prefix, neighbours, self.line_cache, window)
-        else:
-            snippets = []
+        snippets = self.choose_snippets(cursor, neighbours)
         budget = Budget(
             settings.budget.max_tokens, settings.budget.suffix_share, settings.budget.snippet_share
         )
-        packed = pack(cursor.prefix, cursor.suffix, snippets, self.counter, budget)
+        path = _path_of(document.uri)
+        family = self.backend.fim_family or DEFAULT_FIM_FAMILY
+        paths = {n.uri: _path_of(n.uri) for n in neighbours}
+        for snippet in snippets:
+            paths.setdefault(snippet.uri, _path_of(snippet.uri))
+        empty = PackedContext("", "", (), 0)
+        overhead = self.counter.count(render_fim(empty, family, document.language_id, path))
+        packed = pack(
+            cursor.prefix,
+            cursor.suffix,
+            snippets,
+            self.counter,
+            budget,
+            overhead=overhead,
+            snippet_cost=lambda snippet: self.counter.count(
+                render_snippet(snippet, document.language_id, paths[snippet.uri])
+            ),
+        )
         references = tuple(n.text for n in neighbours)
         if getattr(self.backend, "remote", True):  # unknown: assume it leaves the machine
             # Text that leaves the machine: no obvious secrets, no whole files.
             packed = _redacted(packed)
             references = ()
-        path = _path_of(document.uri)
-        family = self.backend.fim_family or DEFAULT_FIM_FAMILY
         prompt = CompletionPrompt(
             language_id=document.language_id,
             path=path,
             context=packed,
-            text=render_fim(
-                packed,
-                family,
-                document.language_id,
-                path,
-                {n.uri: _path_of(n.uri) for n in neighbours},
-            ),
+            text=render_fim(packed, family, document.language_id, path, paths),
             stop=TEMPLATES[family].stop,
             reference_texts=references,
         )
@@ -191,6 +214,44 @@ class Pipeline:
         around = Surroundings(cursor.line_prefix, cursor.suffix, scope, max_lines)
         timings["rank"] = round((time.monotonic() - mark) * 1000, 3)
         return Prepared(prompt, limits, around)
+
+    def choose_snippets(
+        self, cursor: Cursor, neighbours: Sequence[DocumentSnapshot]
+    ) -> list[Snippet]:
+        """Context from other files, by the method ``context.snippets`` names."""
+        settings = self.settings.context
+        mode = settings.snippets
+        if mode == "none" or settings.max_snippets == 0:
+            return []
+        if mode == "copilot":
+            window = WindowSettings(settings.window_lines, settings.max_snippets, 0.0)
+            return copilot_snippets(cursor.prefix, neighbours, self.line_cache, window)
+        document = cursor.document
+        definitions: list[Snippet] = []
+        if mode in ("ranked", "imports"):
+            definitions = imported_definitions(
+                document.uri,
+                document.language_id,
+                document.text,
+                cursor.prefix,
+                self.definitions,
+                self.roots,
+                self.exclusion,
+                settings.max_snippets,
+            )
+        chunks: list[Snippet] = []
+        if mode in ("ranked", "bm25"):
+            for neighbour in neighbours:
+                self.index.ensure(neighbour)
+            chunks = bm25_snippets(
+                cursor.prefix,
+                cursor.suffix,
+                self.index,
+                [n.uri for n in neighbours],
+                settings.max_snippets,
+                definitions,
+            )
+        return definitions + chunks
 
     def finish(
         self, prepared: Prepared, candidates: list[Candidate], result: CompletionResult

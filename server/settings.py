@@ -28,7 +28,11 @@ def _one_of(*choices: str) -> dict[str, Any]:
 class ContextSettings:
     recent_files: int = field(default=20, metadata=_between(0, 200))
     max_file_bytes: int = field(default=1_000_000, metadata=_between(1_000, 100_000_000))
-    snippets: str = field(default="copilot", metadata=_one_of("copilot", "none"))
+    # "ranked": definitions of imported names + BM25 over tree-sitter units (ours);
+    # "bm25" / "imports": one of the two; "copilot": Copilot's published baseline; "none".
+    snippets: str = field(
+        default="ranked", metadata=_one_of("ranked", "bm25", "imports", "copilot", "none")
+    )
     window_lines: int = field(default=60, metadata=_between(5, 400))
     max_snippets: int = field(default=4, metadata=_between(0, 20))
     # Files never read into a prompt (gitignore syntax); replaces the default list.

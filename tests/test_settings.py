@@ -30,7 +30,7 @@ def test_bad_values_are_reported_and_skipped() -> None:
             "budget": {"suffixShare": True},
             "backend": {"kind": "gpt-9"},
             "surprise": 1,
-            "completion": [],
+            "completion": 5,
         }
     )
     assert settings == Settings()
@@ -38,7 +38,7 @@ def test_bad_values_are_reported_and_skipped() -> None:
     for expected in (
         "context.recentFiles must be a whole number",
         "context.maxSnippets must be between 0 and 20",
-        "context.snippets must be one of copilot, none",
+        "context.snippets must be one of ranked, bm25, imports, copilot, none",
         "budget.suffixShare must be a number",
         "backend.kind must be one of lookup",
         "unknown setting surprise",

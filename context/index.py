@@ -1,0 +1,145 @@
+"""The snippet index: chunks of the recently used files with their term statistics, and BM25.
+
+Each file is chunked (context/chunks.py) and its chunks' identifier counts go into one
+inverted index. A file is re-indexed only when its text changed since it was indexed, and only
+when it is needed as context: a keystroke in the file being edited costs nothing here (that
+file is never its own context), and switching to another file re-indexes the one left behind
+once. Files leave the index when they leave the recent-files list.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ghostcomplete.context.chunks import chunk_spans
+from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.ranker.identifiers import identifiers
+
+K1 = 1.2
+B = 0.75
+# Terms in more than this share of all chunks are skipped by queries.
+_MAX_DOCUMENT_FREQUENCY = 0.5
+
+
+@dataclass(frozen=True)
+class Chunk:
+    uri: str
+    start_line: int
+    end_line: int
+    text: str
+    kind: str
+    length: int  # identifiers in the chunk (the BM25 document length)
+    terms: frozenset[str]
+
+
+@dataclass
+class _FileEntry:
+    version: int
+    text_hash: int
+    chunk_ids: list[int]
+
+
+class SnippetIndex:
+    def __init__(self, max_files: int = 64) -> None:
+        self._chunks: dict[int, Chunk] = {}
+        self._postings: dict[str, dict[int, int]] = {}
+        self._files: OrderedDict[str, _FileEntry] = OrderedDict()
+        self._max_files = max_files
+        self._next_id = 0
+        self._total_length = 0
+        self._norms: dict[int, float] | None = None
+
+    # --- maintenance ---------------------------------------------------------------------
+    def ensure(self, document: DocumentSnapshot) -> bool:
+        """Index ``document`` unless its current text is indexed already; True if it was."""
+        text_hash = hash(document.text)
+        entry = self._files.get(document.uri)
+        if entry is not None and entry.version == document.version and entry.text_hash == text_hash:
+            self._files.move_to_end(document.uri)
+            return False
+        self.remove(document.uri)
+        self._norms = None
+        lines = document.text.split("\n")
+        ids: list[int] = []
+        for span in chunk_spans(document.text, document.language_id):
+            text = "\n".join(lines[span.start : span.end])
+            counts = Counter(identifiers(text))
+            if not counts:
+                continue
+            chunk_id = self._next_id
+            self._next_id += 1
+            length = sum(counts.values())
+            self._chunks[chunk_id] = Chunk(
+                document.uri, span.start, span.end, text, span.kind, length, frozenset(counts)
+            )
+            self._total_length += length
+            for term, count in counts.items():
+                self._postings.setdefault(term, {})[chunk_id] = count
+            ids.append(chunk_id)
+        self._files[document.uri] = _FileEntry(document.version, text_hash, ids)
+        while len(self._files) > self._max_files:
+            self.remove(next(iter(self._files)))
+        return True
+
+    def remove(self, uri: str) -> None:
+        entry = self._files.pop(uri, None)
+        if entry is None:
+            return
+        self._norms = None
+        for chunk_id in entry.chunk_ids:
+            chunk = self._chunks.pop(chunk_id)
+            self._total_length -= chunk.length
+            for term in chunk.terms:
+                posting = self._postings.get(term)
+                if posting is not None:
+                    posting.pop(chunk_id, None)
+                    if not posting:
+                        del self._postings[term]
+
+    @property
+    def files(self) -> int:
+        return len(self._files)
+
+    @property
+    def chunks(self) -> int:
+        return len(self._chunks)
+
+    # --- search ----------------------------------------------------------------------------
+    def search(
+        self, query: Counter[str], uris: Sequence[str], limit: int
+    ) -> list[tuple[float, Chunk]]:
+        """The best ``limit`` chunks of the files ``uris`` for ``query`` by BM25."""
+        allowed = set(uris)
+        count = len(self._chunks)
+        if not count or not query or not allowed:
+            return []
+        norms = self._length_norms()
+        restrict = not allowed.issuperset(self._files)
+        scores: dict[int, float] = {}
+        get = scores.get
+        for term, query_count in query.items():
+            posting = self._postings.get(term)
+            if not posting or len(posting) > count * _MAX_DOCUMENT_FREQUENCY:
+                continue  # absent, or so common that it says nothing
+            idf = math.log(1 + (count - len(posting) + 0.5) / (len(posting) + 0.5))
+            weight = idf * (1 + math.log(query_count)) * (K1 + 1)
+            for chunk_id, tf in posting.items():
+                scores[chunk_id] = get(chunk_id, 0.0) + weight * tf / (tf + norms[chunk_id])
+        if restrict:
+            scores = {i: v for i, v in scores.items() if self._chunks[i].uri in allowed}
+        best = heapq.nlargest(limit * 4, scores.items(), key=lambda item: item[1])
+        return [(score, self._chunks[chunk_id]) for chunk_id, score in best]
+
+    def _length_norms(self) -> dict[int, float]:
+        """K1·(1 − B + B·length/average) per chunk, recomputed only after the index changed."""
+        if self._norms is None:
+            average = self._total_length / max(1, len(self._chunks))
+            self._norms = {
+                chunk_id: K1 * (1 - B + B * chunk.length / average)
+                for chunk_id, chunk in self._chunks.items()
+            }
+        return self._norms

@@ -1,0 +1,156 @@
+"""Our snippet choice: definitions of imported names used near the cursor, then BM25 chunks.
+
+Definitions come first: when the cursor is about to use an API from another file, its
+signature is the context that helps most. BM25 over tree-sitter units of the recent files
+fills the rest. Hygiene: at most two chunks per file, no near-duplicates, nothing that repeats
+a definition already chosen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ghostcomplete.context.exclusion import ContentExclusion, path_of_uri
+from ghostcomplete.context.imports import (
+    DefinitionFinder,
+    ImportedName,
+    imports_of,
+    names_used_near,
+    resolve_module,
+)
+from ghostcomplete.context.index import SnippetIndex
+from ghostcomplete.ranker.identifiers import identifiers
+from ghostcomplete.ranker.snippets import Snippet
+
+_QUERY_LINES = 20
+_SUFFIX_QUERY_LINES = 4
+_MAX_PER_FILE = 2
+_NEAR_DUPLICATE = 0.8
+_DEFINITION_SCORE = 1000.0
+_IMPORT_SCAN_CHARS = 50_000
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    max_snippets: int = 4
+    max_definitions: int = 4
+    use_imports: bool = True
+    use_bm25: bool = True
+
+
+def imported_definitions(
+    uri: str,
+    language_id: str,
+    text: str,
+    prefix: str,
+    finder: DefinitionFinder,
+    roots: tuple[Path, ...],
+    exclusion: ContentExclusion,
+    limit: int,
+) -> list[Snippet]:
+    """Signatures of the imported names used in the lines before the cursor, nearest first."""
+    importer = path_of_uri(uri)
+    if importer is None:
+        return []
+    imported = _imports_cached(uri, language_id, text[:_IMPORT_SCAN_CHARS])
+    if not imported:
+        return []
+    by_local: dict[str, ImportedName] = {item.local: item for item in imported}
+    found: list[Snippet] = []
+    seen: set[tuple[Path, str]] = set()
+    for used in names_used_near(prefix):
+        head, _, attribute = used.partition(".")
+        item = by_local.get(head)
+        if item is None:
+            continue
+        if item.name is None:  # `import module` used as module.attribute
+            module, name = item, attribute
+        else:
+            module, name = item, item.name
+        if not name:
+            continue
+        path = resolve_module(importer, module, language_id, roots)
+        if path is None and item.name is not None:
+            # `from package import module`: the name may be a module itself.
+            nested = ImportedName(
+                item.local, f"{item.module}.{item.name}".strip("."), None, item.level
+            )
+            path = resolve_module(importer, nested, language_id, roots)
+            name = attribute
+            if not name:
+                continue
+        if path is None or (path, name) in seen:
+            continue
+        if exclusion.reason(path.as_uri()) is not None:
+            continue
+        seen.add((path, name))
+        signature = finder.signature(path, name, language_id)
+        if signature is None:
+            continue
+        line, text_of_signature = signature
+        found.append(
+            Snippet(
+                path.as_uri(), line, text_of_signature, _DEFINITION_SCORE - len(found), "signature"
+            )
+        )
+        if len(found) >= limit:
+            break
+    return found
+
+
+_IMPORTS_CACHE: OrderedDict[tuple[str, str, int], list[ImportedName]] = OrderedDict()
+
+
+def _imports_cached(uri: str, language_id: str, head: str) -> list[ImportedName]:
+    """The imports of a file's head; re-read only when the head's text changed."""
+    key = (uri, language_id, hash(head))
+    found = _IMPORTS_CACHE.get(key)
+    if found is None:
+        found = imports_of(head, language_id)
+        _IMPORTS_CACHE[key] = found
+        if len(_IMPORTS_CACHE) > 256:
+            _IMPORTS_CACHE.popitem(last=False)
+    return found
+
+
+def bm25_snippets(
+    prefix: str,
+    suffix: str,
+    index: SnippetIndex,
+    uris: Sequence[str],
+    limit: int,
+    taken: Sequence[Snippet] = (),
+) -> list[Snippet]:
+    """The best chunks of ``uris`` for the text around the cursor, with the hygiene rules."""
+    query_text = "\n".join(prefix.split("\n")[-_QUERY_LINES:])
+    query_text += "\n" + "\n".join(suffix.split("\n")[:_SUFFIX_QUERY_LINES])
+    query = Counter(identifiers(query_text))
+    chosen: list[Snippet] = []
+    chosen_terms: list[frozenset[str]] = []
+    per_file: Counter[str] = Counter()
+    for score, chunk in index.search(query, uris, limit):
+        if len(chosen) >= limit:
+            break
+        if per_file[chunk.uri] >= _MAX_PER_FILE:
+            continue
+        if any(
+            s.uri == chunk.uri
+            and s.start_line >= chunk.start_line
+            and s.start_line < chunk.end_line
+            for s in taken
+        ):
+            continue  # the definition chosen already covers it
+        if any(_jaccard(chunk.terms, other) >= _NEAR_DUPLICATE for other in chosen_terms):
+            continue
+        chosen.append(Snippet(chunk.uri, chunk.start_line, chunk.text, score))
+        chosen_terms.append(chunk.terms)
+        per_file[chunk.uri] += 1
+    return chosen
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
