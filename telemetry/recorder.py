@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ghostcomplete.context.exclusion import path_of_uri
 from ghostcomplete.context.positions import offset_at
@@ -43,6 +44,37 @@ log = logging.getLogger("ghostcomplete.telemetry")
 # timeout, the 250 ms noise limit). 0.01 runs the 10-minute check after 6 s.
 TIME_SCALE_VARIABLE = "GHOSTCOMPLETE_TELEMETRY_TIME_SCALE"
 _MAX_PLACED = 2000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _never_raises(default: R) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Telemetry must not break a completion: a bug here is logged, never raised."""
+
+    def wrap(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return function(*args, **kwargs)
+            except Exception:
+                log.exception("telemetry: %s failed", function.__name__)
+                return default
+
+        return guarded
+
+    return wrap
+
+
+def _snippet_use(snippet: Any, capture_content: bool) -> SnippetUse:
+    """A (uri, start_line, score) tuple or an object with those attributes."""
+    if isinstance(snippet, tuple):
+        source, start, score = snippet
+    else:
+        source, start, score = snippet.uri, snippet.start_line, snippet.score
+    return SnippetUse(
+        str(source) if capture_content else text_digest(str(source)), int(start), float(score)
+    )
 
 
 def time_scale_from_environment() -> float:
@@ -99,6 +131,7 @@ class TelemetryRecorder:
         atexit.register(self.close)
 
     # --- configuration ------------------------------------------------------------------
+    @_never_raises(None)
     def configure(self, enabled: bool, path: Path, capture_content: bool) -> None:
         """Open, reopen or close the store to match the settings (never blocks on disk)."""
         self.capture_content = capture_content
@@ -146,10 +179,12 @@ class TelemetryRecorder:
         return self.store.path if self.store is not None else None
 
     # --- events from the server ---------------------------------------------------------
+    @_never_raises(None)
     def request_started(self, uri: str) -> None:
         """A new request for ``uri``: whatever was shown there is gone from the screen."""
         self._superseded_at.setdefault(uri, self.clock())
 
+    @_never_raises(list[str]())
     def completed(
         self,
         *,
@@ -168,7 +203,7 @@ class TelemetryRecorder:
         encoding: str,
         model: str | None = None,
         prompt_tokens: int | None = None,
-        snippets: Sequence[tuple[str, int, float]] = (),
+        snippets: Sequence[Any] = (),
     ) -> list[str]:
         """Record a finished request and its items; returns the item ids to give the client."""
         now, wall = self.clock(), self.wall_clock()
@@ -178,10 +213,7 @@ class TelemetryRecorder:
             self._record_all(self.lifecycle.typed_through(uri, gone_at))
         elif gone_at is not None:
             self._record_all(self.lifecycle.superseded(uri, gone_at))
-        uses = tuple(
-            SnippetUse(source if self.capture_content else text_digest(source), start, score)
-            for source, start, score in snippets
-        )
+        uses = tuple(_snippet_use(snippet, self.capture_content) for snippet in snippets)
         events: list[TelemetryEvent] = [
             Requested(
                 completion_id,
@@ -224,9 +256,11 @@ class TelemetryRecorder:
         self._record_all(events)
         return item_ids
 
+    @_never_raises(None)
     def shown(self, item_id: str) -> None:
         self._record_all(self.lifecycle.shown(item_id, self.clock()))
 
+    @_never_raises(False)
     def accepted(self, item_id: str) -> bool:
         """The client inserted the item and ran its command. False when the item is unknown
         or was accepted already."""
@@ -242,20 +276,24 @@ class TelemetryRecorder:
             self.retention.track(item_id, placed.uri, placed.text, document, offset, now)
         return True
 
+    @_never_raises(False)
     def partially_accepted(self, item_id: str, length: int) -> bool:
         events = self.lifecycle.partially_accepted(item_id, length, self.clock())
         self._record_all(events)
         return bool(events)
 
+    @_never_raises(None)
     def document_changed(self, uri: str, text: Callable[[], str]) -> None:
         """A document changed; ``text`` gives its new content (only asked for if watched)."""
         if self.retention.watches(uri):
             self.retention.document_changed(uri, text())
 
+    @_never_raises(None)
     def document_closed(self, uri: str) -> None:
         self._superseded_at.pop(uri, None)
         self._record_all(self.lifecycle.superseded(uri, self.clock(), "dismissed"))
 
+    @_never_raises(None)
     def tick(self) -> None:
         """Reject timed-out items and run the still-in-code checks that are due."""
         now = self.clock()

@@ -333,3 +333,58 @@ def test_recorder_captures_content_when_asked(tmp_path: Path):
     with sqlite3.connect(tmp_path / "t.sqlite3") as db:
         assert db.execute("SELECT text FROM items").fetchone()[0] == "return 42"
         assert "file:///b.py" in db.execute("SELECT snippets_json FROM requests").fetchone()[0]
+
+
+def test_recorder_never_raises_into_the_server(caplog: pytest.LogCaptureFixture):
+    recorder = TelemetryRecorder(time_scale=1.0)
+    result = recorder.completed(
+        completion_id="c1",
+        uri="file:///a.py",
+        language="python",
+        automatic=True,
+        backend="lookup",
+        texts=["x"],
+        origins=[],
+        timings_ms={},
+        cache=None,
+        skipped=None,
+        line=0,
+        character=0,
+        encoding="utf-16",
+        snippets=[object()],  # not a snippet: a bug somewhere, not a failed completion
+    )
+    assert result == [] and "completed failed" in caplog.text
+
+
+def test_recorder_takes_snippet_objects(tmp_path: Path):
+    from ghostcomplete.ranker.snippets import Snippet
+
+    recorder = TelemetryRecorder(time_scale=1.0)
+    recorder.configure(True, tmp_path / "t.sqlite3", capture_content=True)
+    recorder.completed(
+        completion_id="c1",
+        uri="file:///a.py",
+        language="python",
+        automatic=True,
+        backend="lookup",
+        texts=[],
+        origins=[],
+        timings_ms={},
+        cache=None,
+        skipped="nothing",
+        line=0,
+        character=0,
+        encoding="utf-16",
+        prompt_tokens=321,
+        snippets=[Snippet("file:///b.py", 7, "text", 0.25)],
+    )
+    recorder.close()
+    import json
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "t.sqlite3") as db:
+        tokens, snippets = db.execute(
+            "SELECT prompt_tokens, snippets_json FROM requests"
+        ).fetchone()
+    assert tokens == 321
+    assert json.loads(snippets) == [{"source": "file:///b.py", "start_line": 7, "score": 0.25}]
