@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy server context ranker backends telemetry bench
+	$(BIN)/mypy server context ranker backends telemetry bench model
 
 unit: $(STAMP)
 	$(BIN)/pytest
@@ -39,6 +39,11 @@ wheel-e2e: $(STAMP)
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/pip install --quiet dist/ghostcomplete-*.whl
 	GHOSTCOMPLETE_SERVER=$(CURDIR)/$(WHEEL_VENV)/bin/ghostcomplete $(BIN)/pytest -m e2e
+
+## The benchmarks' quick runs (also covered by tests/test_bench.py in `make unit`).
+bench-quick: $(STAMP)
+	$(BIN)/ghostcomplete bench acceptance --quick
+	$(BIN)/ghostcomplete bench latency --quick
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) dist build *.egg-info

@@ -362,8 +362,8 @@ async def on_inline_completion(
         line=params.position.line,
         character=params.position.character,
         encoding=encoding,
-        prompt_tokens=getattr(result, "prompt_tokens", None),
-        snippets=getattr(result, "snippets", ()),
+        prompt_tokens=result.prompt_tokens,
+        snippets=result.snippets,
     )
     items = []
     position = params.position
@@ -396,6 +396,7 @@ async def on_inline_completion(
                 "backendCalled": result.backend_called,
                 "backendCalls": ls.session.counters.backend_calls,
                 "prefetches": ls.session.counters.prefetches,
+                "prompt": result.prompt,
             },
         )
     return types.InlineCompletionList(items=items)

@@ -63,6 +63,15 @@ class CompletionResult:
     # "prompt" (same prompt as before) or None (the backend was asked).
     cache: str | None = None
     backend_called: bool = False
+    # The rendered prompt (for benchmarks' context coverage); None when none was built.
+    prompt: str | None = None
+    prompt_tokens: int | None = None
+    snippets: tuple[Snippet, ...] = ()
+
+    def record_prompt(self, prompt: CompletionPrompt) -> None:
+        self.prompt = prompt.text
+        self.prompt_tokens = prompt.context.tokens
+        self.snippets = prompt.context.snippets
 
 
 @dataclass(frozen=True)
@@ -272,6 +281,7 @@ class Pipeline:
         if cursor is None:
             return result
         prepared = self.prepare(request, cursor, deadline, result.timings_ms)
+        result.record_prompt(prepared.prompt)
         mark = time.monotonic()
         candidates = await self.backend.generate(prepared.prompt, prepared.limits)
         result.timings_ms["backend"] = round((time.monotonic() - mark) * 1000, 3)

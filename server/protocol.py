@@ -14,8 +14,10 @@ Client -> server notifications (Copilot-compatible; no client is required to sen
 
 Server -> client notifications:
   ghostcomplete/didChangeStatus  {kind: Normal|Warning|Error|Inactive, message, busy}
-  ghostcomplete/didComplete      {id, uri, skipped, items, timingsMs: {stage: ms}}
-                                 (only with debug.reportTimings = true; benchmarks read it)
+  ghostcomplete/didComplete      {id, uri, skipped, items, timingsMs: {stage: ms}, cache,
+                                  backendCalled, backendCalls, prefetches, prompt}
+                                 (only with debug.reportTimings = true; benchmarks read it;
+                                 prompt is the rendered prompt text, for context coverage)
 
 Commands (workspace/executeCommand):
   ghostcomplete.accept  [completionId]     run by the client after inserting an item

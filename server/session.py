@@ -145,6 +145,7 @@ class CompletionSession:
             await asyncio.sleep(delay / 1000)  # a newer request cancels us here
 
         prepared = self.pipeline.prepare(request, cursor, deadline, result.timings_ms)
+        result.record_prompt(prepared.prompt)
         key = _prompt_key(prepared)
         cached = self.prompts.get(key)
         if cached is not None:
