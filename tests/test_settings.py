@@ -61,3 +61,16 @@ def test_json_round_trip() -> None:
 
 def test_empty_lua_table_is_an_empty_object() -> None:
     assert resolve([]) == (Settings(), [])
+
+
+def test_readme_shows_the_real_defaults() -> None:
+    import json
+
+    from support import REPO
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- settings-defaults:", 1)[1].split("```json\n", 1)[1]
+    shown = json.loads(block.split("```", 1)[0])
+    actual = to_json(Settings())
+    actual["backend"] = {"kind": actual["backend"]["kind"]}  # http/onnx: their own sections
+    assert shown == actual
