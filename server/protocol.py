@@ -23,6 +23,11 @@ Commands (workspace/executeCommand):
   ghostcomplete.accept  [completionId]     run by the client after inserting an item
   ghostcomplete.stats   []                 -> {offered, shown, accepted, ...}
   ghostcomplete.status  []                 -> {kind, message, backend, version}
+  ghostcomplete.edit    [{uri, range, instruction}]
+                        rewrites the range as instructed: the server answers the command
+                        with {applied: bool, message: str} after sending one
+                        workspace/applyEdit (or none at all: never half an edit); long edits
+                        report $/progress when the client passed a workDoneToken.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ DID_COMPLETE = "ghostcomplete/didComplete"
 COMMAND_ACCEPT = "ghostcomplete.accept"
 COMMAND_STATS = "ghostcomplete.stats"
 COMMAND_STATUS = "ghostcomplete.status"
-COMMANDS = (COMMAND_ACCEPT, COMMAND_STATS, COMMAND_STATUS)
+COMMAND_EDIT = "ghostcomplete.edit"
+COMMANDS = (COMMAND_ACCEPT, COMMAND_STATS, COMMAND_STATUS, COMMAND_EDIT)
 
 CONFIGURATION_SECTION = "ghostcomplete"
 
