@@ -102,7 +102,9 @@ class LspClient:
                 "rootUri": root.as_uri(),
                 "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
                 "capabilities": capabilities,
-                "initializationOptions": options,
+                # Benchmark runs are not the user's typing: keep them out of their telemetry
+                # unless the run's settings say otherwise.
+                "initializationOptions": {"telemetry": {"mode": "off"}, **options},
                 "clientInfo": {"name": "ghostcomplete-bench"},
             },
             timeout=60,

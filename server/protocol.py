@@ -21,13 +21,23 @@ Server -> client notifications:
 
 Commands (workspace/executeCommand):
   ghostcomplete.accept  [completionId]     run by the client after inserting an item
-  ghostcomplete.stats   []                 -> {offered, shown, accepted, ...}
+  ghostcomplete.stats   []                 -> this session's counts {offered, shown, accepted,
+                        partiallyAccepted, requested, rejected, noise, typedThrough,
+                        retentionChecks, retained, acceptanceRate}, the store's health
+                        {telemetry, database, written, dropped, problem} and the database
+                        totals under "recorded" (see telemetry/ and `ghostcomplete stats`)
   ghostcomplete.status  []                 -> {kind, message, backend, version}
   ghostcomplete.edit    [{uri, range, instruction}]
                         rewrites the range as instructed: the server answers the command
                         with {applied: bool, message: str} after sending one
                         workspace/applyEdit (or none at all: never half an edit); long edits
                         report $/progress when the client passed a workDoneToken.
+  ghostcomplete.debugDocument [uri?]     -> {uri, version, length, lines, sha256} of the
+                        server's copy of an open document (null when not open), or, with no
+                        uri, {uri: {...}} for every open document. length counts UTF-16 code
+                        units, lines counts LSP lines (split at LF, CRLF and CR only), sha256
+                        is of the UTF-8 text: a client checks that its buffer and ours agree.
+                        Diagnostic only; clients need not mirror it.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ COMMAND_ACCEPT = "ghostcomplete.accept"
 COMMAND_STATS = "ghostcomplete.stats"
 COMMAND_STATUS = "ghostcomplete.status"
 COMMAND_EDIT = "ghostcomplete.edit"
+COMMAND_DEBUG_DOCUMENT = "ghostcomplete.debugDocument"
 COMMANDS = (COMMAND_ACCEPT, COMMAND_STATS, COMMAND_STATUS, COMMAND_EDIT)
 
 CONFIGURATION_SECTION = "ghostcomplete"
