@@ -84,6 +84,7 @@ def add_bench_parser(commands: Any) -> None:
     acceptance.add_argument(
         "--tasks", type=int, default=None, help="tasks per kind per repository (default 30)"
     )
+    _add_context_parser(kinds)
     latency = kinds.add_parser(
         "latency", help="replay typing of real files and time every keystroke's answer"
     )
@@ -100,7 +101,33 @@ def add_bench_parser(commands: Any) -> None:
     )
 
 
+def _add_context_parser(kinds: Any) -> None:
+    context = kinds.add_parser(
+        "context",
+        help="time context gathering, ranking and packing in the server (20 files x 2,000 lines)",
+    )
+    context.add_argument(
+        "--mode",
+        choices=("none", "copilot", "ranked", "bm25", "imports"),
+        action="append",
+        default=[],
+        help="context method to time; repeatable (default: none, copilot, ranked)",
+    )
+    context.add_argument("--samples", type=int, default=300, help="completions per method")
+    context.add_argument("--seed", type=int, default=1, help="seed of the cursor draw")
+
+
+def _run_context(args: argparse.Namespace) -> int:
+    from ghostcomplete.bench import context_speed
+
+    data = context_speed.run(args.mode or list(context_speed.MODES), args.samples, args.seed)
+    print(context_speed.markdown(data), end="")
+    return 0
+
+
 def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.bench_command == "context":
+        return _run_context(args)
     argv = ["bench", *sys.argv[2:]] if len(sys.argv) > 2 else ["bench", args.bench_command]
     cache = args.cache or default_cache()
     started = time.monotonic()

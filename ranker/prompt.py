@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.snippets import Snippet
+from ghostcomplete.ranker.tokens import TokenCounter
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,14 @@ def render_snippet(snippet: Snippet, language_id: str, path: str) -> str:
     mark = comment_prefix(language_id)
     body = "\n".join(f"{mark} {line}" if line else mark for line in snippet.text.split("\n"))
     return f"{mark} Compare this snippet from {path}:\n{body}\n"
+
+
+def snippet_tokens(snippet: Snippet, language_id: str, path: str, counter: TokenCounter) -> int:
+    """Tokens of the rendered snippet, counted line by line (each with its line break) so
+    that the memoized line counts serve; the packing test checks the sum keeps the rendered
+    prompt within the budget."""
+    lines = render_snippet(snippet, language_id, path).split("\n")
+    return sum(counter.count_lines([line + "\n" for line in lines]))
 
 
 def render_snippets(context: PackedContext, language_id: str, paths: dict[str, str]) -> str:

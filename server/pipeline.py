@@ -23,7 +23,7 @@ from ghostcomplete.context.index import SnippetIndex
 from ghostcomplete.context.syntax import Scope, completion_scope
 from ghostcomplete.ranker.budget import Budget, PackedContext, pack
 from ghostcomplete.ranker.filters import Surroundings, apply_filters
-from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, render_snippet
+from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, snippet_tokens
 from ghostcomplete.ranker.redaction import redact
 from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
 from ghostcomplete.ranker.snippets import (
@@ -195,8 +195,8 @@ class Pipeline:
             self.counter,
             budget,
             overhead=overhead,
-            snippet_cost=lambda snippet: self.counter.count(
-                render_snippet(snippet, document.language_id, paths[snippet.uri])
+            snippet_cost=lambda snippet: snippet_tokens(
+                snippet, document.language_id, paths[snippet.uri], self.counter
             ),
         )
         references = tuple(n.text for n in neighbours)

@@ -182,3 +182,17 @@ def test_similarity_scores() -> None:
 def test_typing_brings_indentation_with_a_newline() -> None:
     assert keystrokes("a\n    b") == ["a", "\n    ", "b"]
     assert "".join(keystrokes("x = 1\n\n  y")) == "x = 1\n\n  y"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_context_bench_times_the_server_stages() -> None:
+    done = bench("context", "--samples", "5", "--mode", "ranked", "--mode", "none")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ranked")]
+    assert len(rows) == 1
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    assert cells[1] == "5"
+    p50, p99 = (float(x) for x in cells[3].split(" / "))
+    assert 0 < p50 <= p99
+    assert float(cells[5]) > 0  # the server's peak RSS

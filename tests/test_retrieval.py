@@ -24,7 +24,7 @@ from ghostcomplete.context.imports import (
 )
 from ghostcomplete.context.index import SnippetIndex
 from ghostcomplete.ranker.budget import Budget, PackedContext, pack
-from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, render_snippet
+from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, snippet_tokens
 from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
 from ghostcomplete.ranker.snippets import Snippet
 from ghostcomplete.ranker.tokens import TokenCounter
@@ -227,7 +227,7 @@ def test_rendered_prompt_fits_the_budget(prefix_lines, suffix_lines, snippet_lin
         counter,
         Budget(max_tokens=budget),
         overhead=overhead,
-        snippet_cost=lambda s: counter.count(render_snippet(s, "python", s.uri)),
+        snippet_cost=lambda s: snippet_tokens(s, "python", s.uri, counter),
     )
     rendered = render_fim(packed, family, "python", "a.py", {s.uri: s.uri for s in snippets})
     assert counter.count(rendered) <= max(budget, overhead)
