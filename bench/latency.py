@@ -54,6 +54,10 @@ class Tally:
     accepted_chars: int = 0
     typed_chars: int = 0
     accepts: list[dict[str, Any]] = field(default_factory=list)
+    # Keys typed while a suggestion that starts with them was shown, and how many of those
+    # the server answered from memory.
+    type_through: int = 0
+    type_through_cached: int = 0
 
 
 def draw_stretches(repos: list[Repo], files: int, chars: int, seed: int) -> list[Stretch]:
@@ -136,6 +140,7 @@ async def type_stretch(
     version, done, offset = 1, 0, len(stretch.before)
     open_request: tuple[int, asyncio.Future[Answer]] | None = None
     answers: list[asyncio.Future[Answer]] = []
+    typed_through: set[int] = set()  # indexes into answers
     keys = keystrokes(stretch.typed)
     due = loop.time()
     index = 0
@@ -166,6 +171,8 @@ async def type_stretch(
             done += len(insert)
             index += 1
             tally.typed_chars += len(insert)
+            if shown and len(shown[0]) > len(insert) and shown[0].startswith(insert):
+                typed_through.add(len(answers))
         tally.keystrokes += 1
         version += 1
         await client.insert(uri, version, utf16_position(document, offset), insert)
@@ -182,10 +189,15 @@ async def type_stretch(
         due += pause_after(insert, rng)
         progress.advance(note=stretch.path)
     await asyncio.wait(answers, timeout=10)
-    for future in answers:
+    for position, future in enumerate(answers):
         if not future.done():
             continue
         answer = future.result()
+        if position in typed_through:
+            tally.type_through += 1
+            report = client.report_for(answer, uri) if not answer.error else None
+            if report is not None and report.get("cache") in ("typing", "inflight", "prompt"):
+                tally.type_through_cached += 1
         if answer.error:
             tally.cancelled += answer.error.get("code") == _REQUEST_CANCELLED
             continue
@@ -267,6 +279,20 @@ async def _run(
         },
         **_stage_percentiles(reports),
     }
+    overhead = [
+        float(r["timingsMs"]["total"])
+        - float(r["timingsMs"].get("backend", 0.0))
+        - float(r["timingsMs"].get("debounce", 0.0))
+        for r in reports
+        if "total" in (r.get("timingsMs") or {})
+    ]
+    latency["server overhead (total − backend − debounce)"] = {
+        "p50": percentile(overhead, 50),
+        "p95": percentile(overhead, 95),
+        "p99": percentile(overhead, 99),
+        "n": len(overhead),
+    }
+    deadline_ms = float((settings.get("completion") or {}).get("timeoutMs", 1000))
     keystrokes = max(1, tally.keystrokes)
     counts = {
         "files typed": len(stretches),
@@ -287,6 +313,13 @@ async def _run(
         "server CPU s": usage.cpu_s if usage else None,
         "server CPU ms per keystroke": round(1000 * usage.cpu_s / keystrokes, 2) if usage else None,
         "server peak RSS MiB": usage.peak_rss_mib if usage else None,
+        "keys typed through a shown suggestion": tally.type_through,
+        "… answered from the cache %": round(
+            100 * tally.type_through_cached / max(1, tally.type_through), 1
+        ),
+        f"answers later than the {deadline_ms:.0f} ms deadline": sum(
+            1 for ms in answered if ms > deadline_ms
+        ),
     }
     return {
         "summary": {"latency_ms": latency, "counts": counts},
