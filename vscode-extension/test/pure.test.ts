@@ -1,0 +1,222 @@
+// The extension's pure logic: settings, server command, status bar view, report, menu,
+// protocol parsing. No VS Code needed (nor faked) here.
+import { describe, expect, it } from "vitest";
+
+import { menuItems, EXTENSION_COMMANDS } from "../src/menu";
+import { parseEditAnswer, parseStatus } from "../src/protocol";
+import { reportForWebview, statsCommand, statsSummary } from "../src/report";
+import { resolveServerCommand, ServerNotFound, venvExecutable, whichOn, type CommandLookup, type ServerCommand } from "../src/serverCommand";
+import { buildInitializationOptions, needsRestart, toggleCompletions, RESTART_SETTINGS } from "../src/settings";
+import { presentStatus } from "../src/status";
+import { buildServerOptions } from "../src/controller";
+
+describe("buildInitializationOptions", () => {
+  it("passes the server's sections through and drops the client-only ones", () => {
+    const configuration = {
+      backend: { kind: "http", http: { url: "http://127.0.0.1:8080", apiKeyEnv: "KEY" } },
+      completion: { enabled: false, disabledLanguages: ["markdown"] },
+      server: { command: ["/opt/python", "-m", "ghostcomplete.server.cli"], verbose: true },
+      trace: { server: "verbose" },
+      get: () => 1, // WorkspaceConfiguration's functions are not settings
+    };
+    expect(buildInitializationOptions(configuration)).toEqual({
+      backend: { kind: "http", http: { url: "http://127.0.0.1:8080", apiKeyEnv: "KEY" } },
+      completion: { enabled: false, disabledLanguages: ["markdown"] },
+    });
+  });
+
+  it("does not change its argument and copes with nothing", () => {
+    const configuration = { server: { command: "x" }, telemetry: { mode: "off" } };
+    buildInitializationOptions(configuration);
+    expect(configuration.server).toEqual({ command: "x" });
+    expect(buildInitializationOptions(undefined)).toEqual({});
+    expect(buildInitializationOptions([1, 2])).toEqual({});
+  });
+});
+
+describe("needsRestart", () => {
+  const changed = (...keys: string[]) => (section: string) =>
+    keys.some((key) => key === section || key.startsWith(`${section}.`) || section.startsWith(`${key}.`));
+
+  it("restarts for the command, the backend kind and what loads a model", () => {
+    expect(needsRestart(changed("ghostcomplete.server.command"))).toBe(true);
+    expect(needsRestart(changed("ghostcomplete.backend.kind"))).toBe(true);
+    expect(needsRestart(changed("ghostcomplete.backend.onnx.path"))).toBe(true);
+    expect(needsRestart(changed("ghostcomplete.backend"))).toBe(true);
+  });
+
+  it("pushes everything else to the running server", () => {
+    expect(needsRestart(changed("ghostcomplete.completion.enabled"))).toBe(false);
+    expect(needsRestart(changed("ghostcomplete.backend.http.url"))).toBe(false);
+    expect(needsRestart(changed("ghostcomplete.backend.onnx.temperature"))).toBe(false);
+    expect(needsRestart(changed("ghostcomplete.trace.server"))).toBe(false);
+    expect(needsRestart(changed("editor.fontSize"))).toBe(false);
+  });
+
+  it("names only settings that exist", () => {
+    for (const key of RESTART_SETTINGS) {
+      expect(key).toMatch(/^(server|backend)\./);
+    }
+  });
+});
+
+describe("toggleCompletions", () => {
+  it("flips the level that decides the value", () => {
+    expect(toggleCompletions({ defaultValue: true, globalValue: false, workspaceValue: true }, true)).toEqual({ value: false, level: "workspace" });
+    expect(toggleCompletions({ defaultValue: true, globalValue: false }, true)).toEqual({ value: true, level: "global" });
+  });
+
+  it("with nothing set, writes the workspace when one is open, else the user settings", () => {
+    expect(toggleCompletions({ defaultValue: true }, true)).toEqual({ value: false, level: "workspace" });
+    expect(toggleCompletions({ defaultValue: true }, false)).toEqual({ value: false, level: "global" });
+    expect(toggleCompletions(undefined, false)).toEqual({ value: false, level: "global" });
+  });
+});
+
+describe("resolveServerCommand", () => {
+  const lookup = (over: Partial<CommandLookup>): CommandLookup => ({
+    configured: null,
+    folders: ["/work/a", "/work/b"],
+    trusted: true,
+    platform: "linux",
+    isExecutable: () => false,
+    which: () => undefined,
+    ...over,
+  });
+
+  it("takes the setting first: a path, or a command with arguments", () => {
+    expect(resolveServerCommand(lookup({ configured: " /opt/gc/bin/ghostcomplete " }))).toEqual({ command: "/opt/gc/bin/ghostcomplete", args: [], source: "setting" });
+    expect(resolveServerCommand(lookup({ configured: ["/usr/bin/python3", "-m", "ghostcomplete.server.cli"], isExecutable: () => true }))).toEqual({
+      command: "/usr/bin/python3",
+      args: ["-m", "ghostcomplete.server.cli"],
+      source: "setting",
+    });
+  });
+
+  it("rejects a malformed setting with a message that names it", () => {
+    expect(() => resolveServerCommand(lookup({ configured: ["python", 3] }))).toThrow(/ghostcomplete.server.command must be/);
+    expect(() => resolveServerCommand(lookup({ configured: 42 }))).toThrow(ServerNotFound);
+  });
+
+  it("then the first workspace folder with .venv/bin/ghostcomplete", () => {
+    const found = resolveServerCommand(lookup({ isExecutable: (file) => file === "/work/b/.venv/bin/ghostcomplete", which: () => "/usr/bin/ghostcomplete" }));
+    expect(found).toEqual({ command: "/work/b/.venv/bin/ghostcomplete", args: [], source: "workspace .venv" });
+  });
+
+  it("then ghostcomplete on PATH; an untrusted workspace's .venv is never run", () => {
+    const everything = { isExecutable: () => true, which: () => "/usr/local/bin/ghostcomplete" };
+    expect(resolveServerCommand(lookup({ ...everything, trusted: false }))).toEqual({ command: "/usr/local/bin/ghostcomplete", args: [], source: "PATH" });
+    expect(resolveServerCommand(lookup({ ...everything, folders: [] })).source).toBe("PATH");
+  });
+
+  it("says what it tried when nothing is found", () => {
+    expect(() => resolveServerCommand(lookup({}))).toThrow(
+      "ghostcomplete server not found: tried /work/a/.venv/bin/ghostcomplete, /work/b/.venv/bin/ghostcomplete, ghostcomplete on PATH. Install it (pip install ghostcomplete) or set ghostcomplete.server.command.",
+    );
+    expect(() => resolveServerCommand(lookup({ trusted: false }))).toThrow(/not trusted/);
+  });
+
+  it("knows Windows virtual environments", () => {
+    expect(venvExecutable("C:\\w", "win32")).toBe("C:\\w\\.venv\\Scripts\\ghostcomplete.exe");
+    expect(venvExecutable("/w", "darwin")).toBe("/w/.venv/bin/ghostcomplete");
+  });
+
+  it("whichOn looks through PATH in order", () => {
+    const exists = new Set(["/b/ghostcomplete", "/c/ghostcomplete"]);
+    expect(whichOn("ghostcomplete", "/a::/b:/c", "linux", (file) => exists.has(file))).toBe("/b/ghostcomplete");
+    expect(whichOn("ghostcomplete", undefined, "linux", () => true)).toBeUndefined();
+  });
+});
+
+describe("buildServerOptions", () => {
+  it("runs `serve` over stdio without --stdio (no transport: the client would append it)", () => {
+    const options = buildServerOptions({ command: "/py", args: ["-m", "ghostcomplete.server.cli"], source: "setting" }, false, "/work/a");
+    expect(options).toEqual({ command: "/py", args: ["-m", "ghostcomplete.server.cli", "serve"], options: { cwd: "/work/a" } });
+    expect("transport" in options).toBe(false);
+    expect(buildServerOptions({ command: "gc", args: [], source: "PATH" }, true, undefined)).toEqual({ command: "gc", args: ["serve", "-v"] });
+  });
+});
+
+describe("presentStatus", () => {
+  const running = (kind: "Normal" | "Warning" | "Error" | "Inactive", message = "", busy = false) =>
+    ({ phase: "running", status: { kind, message, busy } }) as const;
+
+  it("maps each server status to a view", () => {
+    expect(presentStatus(running("Normal"), true)).toMatchObject({ summary: "ready", text: "$(sparkle) ghostcomplete", background: undefined });
+    expect(presentStatus(running("Normal", "", true), true)).toMatchObject({ summary: "working", text: "$(loading~spin) ghostcomplete" });
+    expect(presentStatus(running("Error", "http backend: connection refused"), true)).toMatchObject({
+      summary: "error",
+      background: "statusBarItem.errorBackground",
+      tooltip: expect.stringContaining("connection refused"),
+    });
+    expect(presentStatus(running("Warning", "invalid settings"), true)).toMatchObject({ summary: "warning", background: "statusBarItem.warningBackground" });
+    expect(presentStatus(running("Inactive", "excluded by .gitignore"), true)).toMatchObject({
+      summary: "disabled for this file",
+      tooltip: expect.stringContaining("excluded by .gitignore"),
+    });
+  });
+
+  it("shows completions turned off, but never hides an error behind it", () => {
+    expect(presentStatus(running("Normal"), false).summary).toBe("off");
+    expect(presentStatus(running("Error", "boom"), false).summary).toBe("error");
+  });
+
+  it("shows the client's own phases and the detail line", () => {
+    expect(presentStatus({ phase: "starting" }, true).summary).toBe("starting");
+    const stopped = presentStatus({ phase: "stopped", reason: "ghostcomplete server not found" }, true, "backend lookup");
+    expect(stopped).toMatchObject({ summary: "stopped", background: "statusBarItem.errorBackground" });
+    expect(stopped.tooltip).toContain("ghostcomplete server not found");
+    expect(stopped.tooltip).toContain("backend lookup");
+  });
+});
+
+describe("protocol parsing", () => {
+  it("reads a status and tolerates junk", () => {
+    expect(parseStatus({ kind: "Error", message: "x", busy: true })).toEqual({ kind: "Error", message: "x", busy: true });
+    expect(parseStatus({ kind: "Normal" })).toEqual({ kind: "Normal", message: "", busy: false });
+    expect(parseStatus({ kind: "Exploded" }).kind).toBe("Warning");
+    expect(parseStatus(null).kind).toBe("Warning");
+  });
+
+  it("reads an edit answer", () => {
+    expect(parseEditAnswer({ applied: true, message: "done" })).toEqual({ applied: true, message: "done" });
+    expect(parseEditAnswer(null)).toEqual({ applied: false, message: "the server gave no answer" });
+  });
+});
+
+describe("stats report", () => {
+  it("runs `stats --html` with the server's own command and database", () => {
+    const server: ServerCommand = { command: "/py", args: ["-m", "ghostcomplete.server.cli"], source: "setting" };
+    expect(statsCommand(server, "/tmp/r.html", null)).toEqual({ command: "/py", args: ["-m", "ghostcomplete.server.cli", "stats", "--html", "/tmp/r.html"] });
+    expect(statsCommand(server, "/tmp/r.html", "/data/t.sqlite3").args.slice(-2)).toEqual(["--db", "/data/t.sqlite3"]);
+  });
+
+  it("puts a no-script CSP and light colors into the report's head", () => {
+    const page = reportForWebview("<!doctype html><html><head><meta charset='utf-8'></head><body>x</body></html>");
+    expect(page).toMatch(/^<!doctype html><html><head><meta http-equiv="Content-Security-Policy" content="default-src 'none'/);
+    expect(page).toContain("<body>x</body>");
+    expect(reportForWebview("<p>bare</p>")).toContain("<body><p>bare</p></body>");
+  });
+
+  it("summarizes the stats command's answer", () => {
+    const answer = { requested: 9, offered: 5, shown: 4, accepted: 2, partiallyAccepted: 0, rejected: 1, acceptanceRate: 0.5, recorded: { offered: 50, shown: 40, accepted: 10, acceptanceRate: 0.25 } };
+    expect(statsSummary(answer)).toBe(
+      "this session: offered 5, shown 4, accepted 2, partiallyAccepted 0, rejected 1, acceptance 50.0 %; recorded: offered 50, shown 40, accepted 10, acceptance 25.0 %",
+    );
+    expect(statsSummary(undefined)).toBe("no figures from the server");
+  });
+});
+
+describe("menu", () => {
+  it("offers the actions, with the toggle saying what it will do", () => {
+    expect(menuItems(true).map((item) => item.label)).toEqual([
+      "$(edit) Edit Selection…",
+      "$(circle-slash) Disable Completions",
+      "$(graph) Show Acceptance Stats",
+      "$(debug-restart) Restart Server",
+      "$(output) Show Log",
+      "$(gear) Open Settings",
+    ]);
+    expect(menuItems(false)[1]).toMatchObject({ label: "$(check) Enable Completions", command: EXTENSION_COMMANDS.toggleCompletions });
+  });
+});
