@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn, cast
 
 from ghostcomplete.backends import BackendError, create_backend
 from ghostcomplete.context.documents import DocumentSnapshot
@@ -131,7 +131,10 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error(f"--tcp expects HOST:PORT, got {args.tcp!r}")
         server.start_tcp(host, int(port))
     else:
-        server.start_io()
+        from ghostcomplete.server.wire import ChunkedReads
+
+        # pygls reads a body with one read(Content-Length): bounded chunks, not one allocation.
+        server.start_io(stdin=cast(BinaryIO, ChunkedReads(sys.stdin.buffer)))
     return 0
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
 
 from ghostcomplete.backends import Backend, BackendError, LookupBackend, create_backend
 from ghostcomplete.context.documents import DocumentSnapshot
@@ -20,6 +25,8 @@ from ghostcomplete.server import protocol
 from ghostcomplete.server.pipeline import CompletionRequest, CompletionResult, Pipeline
 from ghostcomplete.server.session import CompletionSession
 from ghostcomplete.server.settings import Settings, resolve
+from ghostcomplete.server.text_sync import use_lsp_line_rules
+from ghostcomplete.server.wire import WireProtocol
 from ghostcomplete.telemetry.recorder import TelemetryRecorder
 from ghostcomplete.telemetry.store import resolve_path
 
@@ -32,6 +39,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # A lasting problem is told to the user at most this often (seconds).
 _MESSAGE_INTERVAL_S = 3600.0
+# Line breaks as LSP counts them (not str.splitlines, which also splits at \f, \x85, ...).
+_LSP_LINE_BREAK = re.compile("\r\n|\r|\n")
 
 
 def plain(value: Any) -> Any:
@@ -50,7 +59,10 @@ class GhostServer(LanguageServer):
 
     def __init__(self) -> None:
         super().__init__(
-            "ghostcomplete", VERSION, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+            "ghostcomplete",
+            VERSION,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=WireProtocol,
         )
         self.settings = Settings()
         self.pipeline = Pipeline(LookupBackend(), self.settings)
@@ -140,6 +152,15 @@ class GhostServer(LanguageServer):
         self._last_message[key] = now
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))
 
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Out-of-band errors (a notification handler failed, a message could not be read;
+        pygls logs the traceback): told once an hour, not as a popup per bad message.
+        Requests answer with their own error instead."""
+        if source is FeatureRequestError:
+            return
+        message = f"ghostcomplete: internal error ({error}); see the log"
+        self.tell_once("internal", message, types.MessageType.Error)
+
     def set_status(self, kind: protocol.StatusKind, message: str, busy: bool = False) -> None:
         self.status = (kind, message)
         self.protocol.notify(
@@ -152,12 +173,17 @@ class GhostServer(LanguageServer):
         return str(getattr(encoding, "value", encoding))
 
     # --- documents ----------------------------------------------------------------------
+    def text_document(self, uri: str) -> TextDocument | None:
+        """The open document at ``uri``: pygls keys them by the percent-decoded URI, and
+        editors send encoded ones (spaces, ``c%3A``)."""
+        return self.workspace.text_documents.get(unquote(uri))
+
     def open_text(self, uri: str) -> str | None:
-        document = self.workspace.text_documents.get(uri)
+        document = self.text_document(uri)
         return document.source if document is not None else None
 
     def snapshot(self, uri: str) -> DocumentSnapshot | None:
-        document = self.workspace.text_documents.get(uri)
+        document = self.text_document(uri)
         if document is None:
             return None
         return DocumentSnapshot(
@@ -179,6 +205,7 @@ server = GhostServer()
 
 @server.feature(types.INITIALIZE)
 def on_initialize(ls: GhostServer, params: types.InitializeParams) -> None:
+    use_lsp_line_rules(ls.workspace)  # before any document opens
     ls.init_options = params.initialization_options
     roots = [folder.uri for folder in params.workspace_folders or []]
     if not roots and params.root_uri:
@@ -241,7 +268,7 @@ def on_did_open(ls: GhostServer, params: types.DidOpenTextDocumentParams) -> Non
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def on_did_change(ls: GhostServer, params: types.DidChangeTextDocumentParams) -> None:
-    document = ls.workspace.text_documents.get(params.text_document.uri)
+    document = ls.text_document(params.text_document.uri)
     if document is not None:
         ls.recent.touch(document.uri, document.language_id or "plaintext")
         ls.telemetry.document_changed(document.uri, lambda: document.source)
@@ -261,7 +288,7 @@ def on_did_close(ls: GhostServer, params: types.DidCloseTextDocumentParams) -> N
 @server.feature(protocol.DID_FOCUS)
 def on_did_focus(ls: GhostServer, params: Any) -> None:
     uri = (plain(params) or {}).get("textDocument", {}).get("uri")
-    document = ls.workspace.text_documents.get(uri) if isinstance(uri, str) else None
+    document = ls.text_document(uri) if isinstance(uri, str) else None
     if document is not None:
         ls.recent.touch(document.uri, document.language_id or "plaintext")
 
@@ -435,4 +462,29 @@ def on_status(ls: GhostServer, *arguments: Any) -> dict[str, str]:
         "message": message,
         "backend": ls.settings.backend.kind,
         "version": VERSION,
+    }
+
+
+@server.command(protocol.COMMAND_DEBUG_DOCUMENT)
+def on_debug_document(ls: GhostServer, *arguments: Any) -> Any:
+    """Our copy of open documents, for a client to check that its buffer and ours agree."""
+    if arguments and isinstance(arguments[0], str):
+        return _describe_document(ls.open_text(arguments[0]), ls, arguments[0])
+    return {
+        document.uri: _describe_document(document.source, ls, document.uri)
+        for document in ls.workspace.text_documents.values()
+    }
+
+
+def _describe_document(text: str | None, ls: GhostServer, uri: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    document = ls.text_document(uri)
+    return {
+        "uri": uri,
+        "version": document.version if document is not None else None,
+        "length": utf16_length(text),
+        "lines": len(_LSP_LINE_BREAK.findall(text)) + 1,
+        # A client may have sent lone surrogates (valid JSON escapes): hash them as they are.
+        "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
     }

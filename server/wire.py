@@ -1,0 +1,73 @@
+"""JSON-RPC from a client that gets it wrong: what pygls 2.1 alone would mishandle.
+
+- A request whose params do not fit its method (missing, wrong types) is dropped by pygls
+  without an answer, so the client waits for it forever: here it is answered with the
+  JSON-RPC error (-32602 Invalid params) under its own id.
+- A ``Content-Length`` no client will ever fill (say 10^12) makes pygls ask stdin for that
+  many bytes in one read, which allocates them up front: MemoryError, and the server is gone.
+  Reading in bounded chunks only holds what actually arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, BinaryIO
+
+from pygls.exceptions import JsonRpcException
+from pygls.protocol import LanguageServerProtocol
+
+log = logging.getLogger("ghostcomplete")
+
+_READ_CHUNK = 1 << 20
+
+
+class _AlreadyAnswered:
+    """What a malformed request becomes once its error answer has been sent."""
+
+    jsonrpc = "2.0"
+
+
+_ANSWERED = _AlreadyAnswered()
+
+
+class WireProtocol(LanguageServerProtocol):
+    """Combine with other protocol subclasses by inheritance (every override calls super)."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            request_id = data.get("id")
+            if "method" not in data or not isinstance(request_id, int | str):
+                raise  # a notification or a response: nobody waits for an answer
+            log.warning("invalid %s request %r: %s", data.get("method"), request_id, error)
+            self._send_response(request_id, error=error.to_response_error())
+            return _ANSWERED
+
+    def handle_message(self, message: Any) -> None:
+        if message is _ANSWERED:
+            return
+        super().handle_message(message)
+
+
+class ChunkedReads:
+    """A binary stream whose ``read(n)`` gathers at most 1 MiB at a time."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def readline(self) -> bytes:
+        return self._stream.readline()
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            return self._stream.read()
+        parts: list[bytes] = []
+        wanted = size
+        while wanted > 0:
+            part = self._stream.read(min(wanted, _READ_CHUNK))
+            if not part:
+                break  # the client went away mid-body
+            parts.append(part)
+            wanted -= len(part)
+        return b"".join(parts)
