@@ -42,7 +42,7 @@ export function venvExecutable(folder: string, platform: NodeJS.Platform): strin
 export function resolveServerCommand(lookup: CommandLookup): ServerCommand {
   const configured = lookup.configured;
   if (typeof configured === "string" && configured.trim() !== "") {
-    return { command: configured.trim(), args: [], source: "setting" };
+    return { command: checkedProgram(configured.trim(), lookup), args: [], source: "setting" };
   }
   if (Array.isArray(configured) && configured.length > 0) {
     if (!configured.every((part): part is string => typeof part === "string" && part !== "")) {
@@ -51,7 +51,7 @@ export function resolveServerCommand(lookup: CommandLookup): ServerCommand {
       );
     }
     const [command, ...args] = configured;
-    return { command: command as string, args, source: "setting" };
+    return { command: checkedProgram(command as string, lookup), args, source: "setting" };
   }
   if (configured !== null && configured !== undefined && configured !== "" && !Array.isArray(configured)) {
     throw new ServerNotFound(
@@ -79,6 +79,22 @@ export function resolveServerCommand(lookup: CommandLookup): ServerCommand {
     `ghostcomplete server not found: tried ${tried.join(", ")}${untrusted}. ` +
       "Install it (pip install ghostcomplete) or set ghostcomplete.server.command.",
   );
+}
+
+/** The configured program, checked: a path must be an executable file, a bare name must be
+ * on PATH (found here, so that a typo is one clear message, not a failed spawn). */
+function checkedProgram(program: string, lookup: CommandLookup): string {
+  if (program.includes("/") || program.includes("\\")) {
+    if (!lookup.isExecutable(program)) {
+      throw new ServerNotFound(`ghostcomplete.server.command: ${program} is not an executable file`);
+    }
+    return program;
+  }
+  const found = lookup.which(program);
+  if (found === undefined) {
+    throw new ServerNotFound(`ghostcomplete.server.command: ${program} is not on PATH`);
+  }
+  return found;
 }
 
 /** `which`: the first PATH entry holding an executable `program`. */

@@ -85,7 +85,8 @@ describe("resolveServerCommand", () => {
   });
 
   it("takes the setting first: a path, or a command with arguments", () => {
-    expect(resolveServerCommand(lookup({ configured: " /opt/gc/bin/ghostcomplete " }))).toEqual({ command: "/opt/gc/bin/ghostcomplete", args: [], source: "setting" });
+    expect(resolveServerCommand(lookup({ configured: " /opt/gc/bin/ghostcomplete ", isExecutable: () => true }))).toEqual({ command: "/opt/gc/bin/ghostcomplete", args: [], source: "setting" });
+    expect(resolveServerCommand(lookup({ configured: ["python3", "-m", "ghostcomplete.server.cli"], which: () => "/usr/bin/python3" })).command).toBe("/usr/bin/python3");
     expect(resolveServerCommand(lookup({ configured: ["/usr/bin/python3", "-m", "ghostcomplete.server.cli"], isExecutable: () => true }))).toEqual({
       command: "/usr/bin/python3",
       args: ["-m", "ghostcomplete.server.cli"],
@@ -96,6 +97,10 @@ describe("resolveServerCommand", () => {
   it("rejects a malformed setting with a message that names it", () => {
     expect(() => resolveServerCommand(lookup({ configured: ["python", 3] }))).toThrow(/ghostcomplete.server.command must be/);
     expect(() => resolveServerCommand(lookup({ configured: 42 }))).toThrow(ServerNotFound);
+    expect(() => resolveServerCommand(lookup({ configured: "/opt/nothing/ghostcomplete" }))).toThrow(
+      "ghostcomplete.server.command: /opt/nothing/ghostcomplete is not an executable file",
+    );
+    expect(() => resolveServerCommand(lookup({ configured: ["pyhton3", "-m", "x"] }))).toThrow("ghostcomplete.server.command: pyhton3 is not on PATH");
   });
 
   it("then the first workspace folder with .venv/bin/ghostcomplete", () => {
