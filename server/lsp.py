@@ -22,6 +22,7 @@ from ghostcomplete.context.exclusion import path_of_uri
 from ghostcomplete.context.positions import utf16_length
 from ghostcomplete.context.recent_files import RecentFiles
 from ghostcomplete.server import protocol
+from ghostcomplete.server.edit import CommandProtocol, run_edit
 from ghostcomplete.server.pipeline import CompletionRequest, CompletionResult, Pipeline
 from ghostcomplete.server.session import CompletionSession
 from ghostcomplete.server.settings import Settings, resolve
@@ -54,6 +55,10 @@ def plain(value: Any) -> Any:
     return value
 
 
+class _Protocol(WireProtocol, CommandProtocol):
+    """Answers malformed requests (server/wire.py); keeps command params (server/edit.py)."""
+
+
 class GhostServer(LanguageServer):
     """Server state: settings, the pipeline, recent files, offers, in-flight requests."""
 
@@ -62,7 +67,7 @@ class GhostServer(LanguageServer):
             "ghostcomplete",
             VERSION,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
-            protocol_cls=WireProtocol,
+            protocol_cls=_Protocol,
         )
         self.settings = Settings()
         self.pipeline = Pipeline(LookupBackend(), self.settings)
@@ -447,6 +452,12 @@ def on_accept(ls: GhostServer, *arguments: Any) -> bool:
 @server.command(protocol.COMMAND_STATS)
 async def on_stats(ls: GhostServer, *arguments: Any) -> dict[str, Any]:
     return await asyncio.to_thread(ls.telemetry.summary)
+
+
+@server.command(protocol.COMMAND_EDIT)
+async def on_edit(ls: GhostServer, *arguments: Any) -> dict[str, Any]:
+    """Rewrite a range as instructed; one workspace/applyEdit or none (server/edit.py)."""
+    return await run_edit(ls, arguments)
 
 
 @server.feature(types.SHUTDOWN)

@@ -67,6 +67,18 @@ class CompletionSettings:
 
 
 @dataclass(frozen=True)
+class EditSettings:
+    # Edit requests (ghostcomplete.edit): the longest selection they take, in characters.
+    max_selection_chars: int = field(default=20_000, metadata=_between(1, 1_000_000))
+    # Lines of the file above and below the selection shown to the model.
+    context_lines: int = field(default=60, metadata=_between(0, 2_000))
+    # How long the model may take for the whole answer (milliseconds).
+    timeout_ms: int = field(default=60_000, metadata=_between(100, 600_000))
+    # Upper bound on the answer's tokens.
+    max_tokens: int = field(default=4096, metadata=_between(16, 32_768))
+
+
+@dataclass(frozen=True)
 class DebugSettings:
     # Send ghostcomplete/didComplete with stage timings after each completion (benchmarks).
     report_timings: bool = False
@@ -89,6 +101,7 @@ class Settings:
     context: ContextSettings = ContextSettings()
     budget: BudgetSettings = BudgetSettings()
     completion: CompletionSettings = CompletionSettings()
+    edit: EditSettings = EditSettings()
     debug: DebugSettings = DebugSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 

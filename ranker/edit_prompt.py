@@ -1,0 +1,83 @@
+"""The chat prompt of an edit request: the instruction, the selection, the code around it and
+the most relevant snippets of other files, as OpenAI-style chat messages.
+
+Pure: no I/O and no LSP. server/edit.py gathers the parts; ranker/edit_answer.py reads the
+model's answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
+
+from ghostcomplete.ranker.snippets import Snippet
+
+SELECTION_OPEN = "<selection>"
+SELECTION_CLOSE = "</selection>"
+
+SYSTEM = (
+    "You are a careful programmer who rewrites code exactly as instructed. You are shown a "
+    "file with a selection marked by <selection> and </selection>, and code from other files "
+    "for reference. Answer with the rewritten selection only, in a single fenced code block, "
+    "and nothing else: no explanation, no code from outside the selection, no selection "
+    "markers. Keep the selection's indentation and the file's style. If the instruction "
+    "cannot be applied, answer with the selection unchanged."
+)
+
+
+@dataclass(frozen=True)
+class EditContext:
+    """What the model is shown for one edit request."""
+
+    instruction: str
+    language_id: str
+    path: str
+    # The lines of the file before the selection (as many as the settings allow), the
+    # selection, and the lines after it.
+    before: str
+    selection: str
+    after: str
+    # The most relevant pieces of other files, best first.
+    snippets: Sequence[Snippet] = ()
+
+
+def fence_for(*texts: str) -> str:
+    """A backtick fence longer than any run of backticks in ``texts`` (at least three)."""
+    longest = max((len(run) for text in texts for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _path_of(uri: str) -> str:
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+def _block(fence: str, language: str, text: str) -> str:
+    return f"{fence}{language}\n{text}{'' if text.endswith(chr(10)) else chr(10)}{fence}\n"
+
+
+def render_edit_messages(context: EditContext) -> list[dict[str, str]]:
+    """System and user messages for an OpenAI-compatible chat completion."""
+    language = context.language_id
+    texts = [context.before, context.selection, context.after]
+    texts += [snippet.text for snippet in context.snippets]
+    fence = fence_for(*texts)
+    parts = [f"File: {context.path} ({language})\n"]
+    if context.snippets:
+        parts.append("\nCode from other files of the project, for reference (do not edit):\n")
+        for snippet in context.snippets:
+            where = f"{_path_of(snippet.uri)}, line {snippet.start_line + 1}"
+            parts.append(f"\n{where}:\n" + _block(fence, language, snippet.text))
+    marked = context.before + SELECTION_OPEN + context.selection + SELECTION_CLOSE + context.after
+    parts.append("\nThe file around the selection:\n" + _block(fence, language, marked))
+    parts.append("\nThe selection:\n" + _block(fence, language, context.selection))
+    parts.append(f"\nInstruction: {context.instruction.strip()}\n")
+    parts.append(
+        f"\nAnswer with the rewritten selection in one {fence}{language} block and nothing else."
+    )
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "".join(parts)},
+    ]

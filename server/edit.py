@@ -1,0 +1,422 @@
+"""``ghostcomplete.edit``: rewrite a selection as the user instructs, in one workspace/applyEdit.
+
+validate -> prompt (ranker/edit_prompt.py, with the completion pipeline's snippets) -> chat
+with an instruction-following backend -> read the answer (ranker/edit_answer.py) -> one
+versioned TextEdit, the smallest that does it -> workspace/applyEdit -> ``{applied, message}``.
+
+The editor sees nothing until the whole answer is in and checked: an edit is applied whole or
+not at all. ``$/cancelRequest`` of the executeCommand request, or
+``window/workDoneProgress/cancel`` of its ``workDoneToken``, stops the model call; so does
+``edit.timeoutMs``. The document is left alone when it changed while the model was working.
+
+Which backends can edit: those with ``async chat(messages, deadline, max_tokens) -> str``
+whose ``follows_instructions`` is not False. HttpBackend has one (OpenAI-compatible
+``/v1/chat/completions``). The lookup backend and the onnx completion model have none; a local
+instruct model joins by giving its backend ``chat`` (and ``follows_instructions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Generator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from lsprotocol import types
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+from ghostcomplete.backends import BackendError
+from ghostcomplete.context.cursor import Cursor
+from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.exclusion import path_of_uri
+from ghostcomplete.context.positions import offset_at
+from ghostcomplete.ranker.edit_answer import (
+    AnswerProblem,
+    Change,
+    extract_code,
+    fit_to_selection,
+    minimal_change,
+    position_of,
+)
+from ghostcomplete.ranker.edit_prompt import EditContext, render_edit_messages
+from ghostcomplete.ranker.redaction import redact
+from ghostcomplete.ranker.snippets import Snippet
+from ghostcomplete.server import protocol
+from ghostcomplete.server.settings import Settings
+
+if TYPE_CHECKING:
+    from ghostcomplete.server.lsp import GhostServer
+
+log = logging.getLogger("ghostcomplete.edit")
+
+# The executeCommand request being handled (its workDoneToken), seen by the command's task.
+_COMMAND_PARAMS: contextvars.ContextVar[types.ExecuteCommandParams | None] = contextvars.ContextVar(
+    "ghostcomplete_command_params", default=None
+)
+# How long the editor may take to answer workspace/applyEdit (seconds).
+_APPLY_TIMEOUT_S = 30.0
+
+_CANNOT_FOLLOW = {
+    "lookup": "the lookup backend copies text from open files and has no model",
+    "onnx": "the onnx backend runs a code-completion (fill-in-the-middle) model",
+}
+
+
+class CommandProtocol(LanguageServerProtocol):
+    """pygls with two fixes for commands that run a while (edits).
+
+    pygls hands command handlers only the arguments: this keeps the whole request's params (its
+    ``workDoneToken``) where the handler's task can read them. And pygls' shutdown cancels the
+    pending requests while iterating over their dict, which a pending executeCommand changes
+    under it (its future's callbacks run at once): cancel them first, from a copy."""
+
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    def lsp_workspace__execute_command(
+        self, params: types.ExecuteCommandParams
+    ) -> Generator[Any, Any, Any]:
+        _COMMAND_PARAMS.set(params)
+        return (yield from super().lsp_workspace__execute_command(params))
+
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        current = self.msg_id
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current and not future.done():
+                future.cancel()
+        return (yield from super().lsp_shutdown(*args))
+
+
+class InstructBackend(Protocol):
+    async def chat(
+        self, messages: list[dict[str, str]], deadline: float | None = None, max_tokens: int = 1024
+    ) -> str: ...
+
+
+def instruct_backend(backend: object, kind: str) -> InstructBackend | str:
+    """The backend when it can follow instructions; otherwise what the user must configure."""
+    if callable(getattr(backend, "chat", None)) and getattr(backend, "follows_instructions", True):
+        return cast(InstructBackend, backend)
+    why = _CANNOT_FOLLOW.get(kind, f"the {kind} backend cannot follow instructions")
+    return (
+        f"edit requests need a model that follows instructions, and {why}. Set "
+        'backend.kind = "http" and backend.http.url to an OpenAI-compatible server with a '
+        "chat model (one that answers /v1/chat/completions: llama.cpp, Ollama, vLLM, a hosted "
+        "API); see the README, Edit requests"
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    applied: bool
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"applied": self.applied, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Selection:
+    document: DocumentSnapshot
+    instruction: str
+    start: int  # string offsets into document.text
+    end: int
+
+    @property
+    def text(self) -> str:
+        return self.document.text[self.start : self.end]
+
+    @property
+    def line_head(self) -> str:
+        """The selection's first line up to the selection."""
+        text = self.document.text
+        return text[text.rfind("\n", 0, self.start) + 1 : self.start]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """An edit ready to send: ``change`` is relative to the selection's start."""
+
+    selection: Selection
+    change: Change
+
+
+def _position(value: Any) -> tuple[int, int] | None:
+    if not isinstance(value, dict):
+        return None
+    line, character = value.get("line"), value.get("character")
+    if isinstance(line, int) and isinstance(character, int) and not isinstance(line, bool):
+        return line, character
+    return None
+
+
+def select(arguments: Sequence[Any], ls: GhostServer, settings: Settings) -> Selection | Outcome:
+    """The selection the arguments name, or why there is none to edit."""
+    args = arguments[0] if len(arguments) == 1 and isinstance(arguments[0], dict) else None
+    uri = args.get("uri") if args else None
+    range_ = args.get("range") if args else None
+    instruction = args.get("instruction") if args else None
+    start = _position(range_.get("start")) if isinstance(range_, dict) else None
+    end = _position(range_.get("end")) if isinstance(range_, dict) else None
+    if not isinstance(uri, str) or start is None or end is None or not isinstance(instruction, str):
+        return Outcome(False, "ghostcomplete.edit takes one argument: {uri, range, instruction}")
+    if not instruction.strip():
+        return Outcome(False, "say what to change: the instruction is empty")
+    document = ls.snapshot(uri)
+    if document is None:
+        return Outcome(False, f"{uri} is not open in the editor")
+    encoding = ls.position_encoding()
+    first = offset_at(document.text, *start, encoding)
+    last = offset_at(document.text, *end, encoding)
+    if first is None or last is None or first > last:
+        shown = f"{start[0]}:{start[1]}-{end[0]}:{end[1]}"
+        return Outcome(False, f"the range {shown} is not in the document; nothing was changed")
+    selection = Selection(document, instruction.strip(), first, last)
+    if not selection.text.strip():
+        return Outcome(False, "select the code to edit first: the selection is empty")
+    limit = settings.edit.max_selection_chars
+    if len(selection.text) > limit:
+        return Outcome(
+            False,
+            f"the selection has {len(selection.text)} characters and edits take at most "
+            f"{limit} (edit.maxSelectionChars): select less",
+        )
+    return selection
+
+
+def edit_context(
+    selection: Selection, snippets: Sequence[Snippet], settings: Settings, remote: bool
+) -> EditContext:
+    """What the model is shown: the lines around the selection and the snippets; without
+    obvious secrets when the text leaves the machine."""
+    text = selection.document.text
+    lines = settings.edit.context_lines
+    begin = text.rfind("\n", 0, selection.start) + 1
+    for _ in range(lines):
+        if begin == 0:
+            break
+        begin = text.rfind("\n", 0, begin - 1) + 1
+    finish = selection.end
+    for _ in range(lines + 1):
+        found = text.find("\n", finish)
+        if found < 0:
+            finish = len(text)
+            break
+        finish = found + 1
+    before, after = text[begin : selection.start], text[selection.end : finish]
+    if remote:
+        before, after = redact(before)[0], redact(after)[0]
+        snippets = [dataclasses.replace(s, text=redact(s.text)[0]) for s in snippets]
+    return EditContext(
+        selection.instruction,
+        selection.document.language_id,
+        _path_of(selection.document.uri),
+        before,
+        selection.text,
+        after,
+        tuple(snippets),
+    )
+
+
+def _path_of(uri: str) -> str:
+    path = path_of_uri(uri)
+    return str(path) if path is not None else uri
+
+
+def plan(answer: str, selection: Selection) -> Planned | Outcome:
+    """The edit the answer asks for, or why there is none to apply."""
+    try:
+        code = extract_code(answer)
+    except AnswerProblem as problem:
+        return Outcome(False, str(problem))
+    fitted = fit_to_selection(code, selection.text, selection.line_head)
+    change = minimal_change(selection.text, fitted)
+    if change is None:
+        return Outcome(False, "the model left the selection as it was; nothing to change")
+    return Planned(selection, change)
+
+
+def _snippets(ls: GhostServer, selection: Selection) -> list[Snippet]:
+    """The completion pipeline's snippets for the code at the selection's end (best effort)."""
+    document = selection.document
+    pipeline = ls.pipeline
+    limit = ls.settings.context.max_file_bytes
+    neighbours = [
+        n
+        for n in ls.neighbours(document)
+        if not n.looks_binary and len(n.text) <= limit and pipeline.exclusion.reason(n.uri) is None
+    ]
+    cursor = Cursor(
+        document, selection.end, document.text[: selection.end], document.text[selection.end :]
+    )
+    try:
+        return pipeline.choose_snippets(cursor, neighbours)
+    except Exception:  # context is a bonus: an edit without snippets beats no edit
+        log.exception("choosing snippets for an edit failed")
+        return []
+
+
+class _Progress:
+    """Work-done progress on the client's token (none when the client passed no token)."""
+
+    def __init__(self, ls: GhostServer, token: types.ProgressToken | None) -> None:
+        self.ls = ls
+        self.token = token
+
+    def begin(self, message: str) -> Future[Any] | None:
+        if self.token is None:
+            return None
+        begin = types.WorkDoneProgressBegin(
+            title="ghostcomplete: edit", cancellable=True, message=message
+        )
+        self.ls.work_done_progress.begin(self.token, begin)
+        return self.ls.work_done_progress.tokens.get(self.token)
+
+    def report(self, message: str) -> None:
+        if self.token is not None:
+            report = types.WorkDoneProgressReport(message=message)
+            self.ls.work_done_progress.report(self.token, report)
+
+    def end(self, message: str) -> None:
+        if self.token is not None:
+            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+            self.ls.work_done_progress.tokens.pop(self.token, None)
+
+
+async def _prepare(ls: GhostServer, arguments: Sequence[Any], progress: _Progress) -> Any:
+    """Everything before the editor is touched: a Planned edit or an Outcome."""
+    settings = ls.settings
+    chosen = select(arguments, ls, settings)
+    if isinstance(chosen, Outcome):
+        return chosen
+    excluded = ls.pipeline.exclusion.reason(chosen.document.uri)
+    if excluded is not None:
+        return Outcome(False, f"this file is excluded from prompts ({excluded}); nothing was sent")
+    workspace = ls.client_capabilities.workspace
+    if not (workspace and workspace.apply_edit):
+        return Outcome(False, "this editor cannot apply edits (no workspace/applyEdit support)")
+    if ls.backend_broken is not None:
+        return Outcome(False, f"the backend is not working: {ls.backend_broken}")
+    backend = instruct_backend(ls.pipeline.backend, settings.backend.kind)
+    if isinstance(backend, str):
+        return Outcome(False, backend)
+    remote = bool(getattr(ls.pipeline.backend, "remote", True))
+    context = edit_context(chosen, _snippets(ls, chosen), settings, remote)
+    messages = render_edit_messages(context)
+    timeout = settings.edit.timeout_ms / 1000
+    progress.report(f"asking {getattr(ls.pipeline.backend, 'name', 'the model')}")
+    started = time.monotonic()
+    try:
+        # Our own timeout comes first: the backend's deadline would keep a partial answer.
+        async with asyncio.timeout(timeout):
+            answer = await backend.chat(
+                messages, deadline=started + timeout + 5.0, max_tokens=settings.edit.max_tokens
+            )
+    except TimeoutError:
+        return Outcome(
+            False,
+            f"the model did not finish within {settings.edit.timeout_ms} ms (edit.timeoutMs); "
+            "nothing was applied",
+        )
+    except BackendError as error:
+        return Outcome(False, f"the edit failed: {error}")
+    elapsed_ms = (time.monotonic() - started) * 1000
+    log.info("edit answer after %.0f ms: %d characters", elapsed_ms, len(answer))
+    progress.report("applying")
+    return plan(answer, chosen)
+
+
+def workspace_edit(ls: GhostServer, planned: Planned) -> types.WorkspaceEdit:
+    selection = planned.selection
+    document = selection.document
+    encoding = ls.position_encoding()
+    start = position_of(document.text, selection.start + planned.change.start, encoding)
+    end = position_of(document.text, selection.start + planned.change.end, encoding)
+    edit = types.TextEdit(
+        range=types.Range(types.Position(*start), types.Position(*end)),
+        new_text=planned.change.replacement,
+    )
+    workspace = ls.client_capabilities.workspace
+    edits = workspace.workspace_edit if workspace else None
+    if edits and edits.document_changes:
+        identifier = types.OptionalVersionedTextDocumentIdentifier(document.uri, document.version)
+        return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(identifier, [edit])])
+    return types.WorkspaceEdit(changes={document.uri: [edit]})
+
+
+async def _apply(ls: GhostServer, planned: Planned) -> Outcome:
+    document = planned.selection.document
+    current = ls.snapshot(document.uri)
+    if current is None or current.version != document.version or current.text != document.text:
+        return Outcome(
+            False, "the document changed while the model was working; nothing was applied"
+        )
+    label = f"ghostcomplete: {planned.selection.instruction}"[:120]
+    params = types.ApplyWorkspaceEditParams(edit=workspace_edit(ls, planned), label=label)
+    try:
+        result = await asyncio.wait_for(ls.workspace_apply_edit_async(params), _APPLY_TIMEOUT_S)
+    except TimeoutError:
+        return Outcome(False, "the editor did not say whether it applied the edit")
+    if not result.applied:
+        reason = f": {result.failure_reason}" if result.failure_reason else ""
+        return Outcome(False, f"the editor did not apply the edit{reason}")
+    lines = planned.change.replacement.count("\n") + 1
+    return Outcome(True, f"edited ({lines} line{'s' if lines != 1 else ''} written)")
+
+
+async def run_edit(ls: GhostServer, arguments: Sequence[Any]) -> dict[str, Any]:
+    """The ``ghostcomplete.edit`` command."""
+    edit_id = uuid.uuid4().hex[:12]
+    params = _COMMAND_PARAMS.get()
+    token = params.work_done_token if params and params.command == protocol.COMMAND_EDIT else None
+    progress = _Progress(ls, token)
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[str] = loop.create_future()
+
+    def stop_now(why: str) -> None:
+        if not stop.done():
+            stop.set_result(why)
+
+    def stop_when_cancelled(why: str) -> Any:
+        def callback(future: Future[Any]) -> None:
+            if future.cancelled():
+                loop.call_soon_threadsafe(stop_now, why)
+
+        return callback
+
+    # pygls cancels the request's own future on $/cancelRequest, not this task.
+    request = ls.protocol._request_futures.get(ls.protocol.msg_id)
+    if request is not None:
+        request.add_done_callback(stop_when_cancelled("$/cancelRequest"))
+    by_progress = progress.begin("reading the selection")
+    if by_progress is not None:
+        by_progress.add_done_callback(stop_when_cancelled("window/workDoneProgress/cancel"))
+    work = asyncio.ensure_future(_prepare(ls, arguments, progress))
+    outcome = Outcome(False, "edit cancelled; the document is unchanged")
+    try:
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.done():
+            log.info("[%s] edit cancelled (%s)", edit_id, stop.result())
+        else:
+            prepared = work.result()
+            # No await between the check above and sending the edit: a cancel cannot land
+            # half-way. Once sent, the edit is the editor's to apply.
+            outcome = await _apply(ls, prepared) if isinstance(prepared, Planned) else prepared
+    except Exception as error:
+        log.exception("[%s] edit failed", edit_id)
+        outcome = Outcome(False, f"the edit failed: {error}")
+    finally:
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+        stop.cancel()
+        state = "applied" if outcome.applied else "not applied"
+        log.info("[%s] %s: %s", edit_id, state, outcome.message)
+        progress.end(outcome.message)
+    return outcome.as_json()
