@@ -16,8 +16,14 @@ if server == nil or server == '' then
   server = 'ghostcomplete'
 end
 
+-- Server settings as JSON, for tests (e.g. a loopback model server): $GHOSTCOMPLETE_SETTINGS.
+local settings = {}
+if vim.env.GHOSTCOMPLETE_SETTINGS and vim.env.GHOSTCOMPLETE_SETTINGS ~= '' then
+  settings = vim.json.decode(vim.env.GHOSTCOMPLETE_SETTINGS)
+end
+
 local ghostcomplete = require('ghostcomplete')
-ghostcomplete.setup({ cmd = { server, 'serve' } })
+ghostcomplete.setup({ cmd = { server, 'serve' }, settings = settings })
 
 vim.o.laststatus = 2
 vim.o.statusline = " %f %m%=%{v:lua.require'ghostcomplete'.statusline()}  %l:%c "

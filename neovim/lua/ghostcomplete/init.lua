@@ -225,6 +225,12 @@ local function create_commands()
       end)
     end
   end, { desc = 'Show the ghostcomplete server status' })
+  api.nvim_create_user_command('GhostEdit', function(opts)
+    require('ghostcomplete.edit').run(opts)
+  end, { nargs = '*', range = true, desc = 'Rewrite the selection as instructed (ghostcomplete)' })
+  api.nvim_create_user_command('GhostEditCancel', function()
+    require('ghostcomplete.edit').cancel()
+  end, { desc = 'Cancel the running ghostcomplete edit' })
 end
 
 --- Configure and start ghostcomplete. See neovim/README.md for the options.

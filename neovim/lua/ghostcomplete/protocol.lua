@@ -22,7 +22,9 @@ M.DID_COMPLETE = 'ghostcomplete/didComplete'
 M.COMMAND_ACCEPT = 'ghostcomplete.accept'
 M.COMMAND_STATS = 'ghostcomplete.stats'
 M.COMMAND_STATUS = 'ghostcomplete.status'
-M.COMMANDS = { M.COMMAND_ACCEPT, M.COMMAND_STATS, M.COMMAND_STATUS }
+M.COMMAND_EDIT = 'ghostcomplete.edit'
+M.COMMAND_DEBUG_DOCUMENT = 'ghostcomplete.debugDocument'
+M.COMMANDS = { M.COMMAND_ACCEPT, M.COMMAND_STATS, M.COMMAND_STATUS, M.COMMAND_EDIT }
 
 M.CONFIGURATION_SECTION = 'ghostcomplete'
 
