@@ -32,6 +32,10 @@ Commands (workspace/executeCommand):
                         with {applied: bool, message: str} after sending one
                         workspace/applyEdit (or none at all: never half an edit); long edits
                         report $/progress when the client passed a workDoneToken.
+                        Cancel with $/cancelRequest (answered RequestCancelled) or
+                        window/workDoneProgress/cancel on that token (answered {applied:
+                        false}); either way no applyEdit follows. The edit is versioned
+                        (documentChanges) when the client supports it.
   ghostcomplete.debugDocument [uri?]     -> {uri, version, length, lines, sha256} of the
                         server's copy of an open document (null when not open), or, with no
                         uri, {uri: {...}} for every open document. length counts UTF-16 code
