@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WHEEL_VENV := .venv-wheel
 STAMP := $(VENV)/.installed
 
-.PHONY: try test lint typecheck unit wheel-e2e bench-quick clean
+.PHONY: try test lint typecheck unit wheel-e2e bench-quick clean vsix vscode-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ try: $(STAMP)
 		$(CURDIR)/$(BIN)/nvim -u $(CURDIR)/neovim/try/init.lua inventory.py
 
 ## make test: set everything up from nothing and run every check.
-test: lint typecheck unit wheel-e2e
+test: lint typecheck vscode-check unit wheel-e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,5 +45,26 @@ bench-quick: $(STAMP)
 	$(BIN)/ghostcomplete bench acceptance --quick
 	$(BIN)/ghostcomplete bench latency --quick
 
+## The VS Code extension (vscode-extension/): Node 20 and npm, nothing else; packages from
+## package-lock.json. `make vsix` writes dist/ghostcomplete-<version>.vsix, offline.
+VSCODE := vscode-extension
+VSCODE_STAMP := $(VSCODE)/node_modules/.installed
+
+$(VSCODE_STAMP): $(VSCODE)/package.json $(VSCODE)/package-lock.json
+	cd $(VSCODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(VSCODE_STAMP)
+
+vsix: $(VSCODE_STAMP)
+	cd $(VSCODE) && node package.mjs
+
+# Strict types, unit tests (test/client.test.ts drives the real server from .venv), the .vsix.
+# tests/test_vscode_*.py (in `make unit`) check the manifest against the server's settings,
+# the .vsix's contents and the settings the bundle sends.
+vscode-check: $(STAMP) $(VSCODE_STAMP)
+	cd $(VSCODE) && node_modules/.bin/tsc --noEmit -p .
+	cd $(VSCODE) && node_modules/.bin/vitest run --reporter=dot
+	$(MAKE) --no-print-directory vsix
+
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) dist build *.egg-info
+	rm -rf $(VSCODE)/node_modules $(VSCODE)/out

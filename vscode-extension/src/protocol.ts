@@ -12,6 +12,8 @@ export const COMMAND_ACCEPT = "ghostcomplete.accept";
 export const COMMAND_STATS = "ghostcomplete.stats";
 export const COMMAND_STATUS = "ghostcomplete.status";
 export const COMMAND_EDIT = "ghostcomplete.edit";
+/** Diagnostic: the server's copy of a document ({uri, version, length, lines, sha256}). */
+export const COMMAND_DEBUG_DOCUMENT = "ghostcomplete.debugDocument";
 
 export const CONFIGURATION_SECTION = "ghostcomplete";
 

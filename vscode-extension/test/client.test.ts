@@ -2,6 +2,7 @@
 // ghostcomplete server — with only VS Code itself faked (test/fakeVscode.ts: VS Code cannot
 // be downloaded on these machines). The server is this repository's .venv/bin/ghostcomplete,
 // found the way users' servers are found: as the workspace folder's own .venv.
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -127,6 +128,13 @@ describe.skipIf(!existsSync(SERVER))("the extension with the real server (fake V
     inventory.edit(new Range(endOf(inventory), endOf(inventory)), "pliers[supplier.name] = supplier\n        self.sup");
     const items = await ask(inventory, endOf(inventory));
     expect(items.map((item) => item.insertText)).toContain(EXPECTED);
+    // The server's copy of the buffer is the editor's, byte for byte.
+    const copy = (await vscode.commands.executeCommand("ghostcomplete.debugDocument", inventory.uri.toString())) as Record<string, unknown>;
+    expect(copy).toMatchObject({
+      version: inventory.version,
+      length: inventory.getText().length,
+      sha256: createHash("sha256").update(inventory.getText(), "utf8").digest("hex"),
+    });
   });
 
   it("pushes changed settings: Toggle Completions turns suggestions off and on", async () => {
