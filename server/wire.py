@@ -6,6 +6,8 @@
 - A ``Content-Length`` no client will ever fill (say 10^12) makes pygls ask stdin for that
   many bytes in one read, which allocates them up front: MemoryError, and the server is gone.
   Reading in bounded chunks only holds what actually arrives.
+- Every notification's future stays in pygls' table of running requests forever (a leak of
+  about 400 bytes per keystroke): removed here when its handler is done.
 """
 
 from __future__ import annotations
@@ -48,6 +50,26 @@ class WireProtocol(LanguageServerProtocol):
         if message is _ANSWERED:
             return
         super().handle_message(message)
+
+    def _execute_handler(
+        self,
+        msg_id: Any,
+        handler: Any,
+        callback: Any,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if callback == self._check_handler_result:
+            # A notification: pygls files its future under a fresh uuid in _request_futures
+            # and only responses ever take one out, so every keystroke's didChange stayed
+            # there for the life of the server. Take it out when the handler is done.
+            check = callback
+
+            def callback(future: Any) -> None:
+                self._request_futures.pop(msg_id, None)
+                check(future)
+
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
 
 
 class ChunkedReads:
