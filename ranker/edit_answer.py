@@ -12,6 +12,7 @@ Three pure steps, in the order server/edit.py applies them:
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -112,6 +113,36 @@ def _rebase(lines: list[str], target: str) -> list[str]:
     return [target + line[len(current) :] if line.strip() else "" for line in lines]
 
 
+def _tabs_for_spaces(lines: list[str]) -> list[str]:
+    """Leading spaces as tabs, one tab per indentation step (the smallest indentation used)."""
+    widths = [len(line) - len(line.lstrip(" ")) for line in lines if line.strip()]
+    step = min((width for width in widths if width), default=0)
+    if not step:
+        return lines
+    out = []
+    for line in lines:
+        width = len(line) - len(line.lstrip(" "))
+        out.append("\t" * (width // step) + " " * (width % step) + line[width:])
+    return out
+
+
+def _spaces_for_tabs(lines: list[str], like: list[str]) -> list[str]:
+    """Leading tabs as spaces, one indentation step of ``like`` (else 4) per tab."""
+    widths = sorted({len(_indent_of(line)) for line in like if line.strip()})
+    steps = [b - a for a, b in itertools.pairwise(widths)]
+    step = min(steps) if steps else 4
+    out = []
+    for line in lines:
+        indent = _indent_of(line)
+        out.append(indent.replace("\t", " " * step) + line[len(indent) :])
+    return out
+
+
+def _indents_with_tabs(lines: list[str]) -> bool:
+    indents = [_indent_of(line) for line in lines if line.strip()]
+    return any("\t" in indent for indent in indents) and not any(" " in i for i in indents)
+
+
 def fit_to_selection(code: str, selection: str, line_head: str) -> str:
     """``code`` placed where ``selection`` is: re-indented, line breaks as the selection's.
 
@@ -125,6 +156,11 @@ def fit_to_selection(code: str, selection: str, line_head: str) -> str:
     while lines and not lines[-1].strip():
         lines.pop()
     selected = selection.split("\n")
+    whole_lines = [line_head + selected[0], *selected[1:]]
+    if _indents_with_tabs(whole_lines):
+        lines = _tabs_for_spaces(lines)  # the model answered in spaces; the file uses tabs
+    elif any(_indent_of(line).strip(" ") == "" and _indent_of(line) for line in whole_lines):
+        lines = _spaces_for_tabs(lines, whole_lines)  # and the other way round
     if not line_head.strip():
         # The selection starts in the indentation: re-indent all of it, then drop the part of
         # the first line that stays in front of the selection.

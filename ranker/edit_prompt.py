@@ -7,11 +7,13 @@ model's answer.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
+from ghostcomplete.ranker.redaction import redact
 from ghostcomplete.ranker.snippets import Snippet
 
 SELECTION_OPEN = "<selection>"
@@ -41,6 +43,36 @@ class EditContext:
     after: str
     # The most relevant pieces of other files, best first.
     snippets: Sequence[Snippet] = ()
+
+
+def surroundings(text: str, start: int, end: int, lines: int) -> tuple[str, str]:
+    """The text before ``start`` from ``lines`` lines above its line, and the text after
+    ``end`` to the end of ``lines`` lines below its line."""
+    begin = text.rfind("\n", 0, start) + 1
+    for _ in range(lines):
+        if begin == 0:
+            break
+        begin = text.rfind("\n", 0, begin - 1) + 1
+    finish = end
+    for _ in range(lines + 1):
+        found = text.find("\n", finish)
+        if found < 0:
+            finish = len(text)
+            break
+        finish = found + 1
+    return text[begin:start], text[end:finish]
+
+
+def redacted(context: EditContext) -> EditContext:
+    """``context`` with obvious secrets hidden in what surrounds the selection (the selection
+    itself is what the user asked to send and to have rewritten)."""
+    snippets = tuple(dataclasses.replace(s, text=redact(s.text)[0]) for s in context.snippets)
+    return dataclasses.replace(
+        context,
+        before=redact(context.before)[0],
+        after=redact(context.after)[0],
+        snippets=snippets,
+    )
 
 
 def fence_for(*texts: str) -> str:

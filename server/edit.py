@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import dataclasses
 import logging
 import time
 import uuid
@@ -45,8 +44,12 @@ from ghostcomplete.ranker.edit_answer import (
     minimal_change,
     position_of,
 )
-from ghostcomplete.ranker.edit_prompt import EditContext, render_edit_messages
-from ghostcomplete.ranker.redaction import redact
+from ghostcomplete.ranker.edit_prompt import (
+    EditContext,
+    redacted,
+    render_edit_messages,
+    surroundings,
+)
 from ghostcomplete.ranker.snippets import Snippet
 from ghostcomplete.server import protocol
 from ghostcomplete.server.settings import Settings
@@ -193,35 +196,15 @@ def select(arguments: Sequence[Any], ls: GhostServer, settings: Settings) -> Sel
 def edit_context(
     selection: Selection, snippets: Sequence[Snippet], settings: Settings, remote: bool
 ) -> EditContext:
-    """What the model is shown: the lines around the selection and the snippets; without
-    obvious secrets when the text leaves the machine."""
-    text = selection.document.text
+    """What the model is shown; without obvious secrets when the text leaves the machine."""
+    document = selection.document
     lines = settings.edit.context_lines
-    begin = text.rfind("\n", 0, selection.start) + 1
-    for _ in range(lines):
-        if begin == 0:
-            break
-        begin = text.rfind("\n", 0, begin - 1) + 1
-    finish = selection.end
-    for _ in range(lines + 1):
-        found = text.find("\n", finish)
-        if found < 0:
-            finish = len(text)
-            break
-        finish = found + 1
-    before, after = text[begin : selection.start], text[selection.end : finish]
-    if remote:
-        before, after = redact(before)[0], redact(after)[0]
-        snippets = [dataclasses.replace(s, text=redact(s.text)[0]) for s in snippets]
-    return EditContext(
-        selection.instruction,
-        selection.document.language_id,
-        _path_of(selection.document.uri),
-        before,
-        selection.text,
-        after,
-        tuple(snippets),
+    before, after = surroundings(document.text, selection.start, selection.end, lines)
+    path = _path_of(document.uri)
+    context = EditContext(
+        selection.instruction, document.language_id, path, before, selection.text, after, snippets
     )
+    return redacted(context) if remote else context
 
 
 def _path_of(uri: str) -> str:

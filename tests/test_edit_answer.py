@@ -13,7 +13,13 @@ from ghostcomplete.ranker.edit_answer import (
     minimal_change,
     position_of,
 )
-from ghostcomplete.ranker.edit_prompt import EditContext, fence_for, render_edit_messages
+from ghostcomplete.ranker.edit_prompt import (
+    EditContext,
+    fence_for,
+    redacted,
+    render_edit_messages,
+    surroundings,
+)
 from ghostcomplete.ranker.snippets import Snippet
 
 pytestmark = pytest.mark.timeout(10)
@@ -73,7 +79,13 @@ def test_selection_in_the_middle_of_a_line() -> None:
 def test_tabs_and_crlf_are_kept() -> None:
     selection = "\tif x:\r\n\t\ty()\r\n"
     answer = "if x:\n    y()\n    z()"
-    assert fit_to_selection(answer, selection, "") == "\tif x:\r\n\t    y()\r\n\t    z()\r\n"
+    assert fit_to_selection(answer, selection, "") == "\tif x:\r\n\t\ty()\r\n\t\tz()\r\n"
+
+
+def test_tabs_become_spaces_when_the_file_indents_with_spaces() -> None:
+    selection = "  if x:\n    y()\n"
+    answer = "if x:\n\ty()\n\t\tz()"
+    assert fit_to_selection(answer, selection, "") == "  if x:\n    y()\n      z()\n"
 
 
 def test_blank_lines_get_no_trailing_whitespace() -> None:
@@ -140,3 +152,18 @@ def test_prompt_holds_instruction_selection_surroundings_and_snippets() -> None:
 def test_fence_is_longer_than_any_backticks_inside() -> None:
     assert fence_for("no ticks") == "```"
     assert fence_for("a ```` b") == "`````"
+
+
+def test_surroundings_take_whole_lines_around_the_selection() -> None:
+    text = "a\nb\nc = 1\nd\ne\n"
+    start, end = text.index("1"), text.index("1") + 1
+    assert surroundings(text, start, end, 1) == ("b\nc = ", "\nd\n")
+    assert surroundings(text, start, end, 0) == ("c = ", "\n")
+    assert surroundings(text, start, end, 99) == ("a\nb\nc = ", "\nd\ne\n")
+
+
+def test_redaction_spares_the_selection() -> None:
+    key = "sk-" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4"
+    context = EditContext("x", "python", "/p.py", f"KEY = '{key}'\n", f"k = '{key}'", "", ())
+    hidden = redacted(context)
+    assert key not in hidden.before and hidden.selection == context.selection

@@ -9,6 +9,7 @@ import contextlib
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,15 @@ class ChatServer:
 
     def __init__(self) -> None:
         self.answer = ""
+        self.delay_s = 0.0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server = FakeModelServer(self.handle)
 
     async def handle(self, request: Recorded, reply: Reply) -> None:
         if request.path.endswith("/chat/completions"):
+            if self.delay_s and await reply.hang(self.delay_s):
+                return  # the server hung up: the edit was cancelled
             message = {"role": "assistant", "content": self.answer}
             await reply.json({"choices": [{"index": 0, "message": message}]})
         else:  # ghost text requests, should any come: no suggestion
@@ -160,3 +164,18 @@ def test_ghost_edit_reports_a_refusal_and_leaves_the_buffer(nvim: Any, chat: Cha
     wait_for(lambda: last_edit(nvim), "the command's answer")
     assert last_edit(nvim)["applied"] is False and "cut off" in last_edit(nvim)["message"]
     assert nvim.current.buffer[:] == before
+
+
+def test_ghost_edit_cancel_stops_the_edit(nvim: Any, chat: ChatServer) -> None:
+    chat.answer = LOOP_ANSWER
+    chat.delay_s = 3.0
+    before = nvim.current.buffer[:]
+    nvim.command("17,18GhostEdit use a for loop")
+    wait_for(lambda: chat.chats(), "the chat request")
+    nvim.command("GhostEditCancel")
+    assert "cancelled" in last_edit(nvim)["message"]
+    wait_for(lambda: chat.chats()[0].client_closed_early, "the server to stop the model call")
+    time.sleep(0.5)  # an edit would have arrived by now
+    assert nvim.current.buffer[:] == before
+    assert last_edit(nvim)["applied"] is False
+    assert nvim.exec_lua("return next(require('ghostcomplete.edit').pending) == nil")

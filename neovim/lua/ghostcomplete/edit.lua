@@ -76,6 +76,9 @@ local function send(bufnr, client, range, instruction)
   }
   local ok, id = client_api.request(client, protocol.EXECUTE_COMMAND, params, function(err, result)
     M.pending[bufnr] = nil
+    if err ~= nil and err.code == vim.lsp.protocol.ErrorCodes.RequestCancelled then
+      return -- :GhostEditCancel said so already
+    end
     if err ~= nil then
       M.last = { applied = false, message = err.message or tostring(err) }
       tell('edit failed: ' .. M.last.message, vim.log.levels.ERROR)
