@@ -51,7 +51,7 @@ class AdaptiveDebounce:
             return self.fixed_ms
         wait = self.keystroke_gap_ms.value * 1.25
         # A backend that answers in a few ms is cheap to call; a slow one must not be wasted.
-        wait *= min(1.0, 0.6 + self.backend_ms.value / 300.0)
+        wait *= min(1.0, 0.9 + self.backend_ms.value / 1000.0)
         at_line_end = not line_suffix.strip()
         after_pause_char = bool(line_prefix) and line_prefix[-1] in _PAUSE_CHARS
         if at_line_end and after_pause_char:
