@@ -10,6 +10,7 @@ the completion's deadline; nothing is retried. Failures the user must act on bec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import re
@@ -71,12 +72,26 @@ class _Progress:
     server_ms: float | None = None
     stopped_early: bool = False
     chunks: int = 0
+    # finish_reason of each choice of a whole (non-streamed) answer, where the API says it.
+    finish_reasons: list[str] = field(default_factory=list)
 
 
 @dataclass
 class _Outcome:
     texts: list[str]
     details: dict[str, float] = field(default_factory=dict)
+    timed_out: bool = False
+
+
+def _finish_reasons(answer: object) -> list[str]:
+    """The ``finish_reason`` values of an OpenAI-style answer (empty for other shapes)."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        return []
+    return [
+        str(choice.get("finish_reason"))
+        for choice in answer["choices"]
+        if isinstance(choice, dict) and choice.get("finish_reason")
+    ]
 
 
 def server_timing_ms(header: str | None) -> float | None:
@@ -159,10 +174,30 @@ class HttpBackend:
         deadline: float | None = None,
         max_tokens: int = 1024,
     ) -> str:
-        """The assistant's answer from the server's OpenAI-compatible chat endpoint (same base
-        URL, key and TLS settings as completions)."""
-        wire = chat_request(messages, self._options(max_tokens))
-        outcome = await self._exchange(wire, deadline, lambda text: None, chat=True)
+        """The assistant's whole answer from the server's OpenAI-compatible chat endpoint
+        (same base URL, key and TLS settings as completions).
+
+        Never a part of one: an answer cut off by the token limit or by the deadline raises
+        BackendError, since an edit made of half an answer would break the user's code. The
+        caller's ``max_tokens`` wins over ``backend.http.maxTokens`` (a completion cap).
+        """
+        options = dataclasses.replace(
+            self._options(max_tokens), max_tokens=max_tokens, stream=False
+        )
+        wire = chat_request(messages, options)
+        progress_reasons: list[str] = []
+        outcome = await self._exchange(
+            wire, deadline, lambda text: None, chat=True, finish_reasons=progress_reasons
+        )
+        if outcome.timed_out:
+            raise BackendError(
+                f"the model server at {self.shown_url} did not finish the answer in time"
+            )
+        if "length" in progress_reasons:
+            raise BackendError(
+                f"the model's answer was cut off at {max_tokens} tokens; select less, or raise "
+                "the token limit"
+            )
         return outcome.texts[0] if outcome.texts else ""
 
     # --- one exchange --------------------------------------------------------------------------
@@ -182,6 +217,7 @@ class HttpBackend:
         deadline: float | None,
         finished: Finished,
         chat: bool = False,
+        finish_reasons: list[str] | None = None,
     ) -> _Outcome:
         started = time.monotonic()
         if self._blocked_until > started:
@@ -191,7 +227,7 @@ class HttpBackend:
         stop_at = deadline - _MARGIN_S
         budget = stop_at - started
         if budget <= 0.005:
-            return _Outcome([])
+            return _Outcome([], timed_out=True)
         if chat:
             url = endpoint_url(self.settings.url, CHAT_ENDPOINT, self.adapter.endpoints)
         else:
@@ -204,9 +240,9 @@ class HttpBackend:
                     "POST", url, json=wire.body, timeout=httpx.Timeout(budget)
                 )
                 texts = await self._send(request, wire, progress, finished, chat)
-        except TimeoutError:
-            return self._timed_out(progress, started, finished)
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
+            if chat:
+                return _Outcome([], timed_out=True)
             return self._timed_out(progress, started, finished)
         except httpx.HTTPError as error:
             raise BackendError(transport_failure(error, self.shown_url, self.secrets)) from None
@@ -217,6 +253,8 @@ class HttpBackend:
                 "check backend.http.api and backend.http.url"
             ) from None
         self._timeouts_in_a_row = 0
+        if finish_reasons is not None:
+            finish_reasons.extend(progress.finish_reasons)
         elapsed = time.monotonic() - started
         details = {"http_ms": round(elapsed * 1000, 3)}
         if progress.server_ms is not None:
@@ -253,6 +291,7 @@ class HttpBackend:
                 progress.first_byte_at = time.monotonic()
                 answer = parse_json(body, "the answer")
                 texts = parse_chat(answer) if chat else self.adapter.parse(answer)
+                progress.finish_reasons = _finish_reasons(answer)
                 await response.aclose()
                 return [self._cut(text, finished) for text in texts]
             text, rest = await self._read_stream(response, progress, finished, chat)

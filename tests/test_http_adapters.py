@@ -10,7 +10,7 @@ import time
 import pytest
 from http_fakes import PREFIX, SNIPPET, SUFFIX, FakeModelServer, Recorded, Reply, prompt_for, sse
 
-from ghostcomplete.backends.base import GenerationLimits
+from ghostcomplete.backends.base import BackendError, GenerationLimits
 from ghostcomplete.backends.http_adapters import endpoint_url
 from ghostcomplete.backends.http_backend import HttpBackend
 from ghostcomplete.backends.http_config import HttpSettings
@@ -220,25 +220,53 @@ async def test_tgi_generate_plain_json():
 @pytest.mark.parametrize("stream", [False, True])
 async def test_chat_completions_for_edits(stream: bool):
     async def answer(request: Recorded, reply: Reply) -> None:
-        if stream:
-            parts = ["def add(a, b):\n", "    return a + b\n"]
-            deltas = [sse({"choices": [{"index": 0, "delta": {"content": p}}]}) for p in parts]
-            await reply.stream([*deltas, "[DONE]"])
-        else:
-            message = {"role": "assistant", "content": "def add(a, b):\n    return a + b\n"}
-            await reply.json({"choices": [{"index": 0, "message": message}]})
+        message = {"role": "assistant", "content": "def add(a, b):\n    return a + b\n"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        await reply.json({"choices": [choice]})
 
     async with FakeModelServer(answer) as server:
-        backend = HttpBackend(HttpSettings(url=server.base + "/v1", model="m", stream=stream))
+        settings = HttpSettings(url=server.base + "/v1", model="m", stream=stream, max_tokens=16)
+        backend = HttpBackend(settings)
         messages = [{"role": "user", "content": "write add"}]
         try:
-            text = await backend.chat(messages, deadline=time.monotonic() + 5)
+            text = await backend.chat(messages, deadline=time.monotonic() + 5, max_tokens=900)
         finally:
             await backend.aclose()
     assert text == "def add(a, b):\n    return a + b\n"
     request = server.requests[0]
     assert request.path == "/v1/chat/completions"
     assert request.body["messages"] == messages and request.body["model"] == "m"
+    # A whole answer is asked for (an edit never uses half of one), with the edit's own cap
+    # rather than the completion cap of backend.http.maxTokens.
+    assert request.body["stream"] is False and request.body["max_tokens"] == 900
+
+
+async def test_chat_refuses_an_answer_cut_off_by_the_token_limit():
+    async def answer(request: Recorded, reply: Reply) -> None:
+        message = {"role": "assistant", "content": "def add(a, b):\n    return"}
+        await reply.json({"choices": [{"index": 0, "message": message, "finish_reason": "length"}]})
+
+    async with FakeModelServer(answer) as server:
+        backend = HttpBackend(HttpSettings(url=server.base + "/v1"))
+        try:
+            with pytest.raises(BackendError, match="cut off at 64 tokens"):
+                await backend.chat([{"role": "user", "content": "x"}], time.monotonic() + 5, 64)
+        finally:
+            await backend.aclose()
+
+
+async def test_chat_past_the_deadline_raises_instead_of_answering_in_part():
+    async def answer(request: Recorded, reply: Reply) -> None:
+        await asyncio.sleep(2)
+        await reply.json({"choices": [{"index": 0, "message": {"content": "late"}}]})
+
+    async with FakeModelServer(answer) as server:
+        backend = HttpBackend(HttpSettings(url=server.base + "/v1"))
+        try:
+            with pytest.raises(BackendError, match="did not finish the answer in time"):
+                await backend.chat([{"role": "user", "content": "x"}], time.monotonic() + 0.3)
+        finally:
+            await backend.aclose()
 
 
 # --- keep-alive, block scope ----------------------------------------------------------------------
