@@ -40,6 +40,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # A lasting problem is told to the user at most this often (seconds).
 _MESSAGE_INTERVAL_S = 3600.0
+# A backend that could not be built (its model file missing, say) is tried again this often
+# (seconds), so that it comes back by itself when the fault goes.
+_BACKEND_RETRY_S = 5.0
 # Line breaks as LSP counts them (not str.splitlines, which also splits at \f, \x85, ...).
 _LSP_LINE_BREAK = re.compile("\r\n|\r|\n")
 
@@ -89,6 +92,7 @@ class GhostServer(LanguageServer):
         self.status = (protocol.StatusKind.NORMAL, "")
         self._background: set[asyncio.Future[None]] = set()
         self._configured = False
+        self._backend_built_at = 0.0
 
     # --- settings -----------------------------------------------------------------------
     def apply_settings(self, *layers: Any) -> None:
@@ -116,18 +120,28 @@ class GhostServer(LanguageServer):
 
     def replace_backend(self, settings: Settings) -> None:
         old: Backend = self.pipeline.backend
+        self._backend_built_at = time.monotonic()
         try:
             self.pipeline.backend = create_backend(settings.backend)
             self.backend_broken = None
         except BackendError as error:
             self.backend_broken = str(error)
             self.tell_once("backend", f"ghostcomplete: {error}", types.MessageType.Error)
-            self.set_status(protocol.StatusKind.ERROR, str(error))
+            if self.status != (protocol.StatusKind.ERROR, str(error)):
+                self.set_status(protocol.StatusKind.ERROR, str(error))
             return
         if old is not self.pipeline.backend:
             closing = asyncio.ensure_future(old.aclose())
             self._background.add(closing)
             closing.add_done_callback(self._background.discard)
+
+    def retry_broken_backend(self) -> bool:
+        """Build the backend again if it could not be built and a while has passed since the
+        last try; True when it now works."""
+        if time.monotonic() - self._backend_built_at < _BACKEND_RETRY_S:
+            return False
+        self.replace_backend(self.settings)
+        return self.backend_broken is None
 
     def backend_failed(self, error: BackendError) -> None:
         self.tell_once("backend", f"ghostcomplete: {error}", types.MessageType.Error)
@@ -335,7 +349,7 @@ async def on_inline_completion(
     if document is None:
         log.info("inlineCompletion for a document that is not open: %s", uri)
         return empty
-    if ls.backend_broken is not None:
+    if ls.backend_broken is not None and not ls.retry_broken_backend():
         return empty
     encoding = ls.position_encoding()
     request = CompletionRequest(
