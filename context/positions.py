@@ -23,6 +23,19 @@ def _units_utf32(ch: str) -> int:
 _UNITS = {"utf-16": _units_utf16, "utf-8": _units_utf8, "utf-32": _units_utf32}
 
 
+def _line_end(text: str, start: int) -> tuple[int, int]:
+    """(end of the line starting at ``start``, start of the next line or -1). LSP's line
+    breaks are LF, CRLF and a lone CR."""
+    newline = text.find("\n", start)
+    carriage = text.find("\r", start, newline if newline >= 0 else len(text))
+    if carriage >= 0:
+        after = carriage + 2 if text.startswith("\r\n", carriage) else carriage + 1
+        return carriage, after
+    if newline >= 0:
+        return newline, newline + 1
+    return len(text), -1
+
+
 def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") -> int | None:
     """The index in ``text`` of an LSP position counted in ``encoding`` code units ("utf-16",
     the LSP default, "utf-8" or "utf-32"), or None when the position is not in the text."""
@@ -31,15 +44,10 @@ def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") ->
         return None
     start = 0
     for _ in range(line):
-        newline = text.find("\n", start)
-        if newline < 0:
+        _, start = _line_end(text, start)
+        if start < 0:
             return None
-        start = newline + 1
-    end = text.find("\n", start)
-    if end < 0:
-        end = len(text)
-    if end > start and end < len(text) and text[end - 1] == "\r":
-        end -= 1
+    end, _ = _line_end(text, start)
     units = 0
     index = start
     while index < end:
@@ -55,9 +63,13 @@ def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") ->
 def position_at(text: str, offset: int) -> tuple[int, int]:
     """The LSP (line, UTF-16 character) of a string offset."""
     offset = max(0, min(offset, len(text)))
-    line = text.count("\n", 0, offset)
-    line_start = text.rfind("\n", 0, offset) + 1
-    units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text[line_start:offset])
+    line, start = 0, 0
+    while True:
+        _, following = _line_end(text, start)
+        if following < 0 or following > offset:
+            break
+        line, start = line + 1, following
+    units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text[start:offset])
     return line, units
 
 

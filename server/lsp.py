@@ -74,7 +74,7 @@ class GhostServer(LanguageServer):
         )
         self.settings = Settings()
         self.pipeline = Pipeline(LookupBackend(), self.settings)
-        self.session = CompletionSession(self.pipeline)
+        self.session = CompletionSession(self.pipeline, on_backend_error=self.backend_failed)
         # Set when the configured backend could not be built; completions answer nothing.
         self.backend_broken: str | None = None
         self.recent = RecentFiles()
@@ -145,8 +145,10 @@ class GhostServer(LanguageServer):
 
     def backend_failed(self, error: BackendError) -> None:
         self.tell_once("backend", f"ghostcomplete: {error}", types.MessageType.Error)
-        if self.status != (protocol.StatusKind.ERROR, str(error)):
+        if self.status[0] is not protocol.StatusKind.ERROR:
             self.set_status(protocol.StatusKind.ERROR, str(error))
+        else:
+            self.status = (protocol.StatusKind.ERROR, str(error))  # the latest word, no new event
 
     def backend_recovered(self) -> None:
         if self.status[0] is protocol.StatusKind.ERROR and self.backend_broken is None:
@@ -384,7 +386,8 @@ async def on_inline_completion(
     finally:
         if ls.in_flight.get(uri) is task:
             del ls.in_flight[uri]
-    ls.backend_recovered()
+    if ls.session.deadline_misses == 0 and (result.backend_called or result.cache == "inflight"):
+        ls.backend_recovered()  # only an answer from the backend proves it works again
     ls.show_file_activity(result.skipped)
     log.info(
         "[%s] %s items=%d %s",

@@ -13,10 +13,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from ghostcomplete.backends import Candidate
+from ghostcomplete.backends import BackendError, Candidate
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.positions import offset_at, position_at
 from ghostcomplete.server.caches import Anchor, PromptCache, TypingThroughCache, rest_after_typing
@@ -69,9 +69,21 @@ class SessionCounters:
     cache_hits: dict[str, int] = field(default_factory=dict)
 
 
+# A backend that misses the deadline this many times in a row is reported as failing.
+DEADLINE_MISSES_BEFORE_ERROR = 3
+
+
 class CompletionSession:
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        on_backend_error: Callable[[BackendError], None] | None = None,
+    ) -> None:
         self.pipeline = pipeline
+        # Told about backend failures nobody waits for any more (a generation that raised
+        # after its requester's deadline) and about a backend that keeps missing deadlines.
+        self.on_backend_error = on_backend_error
+        self.deadline_misses = 0
         self.typing = TypingThroughCache()
         self.prompts = PromptCache()
         self.debounce = AdaptiveDebounce()
@@ -187,10 +199,17 @@ class CompletionSession:
         """A finished generation feeds the caches, even if its requester has gone."""
         if self.generations.get(generation.uri) is generation:
             del self.generations[generation.uri]
-        if task.cancelled() or task.exception() is not None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if isinstance(error, BackendError) and self.on_backend_error is not None:
+                self.on_backend_error(error)
             return
         candidates = task.result()
-        self.prompts.put(key, candidates)
+        if candidates:
+            # An empty answer may be a backend that ran out of time: ask again next time.
+            self.prompts.put(key, candidates)
         scratch = CompletionResult("", [])
         self.pipeline.finish(generation.prepared, candidates, scratch)
         self.typing.remember_at(generation.uri, generation.anchor, scratch.texts)
@@ -212,6 +231,7 @@ class CompletionSession:
             )
         except TimeoutError:
             result.skipped = "deadline passed"
+            self._missed_deadline()
             return None
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -223,8 +243,21 @@ class CompletionSession:
         finally:
             generation.waiters -= 1
             result.timings_ms["backend"] = round((time.monotonic() - started) * 1000, 3)
+        self.deadline_misses = 0
         self.pipeline.finish(generation.prepared, candidates, result)
         return result.texts
+
+    def _missed_deadline(self) -> None:
+        self.deadline_misses += 1
+        if self.deadline_misses == DEADLINE_MISSES_BEFORE_ERROR and self.on_backend_error:
+            budget = self.pipeline.settings.completion.timeout_ms
+            self.on_backend_error(
+                BackendError(
+                    f"the {self.pipeline.backend.name} backend gave no answer within "
+                    f"completion.timeoutMs ({budget} ms) {self.deadline_misses} times in a row; "
+                    "check that the model server is up and not overloaded"
+                )
+            )
 
     def _cancel_if_abandoned(self, generation: Generation) -> None:
         def check() -> None:

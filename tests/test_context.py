@@ -44,7 +44,11 @@ def test_crlf_line_end_is_not_part_of_the_line() -> None:
     assert offset_at("ab\r\ncd", 0, 2) == 2
     assert offset_at("ab\r\ncd", 0, 3) is None
     assert offset_at("ab\r\ncd", 1, 1) == 5
-    assert offset_at("ab\r", 0, 3) == 3  # a lone CR at the end is text
+    # A lone CR is a line break too (LSP: LF, CRLF, CR).
+    assert offset_at("ab\r", 0, 3) is None
+    assert offset_at("ab\r", 1, 0) == 3
+    assert offset_at("ab\rcd\ne", 1, 2) == 5
+    assert offset_at("ab\rcd\ne", 2, 1) == 7
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))

@@ -150,21 +150,7 @@ async def command(client: LanguageClient, name: str, *arguments: Any) -> Any:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "fault",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: the session's deadline ends each request before the http "
-                "backend's 'too slow N times in a row' BackendError is raised, and that error "
-                "then ends in the generation task, where nobody reports it: a model server "
-                "that always hangs gives no message and no status",
-            ),
-        )
-        if name == "timeout"
-        else name
-        for name in FAULTS
-    ],
+    [name for name in FAULTS],
 )
 async def test_model_server_fault_one_message_status_serving_recovery(
     http: LanguageClient, fault: str
