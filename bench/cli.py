@@ -85,6 +85,7 @@ def add_bench_parser(commands: Any) -> None:
         "--tasks", type=int, default=None, help="tasks per kind per repository (default 30)"
     )
     _add_context_parser(kinds)
+    _add_soak_parser(kinds)
     latency = kinds.add_parser(
         "latency", help="replay typing of real files and time every keystroke's answer"
     )
@@ -117,6 +118,15 @@ def _add_context_parser(kinds: Any) -> None:
     context.add_argument("--seed", type=int, default=1, help="seed of the cursor draw")
 
 
+def _add_soak_parser(kinds: Any) -> None:
+    from ghostcomplete.bench import soak
+
+    parser = kinds.add_parser(
+        "soak", help="10,000 completions and a 1,000-request burst: memory, p99, backlog"
+    )
+    soak.add_arguments(parser)
+
+
 def _run_context(args: argparse.Namespace) -> int:
     from ghostcomplete.bench import context_speed
 
@@ -128,6 +138,10 @@ def _run_context(args: argparse.Namespace) -> int:
 def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.bench_command == "context":
         return _run_context(args)
+    if args.bench_command == "soak":
+        from ghostcomplete.bench import soak
+
+        return soak.run_from(args)
     argv = ["bench", *sys.argv[2:]] if len(sys.argv) > 2 else ["bench", args.bench_command]
     cache = args.cache or default_cache()
     started = time.monotonic()

@@ -404,8 +404,7 @@ def render(result: SoakResult) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ghostcomplete.bench.soak", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="1,500 completions and the burst (about 20 s)"
     )
@@ -413,13 +412,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=1000, help="requests in the burst second")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
-    args = parser.parse_args(argv)
+
+
+def run_from(args: argparse.Namespace) -> int:
+    """Run with parsed arguments; exit code 1 when a check fails."""
     completions = args.completions or (1500 if args.quick else 10_000)
     result = asyncio.run(soak(completions, args.seed, args.burst))
     print(render(result))
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(result), indent=2) + "\n")
     return 0 if result.passed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ghostcomplete.bench.soak", description=__doc__)
+    add_arguments(parser)
+    return run_from(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
