@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
-    from ghostcomplete.server.lsp import VERSION
+    from ghostcomplete.server.state import VERSION
 
     return VERSION
 

@@ -55,7 +55,7 @@ from ghostcomplete.server import protocol
 from ghostcomplete.server.settings import Settings
 
 if TYPE_CHECKING:
-    from ghostcomplete.server.lsp import GhostServer
+    from ghostcomplete.server.state import GhostServer
 
 log = logging.getLogger("ghostcomplete.edit")
 
