@@ -20,7 +20,13 @@ from ghostcomplete.backends.base import (
 )
 from ghostcomplete.backends.onnx_config import OnnxSettings
 from ghostcomplete.backends.onnx_decode import Limits, Sampling, Start, decode, prefill
-from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel, fim_family_of, read_json
+from ghostcomplete.backends.onnx_engine import (
+    KvCache,
+    OnnxModel,
+    choose_providers,
+    fim_family_of,
+    read_json,
+)
 from ghostcomplete.backends.onnx_prompt import fit_prompt
 from ghostcomplete.backends.onnx_stops import StopRule
 from ghostcomplete.backends.onnx_tokenizer import Tokenizer, load_tokenizer
@@ -47,7 +53,14 @@ def model_file(settings: OnnxSettings) -> Path:
     else:
         quantized = [folder / n for n in ("model_quantized.onnx", "model.int8.onnx")]
         present = [q for q in quantized if q.exists()]
-        chosen = present[0] if settings.quantized and present else folder / "model.onnx"
+        wanted = settings.quantized == "yes" or (
+            settings.quantized == "auto"
+            and choose_providers(settings.provider)[0][0] == "CPUExecutionProvider"
+        )
+        chosen = present[0] if wanted and present else folder / "model.onnx"
+        merged = folder / "decoder_model_merged.onnx"  # older optimum exports
+        if not chosen.exists() and merged.exists():
+            chosen = merged
     if not chosen.is_file():
         where = "the built-in model" if not settings.path else f"backend.onnx.path {folder}"
         raise BackendError(f"no model file {chosen.name} in {where} ({folder})")
@@ -101,7 +114,10 @@ class OnnxBackend:
         stop_at = Limits(
             rule, self._eos, settings.max_new_tokens, limits.deadline, cancel, model.max_positions
         )
-        draft = DRAFT_TOKENS if settings.prompt_lookup else 0
+        # int8 dynamic quantization scales activations per call, so verifying drafts in one
+        # pass would not give exactly the tokens of one-at-a-time decoding: no drafts there.
+        exact = not any(mark in self.file.name for mark in ("quantized", "int8"))
+        draft = DRAFT_TOKENS if settings.prompt_lookup and exact else 0
         greedy = decode(model, self.tokenizer, start, stop_at, None, draft)
         if settings.reuse_cache and greedy.past is not None:
             self._cache = (greedy.fed, greedy.past)

@@ -102,7 +102,9 @@ async def completions(backend: OnnxBackend, family: str) -> dict[str, Any]:
     runs, lengths, prefills, reused = [], [], [], []
     for end in ends[2:22]:
         for cut in range(end - 12, end):
-            context = PackedContext(text[max(0, cut - 1500) : cut], text[cut : cut + 400], (), 0)
+            # The far end is cut at a line start, as the pipeline's budget does.
+            begin = text.rfind("\n", 0, max(0, cut - 1500)) + 1
+            context = PackedContext(text[begin:cut], text[cut : cut + 400], (), 0)
             prompt = CompletionPrompt(
                 "python",
                 "inventory.py",
@@ -154,6 +156,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-reuse", action="store_true", help="reuseCache false")
     parser.add_argument("--no-lookup", action="store_true", help="promptLookup false")
+    parser.add_argument(
+        "--ignore-eos",
+        action="store_true",
+        help="generate to the end of the line even where the model would end early (a weak "
+        "model often does): the latency a model that answers every time would have",
+    )
     args = parser.parse_args(argv)
     settings = OnnxSettings(
         path=args.path,
@@ -165,12 +173,15 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     backend = OnnxBackend(settings)
     model = backend.model
+    if args.ignore_eos:
+        backend._eos = set()
     result: dict[str, Any] = {
         "model": str(model_file(settings)),
         "load_and_warmup_ms": round((time.perf_counter() - started) * 1000, 1),
         "threads": args.threads,
         "reuse_cache": settings.reuse_cache,
         "prompt_lookup": settings.prompt_lookup,
+        "ignore_eos": args.ignore_eos,
     }
     result.update(speed(backend, model))
     result.update(asyncio.run(completions(backend, backend.fim_family or "starcoder")))

@@ -143,8 +143,13 @@ def step_train(
         model.train()
         return float(np.mean(losses))
 
+    def save(elapsed: float) -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        torch.save({**state, "step": step, "seconds": elapsed, "log": log}, state_path)
+
     started = time.monotonic() - spent
-    while step < steps and time.monotonic() - started < args.minutes * 60:
+    last = min(steps, args.max_steps or steps)
+    while step < last and time.monotonic() - started < args.minutes * 60:
         progress = step / steps
         warm = min(1.0, (step + 1) / 100)
         lr = args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -168,16 +173,8 @@ def step_train(
             }
             log.append(entry)
             print(json.dumps(entry), flush=True)
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "seconds": elapsed,
-                    "log": log,
-                },
-                state_path,
-            )
+            save(time.monotonic() - started)
+    save(time.monotonic() - started)  # a later run with more --minutes resumes from here
     model.save_pretrained(work / "hf")
     result = {
         "steps": step,
@@ -235,6 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=32.0)
     parser.add_argument("--tokens", type=int, default=7_000_000)
     parser.add_argument("--examples", type=int, default=12_000)
+    # Stop after this many steps (the learning-rate schedule still spans --tokens): with it, a
+    # rebuild does what the shipped model's run did, however fast the machine is.
+    parser.add_argument("--max-steps", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)

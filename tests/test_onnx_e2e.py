@@ -1,0 +1,107 @@
+"""The real server with ``backend.kind = "onnx"``: ghost text from the built-in model, and a
+broken model file giving one message and an Error status while the server keeps answering."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from support import server_executable
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+TINY = Path(__file__).parent / "fixtures" / "onnx" / "tiny-llama"
+TEXT = "import numpy as np\n\n\ndef mean(values):\n    return np.\n"
+LINE, CHARACTER = 4, len("    return np.")
+
+
+async def start(client: LanguageClient, onnx: dict[str, Any]) -> None:
+    client.statuses: list[Any] = []  # type: ignore[attr-defined]
+
+    @client.feature("ghostcomplete/didChangeStatus")
+    def on_status(params: Any) -> None:
+        kind = params["kind"] if isinstance(params, dict) else params.kind
+        client.statuses.append(kind)  # type: ignore[attr-defined]
+
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            initialization_options={"backend": {"kind": "onnx", "onnx": onnx}},
+        )
+    )
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
+async def builtin(lsp_client: LanguageClient):
+    await start(lsp_client, {"threads": 1})
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
+async def broken(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("broken-model")
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(TINY / name, folder / name)
+    (folder / "model.onnx").write_bytes(b"\x08\x07 this is not an onnx file" * 50)
+    await start(lsp_client, {"path": str(folder)})
+    yield
+    await lsp_client.shutdown_session()
+
+
+def open_doc(client: LanguageClient, tmp_path: Path) -> str:
+    uri = (tmp_path / "stats.py").as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, TEXT))
+    )
+    return uri
+
+
+async def ask(client: LanguageClient, uri: str) -> list[str]:
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
+            text_document=types.TextDocumentIdentifier(uri),
+            position=types.Position(LINE, CHARACTER),
+        )
+    )
+    return [item.insert_text for item in result.items] if result else []  # type: ignore[misc]
+
+
+async def eventually(check: Any, timeout: float = 10.0) -> None:
+    async def poll() -> None:
+        while not check():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_ghost_text_from_the_builtin_model(builtin: LanguageClient, tmp_path: Path):
+    uri = open_doc(builtin, tmp_path)
+    texts = await ask(builtin, uri)
+    assert texts and texts[0].strip(), texts
+    assert "\n" not in texts[0]  # the cursor is on a line that wants one line
+    assert not [m for m in builtin.messages if m.type == types.MessageType.Error]
+
+
+async def test_broken_model_one_message_error_status_server_alive(
+    broken: LanguageClient, tmp_path: Path
+):
+    uri = open_doc(broken, tmp_path)
+    assert await ask(broken, uri) == []
+    assert await ask(broken, uri) == []
+    statuses = broken.statuses  # type: ignore[attr-defined]
+    await eventually(lambda: "Error" in statuses)
+    errors = [m for m in broken.messages if m.type == types.MessageType.Error]
+    assert len(errors) == 1, errors
+    assert "cannot load" in errors[0].message and "model.onnx" in errors[0].message
+    status = await broken.workspace_execute_command_async(
+        types.ExecuteCommandParams("ghostcomplete.status", [])
+    )
+    assert status["kind"] == "Error"
