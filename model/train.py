@@ -1,6 +1,7 @@
 """Train and export the built-in model: a small Llama-style decoder with FIM, on CPU or CUDA.
 
-    python -m ghostcomplete.model.train all --work ~/.cache/ghostcomplete-train --minutes 30
+    python -m ghostcomplete.model.train all --work ~/.cache/ghostcomplete-train \
+        --max-steps 1310 --minutes 120
 
 Steps (each resumable, each skipped when its output exists): ``data`` downloads the wheels of
 corpus.toml and reads their .py files; ``tokenizer`` trains a byte-level BPE with FIM tokens;
