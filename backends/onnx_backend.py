@@ -20,13 +20,7 @@ from ghostcomplete.backends.base import (
 )
 from ghostcomplete.backends.onnx_config import OnnxSettings
 from ghostcomplete.backends.onnx_decode import Limits, Sampling, Start, decode, prefill
-from ghostcomplete.backends.onnx_engine import (
-    KvCache,
-    OnnxModel,
-    choose_providers,
-    fim_family_of,
-    read_json,
-)
+from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel, fim_family_of, read_json
 from ghostcomplete.backends.onnx_prompt import fit_prompt
 from ghostcomplete.backends.onnx_stops import StopRule
 from ghostcomplete.backends.onnx_tokenizer import Tokenizer, load_tokenizer
@@ -53,11 +47,7 @@ def model_file(settings: OnnxSettings) -> Path:
     else:
         quantized = [folder / n for n in ("model_quantized.onnx", "model.int8.onnx")]
         present = [q for q in quantized if q.exists()]
-        wanted = settings.quantized == "yes" or (
-            settings.quantized == "auto"
-            and choose_providers(settings.provider)[0][0] == "CPUExecutionProvider"
-        )
-        chosen = present[0] if wanted and present else folder / "model.onnx"
+        chosen = present[0] if settings.quantized and present else folder / "model.onnx"
         merged = folder / "decoder_model_merged.onnx"  # older optimum exports
         if not chosen.exists() and merged.exists():
             chosen = merged

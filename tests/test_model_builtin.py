@@ -51,10 +51,9 @@ def test_kind_onnx_with_no_path_is_the_builtin_model() -> None:
     backend = create_backend(BackendSettings(kind="onnx"))
     assert isinstance(backend, OnnxBackend)
     assert backend.fim_family == "starcoder"
-    # On the CPU, "auto" takes the int8 file; "no" the float one.
-    assert backend.file == FOLDER / "model_quantized.onnx"
-    plain = create_backend(BackendSettings(kind="onnx", onnx=OnnxSettings(quantized="no")))
-    assert isinstance(plain, OnnxBackend) and plain.file == FOLDER / "model.onnx"
+    assert backend.file == FOLDER / "model.onnx"
+    int8 = create_backend(BackendSettings(kind="onnx", onnx=OnnxSettings(quantized=True)))
+    assert isinstance(int8, OnnxBackend) and int8.file == FOLDER / "model_quantized.onnx"
 
 
 def test_tokenizer_round_trips_code(builtin: OnnxBackend) -> None:
@@ -74,7 +73,7 @@ async def test_completes_a_line(builtin: OnnxBackend) -> None:
 
 
 async def test_prompt_lookup_accepts_drafts_on_repetitive_code() -> None:
-    builtin = OnnxBackend(OnnxSettings(threads=1, quantized="no"))
+    builtin = OnnxBackend(OnnxSettings(threads=1))
     model = builtin.model
     rows = "".join(
         f"    registry.add('item_{i}', Item(name='item_{i}', size={i}))\n" for i in range(8)
