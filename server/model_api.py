@@ -44,14 +44,24 @@ class Ask:
 def split_fim(prompt: str) -> tuple[str, str, str] | None:
     """(family, prefix, suffix) when ``prompt`` is rendered in one of our FIM formats."""
     for family, template in TEMPLATES.items():
-        if template.suffix_first or not prompt.startswith(template.prefix):
+        if template.suffix_first or not (template.prefix and template.suffix):
+            continue  # suffix-first and plain formats are not told apart from plain text
+        start = 0
+        if template.file_sep and prompt.startswith((template.repo_name or "\0", template.file_sep)):
+            # The family's multi-file format: other files first, then the FIM markers. The
+            # files stay in the prefix (an engine that copies from context still sees them).
+            start = prompt.find(template.prefix)
+            if start < 0:
+                continue
+        elif not prompt.startswith(template.prefix):
             continue
         if not prompt.endswith(template.middle):
             continue
-        body = prompt[len(template.prefix) : len(prompt) - len(template.middle)]
+        head = prompt[:start]
+        body = prompt[start + len(template.prefix) : len(prompt) - len(template.middle)]
         prefix, found, suffix = body.partition(template.suffix)
         if found:
-            return family, prefix, suffix
+            return family, head + prefix, suffix
     return None
 
 

@@ -187,7 +187,10 @@ class Pipeline:
         for snippet in snippets:
             paths.setdefault(snippet.uri, _path_of(snippet.uri))
         empty = PackedContext("", "", (), 0)
-        overhead = self.counter.count(render_fim(empty, family, document.language_id, path))
+        repo = self.roots[0].name if self.roots else ""
+        overhead = self.counter.count(
+            render_fim(empty, family, document.language_id, path, repo=repo)
+        )
         packed = pack(
             cursor.prefix,
             cursor.suffix,
@@ -196,7 +199,7 @@ class Pipeline:
             budget,
             overhead=overhead,
             snippet_cost=lambda snippet: snippet_tokens(
-                snippet, document.language_id, paths[snippet.uri], self.counter
+                snippet, document.language_id, paths[snippet.uri], self.counter, family
             ),
         )
         references = tuple(n.text for n in neighbours)
@@ -208,7 +211,7 @@ class Pipeline:
             language_id=document.language_id,
             path=path,
             context=packed,
-            text=render_fim(packed, family, document.language_id, path, paths),
+            text=render_fim(packed, family, document.language_id, path, paths, repo),
             stop=TEMPLATES[family].stop,
             reference_texts=references,
         )

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ghostcomplete.context.documents import DocumentSnapshot
-from ghostcomplete.ranker.budget import Budget, pack
+from ghostcomplete.ranker.budget import Budget, PackedContext, pack
 from ghostcomplete.ranker.identifiers import identifiers
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
 from ghostcomplete.ranker.snippets import (
@@ -97,7 +97,44 @@ def test_render_fim_for_each_family() -> None:
     for family, template in TEMPLATES.items():
         prompt = render_fim(packed, family, "python", "src/app.py")
         assert template.prefix in prompt and template.middle in prompt, family
-        assert "# Path: src/app.py" in prompt
-        assert prompt.endswith(template.middle)
+        assert "src/app.py" in prompt  # as a path comment or in the multi-file format
+        if not template.suffix_first:
+            assert prompt.endswith(template.middle)
     starcoder = render_fim(packed, "starcoder", "python", "a.py")
     assert starcoder == "<fim_prefix># Path: a.py\ndef f():\n    return <fim_suffix>\n<fim_middle>"
+
+
+def test_templates_use_each_familys_documented_tokens() -> None:
+    snippet = Snippet("file:///w/models.py", 0, "class Product:\n    sku: str", 1.0)
+    packed = PackedContext("def f():\n    return ", "\n\nx = 1\n", (snippet,), 0)
+    paths = {"file:///w/models.py": "models.py"}
+
+    def render(family: str) -> str:
+        return render_fim(packed, family, "python", "app.py", paths, repo="shop")
+
+    comment_head = (
+        "# Path: app.py\n# Compare this snippet from models.py:\n# class Product:\n#     sku: str\n"
+    )
+    assert render("starcoder") == (
+        f"<fim_prefix>{comment_head}def f():\n    return <fim_suffix>\n\nx = 1\n<fim_middle>"
+    )
+    assert render("starcoder2") == (
+        "<repo_name>shop\n<file_sep>models.py\nclass Product:\n    sku: str\n<file_sep>app.py\n"
+        "<fim_prefix>def f():\n    return <fim_suffix>\n\nx = 1\n<fim_middle>"
+    )
+    assert render("qwen") == (
+        "<|repo_name|>shop\n<|file_sep|>models.py\nclass Product:\n    sku: str\n"
+        "<|file_sep|>app.py\n<|fim_prefix|>def f():\n    return <|fim_suffix|>\n\nx = 1\n"
+        "<|fim_middle|>"
+    )
+    assert render("deepseek") == (
+        f"<｜fim▁begin｜>{comment_head}def f():\n    return <｜fim▁hole｜>\n\nx = 1\n<｜fim▁end｜>"
+    )
+    assert render("codellama") == (
+        f"<PRE> {comment_head}def f():\n    return  <SUF>\n\nx = 1\n <MID>"
+    )
+    assert render("codegemma") == (
+        f"<|fim_prefix|>{comment_head}def f():\n    return <|fim_suffix|>\n\nx = 1\n<|fim_middle|>"
+    )
+    assert render("codestral") == f"[SUFFIX]\n\nx = 1\n[PREFIX]{comment_head}def f():\n    return "
+    assert render("plain") == f"{comment_head}def f():\n    return "

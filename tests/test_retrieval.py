@@ -219,7 +219,7 @@ def test_rendered_prompt_fits_the_budget(prefix_lines, suffix_lines, snippet_lin
         Snippet(f"file:///s{i}.py", 0, "\n".join(x), 1.0) for i, x in enumerate(snippet_lines)
     ]
     empty = PackedContext("", "", (), 0)
-    overhead = counter.count(render_fim(empty, family, "python", "a.py"))
+    overhead = counter.count(render_fim(empty, family, "python", "a.py", repo="shop"))
     packed = pack(
         prefix,
         suffix,
@@ -227,8 +227,10 @@ def test_rendered_prompt_fits_the_budget(prefix_lines, suffix_lines, snippet_lin
         counter,
         Budget(max_tokens=budget),
         overhead=overhead,
-        snippet_cost=lambda s: snippet_tokens(s, "python", s.uri, counter),
+        snippet_cost=lambda s: snippet_tokens(s, "python", s.uri, counter, family),
     )
-    rendered = render_fim(packed, family, "python", "a.py", {s.uri: s.uri for s in snippets})
+    rendered = render_fim(
+        packed, family, "python", "a.py", {s.uri: s.uri for s in snippets}, repo="shop"
+    )
     assert counter.count(rendered) <= max(budget, overhead)
     assert prefix.endswith(packed.prefix) and suffix.startswith(packed.suffix)
