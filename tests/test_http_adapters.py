@@ -68,7 +68,9 @@ async def test_openai_streams_our_fim_prompt_and_hangs_up_at_the_end_of_the_line
     assert [c.text for c in candidates] == ["math.pi * r ** 2"]
     assert candidates[0].details["stopped_early"] == 1.0
     request = server.requests[0]
-    assert request.body["prompt"].startswith("<|fim_prefix|>")
+    # Qwen2.5-Coder's repository format: other files, then the FIM markers.
+    assert request.body["prompt"].startswith("<|file_sep|>")
+    assert "<|fim_prefix|>" in request.body["prompt"]
     assert "suffix" not in request.body
     assert request.body["stop"] == ["<|endoftext|>", "<|file_sep|>"]
     assert request.events_sent < len(chunks)

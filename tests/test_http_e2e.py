@@ -96,7 +96,8 @@ async def test_ghost_text_comes_from_the_model_server(client: LanguageClient, tm
     assert server.requests[0].path == "/v1/completions"
     assert body["model"] == "fake-coder" and body["stream"] is True
     prompt = body["prompt"]
-    assert prompt.startswith("<|fim_prefix|>") and prompt.endswith("<|fim_middle|>")
+    assert prompt.startswith("<|file_sep|>") and "<|fim_prefix|>" in prompt
+    assert prompt.endswith("<|fim_middle|>")
     assert "def add(a, b):\n    return <|fim_suffix|>\n\nprint(add(1, 2))" in prompt
 
 
