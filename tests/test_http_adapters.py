@@ -72,7 +72,7 @@ async def test_openai_streams_our_fim_prompt_and_hangs_up_at_the_end_of_the_line
     assert request.body["prompt"].startswith("<|file_sep|>")
     assert "<|fim_prefix|>" in request.body["prompt"]
     assert "suffix" not in request.body
-    assert request.body["stop"] == ["<|endoftext|>", "<|file_sep|>"]
+    assert request.body["stop"] == ["<|endoftext|>", "<|file_sep|>", "<|fim_pad|>"]
     assert request.events_sent < len(chunks)
 
 
