@@ -66,7 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     from ghostcomplete.telemetry.cli import add_stats_parser
 
     add_stats_parser(commands)
+    model = commands.add_parser(
+        "model", help="the built-in model: train (needs the [train] extra) or measure its speed"
+    )
+    model.add_argument("action", choices=("train", "measure"))
+    model.add_argument("arguments", nargs=argparse.REMAINDER, help="passed on (see --help)")
     return parser
+
+
+def _model(args: argparse.Namespace) -> int:
+    """``ghostcomplete model train|measure ...``: the scripts in model/, with their own flags."""
+    if args.action == "measure":
+        from ghostcomplete.model import measure
+
+        measure.main(args.arguments)
+        return 0
+    try:
+        from ghostcomplete.model import train
+    except ImportError as error:
+        print(f"ghostcomplete: training needs the [train] extra ({error})", file=sys.stderr)
+        return 2
+    train.main(args.arguments)
+    return 0
 
 
 def _parse_location(parser: argparse.ArgumentParser, location: str) -> tuple[Path, int, int]:
@@ -157,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ghostcomplete.telemetry.cli import run_stats
 
         return run_stats(parser, args)
+    if args.command == "model":
+        return _model(args)
     parser.error(f"unknown command {args.command!r}")
 
 

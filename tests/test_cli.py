@@ -115,3 +115,9 @@ def test_serve_over_tcp() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_model_subcommands() -> None:
+    measured = run("model", "measure", "--help")
+    assert measured.returncode == 0 and "--path" in measured.stdout
+    assert run("model", "bogus").returncode == 2
