@@ -32,7 +32,13 @@ async def start(client: LanguageClient, onnx: dict[str, Any]) -> None:
     await client.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"),
-            initialization_options={"backend": {"kind": "onnx", "onnx": onnx}},
+            # A generous deadline: the greedy candidate of this small model is often empty and
+            # the sampled ones are drawn while time allows, so a loaded CI machine must not
+            # turn this into a race.
+            initialization_options={
+                "backend": {"kind": "onnx", "onnx": onnx},
+                "completion": {"timeoutMs": 10000},
+            },
         )
     )
 
@@ -86,7 +92,8 @@ async def test_ghost_text_from_the_builtin_model(builtin: LanguageClient, tmp_pa
     uri = open_doc(builtin, tmp_path)
     texts = await ask(builtin, uri)
     assert texts and texts[0].strip(), texts
-    assert "\n" not in texts[0]  # the cursor is on a line that wants one line
+    # One line: the rest of this one, or (when the model ends this line) the next line.
+    assert texts[0].lstrip("\n").count("\n") == 0 and texts[0].count("\n") <= 1
     assert not [m for m in builtin.messages if m.type == types.MessageType.Error]
 
 
