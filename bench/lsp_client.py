@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostcomplete.bench.corpus import language_of
+from ghostcomplete.context.positions import utf16_length
 
 DID_COMPLETE = "ghostcomplete/didComplete"
 ACCEPT_COMMAND = "ghostcomplete.accept"
@@ -40,8 +41,7 @@ def server_command() -> list[str]:
 def utf16_position(text: str, offset: int) -> dict[str, int]:
     line = text.count("\n", 0, offset)
     start = text.rfind("\n", 0, offset) + 1
-    units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text[start:offset])
-    return {"line": line, "character": units}
+    return {"line": line, "character": utf16_length(text[start:offset])}
 
 
 @dataclass

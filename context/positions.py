@@ -6,6 +6,8 @@ a surrogate pair, has no offset. Ghost text drawn at a guessed position is worse
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def _units_utf16(ch: str) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
@@ -21,6 +23,12 @@ def _units_utf32(ch: str) -> int:
 
 
 _UNITS = {"utf-16": _units_utf16, "utf-8": _units_utf8, "utf-32": _units_utf32}
+
+
+def unit_width(encoding: str) -> Callable[[str], int]:
+    """How many code units of ``encoding`` ("utf-16" default, "utf-8", "utf-32") a character
+    takes: the unit LSP positions count in."""
+    return _UNITS.get(encoding, _units_utf16)
 
 
 def _line_end(text: str, start: int) -> tuple[int, int]:
@@ -39,7 +47,7 @@ def _line_end(text: str, start: int) -> tuple[int, int]:
 def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") -> int | None:
     """The index in ``text`` of an LSP position counted in ``encoding`` code units ("utf-16",
     the LSP default, "utf-8" or "utf-32"), or None when the position is not in the text."""
-    width = _UNITS.get(encoding, _units_utf16)
+    width = unit_width(encoding)
     if line < 0 or character < 0:
         return None
     start = 0
@@ -69,20 +77,19 @@ def position_at(text: str, offset: int) -> tuple[int, int]:
         if following < 0 or following > offset:
             break
         line, start = line + 1, following
-    units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text[start:offset])
-    return line, units
+    return line, utf16_length(text[start:offset])
 
 
 def utf16_length(text: str) -> int:
     """How many UTF-16 code units ``text`` takes (what LSP clients count)."""
-    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+    return sum(map(_units_utf16, text))
 
 
 def prefix_of_utf16_length(text: str, units: int) -> str:
     """The longest start of ``text`` that takes at most ``units`` UTF-16 code units."""
     taken = 0
     for index, ch in enumerate(text):
-        taken += 2 if ord(ch) > 0xFFFF else 1
+        taken += _units_utf16(ch)
         if taken > units:
             return text[:index]
     return text

@@ -16,6 +16,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from ghostcomplete.context.positions import unit_width
 from ghostcomplete.ranker.edit_prompt import SELECTION_CLOSE, SELECTION_OPEN
 
 _OPENING = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
@@ -204,16 +205,9 @@ def minimal_change(old: str, new: str) -> Change | None:
     return Change(start, len(old) - tail, new[start : len(new) - tail])
 
 
-_UNIT_WIDTH = {
-    "utf-8": lambda ch: len(ch.encode("utf-8")),
-    "utf-16": lambda ch: 2 if ord(ch) > 0xFFFF else 1,
-    "utf-32": lambda ch: 1,
-}
-
-
 def position_of(text: str, offset: int, encoding: str = "utf-16") -> tuple[int, int]:
     """The LSP (line, character) of a string offset, characters counted in ``encoding``."""
-    width = _UNIT_WIDTH.get(encoding, _UNIT_WIDTH["utf-16"])
+    width = unit_width(encoding)
     line = text.count("\n", 0, offset)
     line_start = text.rfind("\n", 0, offset) + 1
     return line, sum(width(ch) for ch in text[line_start:offset])

@@ -13,6 +13,7 @@ from typing import BinaryIO, NoReturn, cast
 from ghostcomplete.backends import BackendError, create_backend
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.languages import language_of_path
+from ghostcomplete.context.positions import utf16_length
 from ghostcomplete.server.pipeline import CompletionRequest, Pipeline
 from ghostcomplete.server.settings import resolve
 
@@ -125,7 +126,7 @@ def _complete(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"ghostcomplete: {args.location} is outside {path}", file=sys.stderr)
         return 2
     prefix_of_line = lines[line - 1][: column - 1]
-    character = sum(2 if ord(ch) > 0xFFFF else 1 for ch in prefix_of_line)
+    character = utf16_length(prefix_of_line)
     request = CompletionRequest(document, line - 1, character, neighbours)
     result = asyncio.run(pipeline.complete(request))
     if not result.texts:

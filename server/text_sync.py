@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from lsprotocol import types
 from pygls.workspace import TextDocument, Workspace
 
+from ghostcomplete.context.positions import unit_width
+
 _LINE_BREAK = re.compile("\r\n|\r|\n")
 
 
@@ -56,14 +58,11 @@ def offset_of(text: str, position: types.Position, encoding: str = "utf-16") -> 
     segment = text[start:end]
     if segment.isascii() or encoding == "utf-32":
         return start + min(wanted, len(segment))
+    width = unit_width(encoding)
     units = 0
     index = start
     while index < end and units < wanted:
-        code = ord(text[index])
-        if encoding == "utf-8":
-            units += 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
-        else:
-            units += 2 if code > 0xFFFF else 1
+        units += width(text[index])
         index += 1
     return index
 

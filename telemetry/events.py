@@ -18,11 +18,6 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def utf16_units(text: str) -> int:
-    """Length in UTF-16 code units, the unit of LSP's acceptedLength."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
-
-
 @dataclass(frozen=True)
 class SnippetUse:
     """A snippet of another file that went into the prompt."""

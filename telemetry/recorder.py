@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from ghostcomplete.context.exclusion import path_of_uri
-from ghostcomplete.context.positions import offset_at
+from ghostcomplete.context.positions import offset_at, utf16_length
 from ghostcomplete.telemetry.events import (
     ItemEvent,
     Offered,
@@ -31,7 +31,6 @@ from ghostcomplete.telemetry.events import (
     SnippetUse,
     TelemetryEvent,
     text_digest,
-    utf16_units,
 )
 from ghostcomplete.telemetry.lifecycle import OpenItem, SuggestionLifecycle
 from ghostcomplete.telemetry.retention import RetentionTracker
@@ -234,7 +233,7 @@ class TelemetryRecorder:
         for index, text in enumerate(texts):
             item_id = f"{completion_id}-{index}"
             item_ids.append(item_id)
-            length = utf16_units(text)
+            length = utf16_length(text)
             events.append(
                 Offered(
                     item_id,
