@@ -7,20 +7,16 @@ Each backend owns its own section class (``backends/http_config.py``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ghostcomplete.backends.http_config import HttpSettings
 from ghostcomplete.backends.onnx_config import OnnxSettings
+from ghostcomplete.backends.setting_checks import one_of
 
 KINDS = ("lookup", "http", "onnx")
 
 
-def _one_of(*choices: str) -> dict[str, Any]:
-    return {"check": (lambda value: value in choices, "one of " + ", ".join(choices))}
-
-
 @dataclass(frozen=True)
 class BackendSettings:
-    kind: str = field(default="lookup", metadata=_one_of(*KINDS))
+    kind: str = field(default="lookup", metadata=one_of(*KINDS))
     http: HttpSettings = field(default_factory=HttpSettings)
     onnx: OnnxSettings = field(default_factory=OnnxSettings)

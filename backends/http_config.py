@@ -8,16 +8,12 @@ or the full endpoint address; each API appends its own endpoint path to a base a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from ghostcomplete.backends.setting_checks import check
 from ghostcomplete.ranker.prompt import TEMPLATES
 
 # The closed set of wire formats (backends/http_adapters.py has one adapter for each).
 APIS = ("openai", "llamacpp", "ollama", "codestral", "tgi")
-
-
-def _check(predicate: Any, description: str) -> dict[str, Any]:
-    return {"check": (predicate, description)}
 
 
 def _url_like(value: str) -> bool:
@@ -29,9 +25,9 @@ class HttpSettings:
     # openai: /v1/completions (vLLM, SGLang, llama.cpp server, DeepSeek, Together, ...);
     # llamacpp: /infill; ollama: /api/generate; codestral: /v1/fim/completions; tgi: /generate.
     api: str = field(
-        default="openai", metadata=_check(lambda v: v in APIS, "one of " + ", ".join(APIS))
+        default="openai", metadata=check(lambda v: v in APIS, "one of " + ", ".join(APIS))
     )
-    url: str = field(default="", metadata=_check(_url_like, "an http:// or https:// address"))
+    url: str = field(default="", metadata=check(_url_like, "an http:// or https:// address"))
     # The model name the server expects (required by Ollama, hosted APIs and multi-model servers).
     model: str = ""
     # Render the fill-in-the-middle prompt here, in this family's format, and send it as one
@@ -39,7 +35,7 @@ class HttpSettings:
     # own template). The tgi API always needs a family (starcoder when none is set).
     fim_family: str | None = field(
         default=None,
-        metadata=_check(
+        metadata=check(
             lambda v: v is None or v in TEMPLATES, "null or one of " + ", ".join(TEMPLATES)
         ),
     )
@@ -54,17 +50,17 @@ class HttpSettings:
     # complete; off: wait for the whole answer.
     stream: bool = True
     temperature: float = field(
-        default=0.0, metadata=_check(lambda v: 0.0 <= v <= 2.0, "between 0 and 2")
+        default=0.0, metadata=check(lambda v: 0.0 <= v <= 2.0, "between 0 and 2")
     )
     # Upper bound on generated tokens; 0: derived from completion.maxChars.
     max_tokens: int = field(
-        default=0, metadata=_check(lambda v: 0 <= v <= 8192, "between 0 and 8192")
+        default=0, metadata=check(lambda v: 0 <= v <= 8192, "between 0 and 8192")
     )
     # A proxy for this backend ("http://proxy.corp:3128"); null: HTTPS_PROXY/HTTP_PROXY/NO_PROXY
     # from the environment apply.
     proxy: str | None = field(
         default=None,
-        metadata=_check(lambda v: v is None or _url_like(v), "null or an http(s):// address"),
+        metadata=check(lambda v: v is None or _url_like(v), "null or an http(s):// address"),
     )
     # A PEM file of certificate authorities to trust (corporate TLS inspection); null: the
     # bundled certifi roots (or SSL_CERT_FILE).
@@ -73,5 +69,5 @@ class HttpSettings:
     verify_tls: bool = True
     # Seconds to wait after a 429/503 without Retry-After before asking again.
     default_backoff_s: float = field(
-        default=10.0, metadata=_check(lambda v: 0.0 <= v <= 3600, "between 0 and 3600")
+        default=10.0, metadata=check(lambda v: 0.0 <= v <= 3600, "between 0 and 3600")
     )

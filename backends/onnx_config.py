@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-
-def _between(low: float, high: float) -> dict[str, Any]:
-    return {"check": (lambda value: low <= value <= high, f"between {low} and {high}")}
-
-
-def _one_of(*choices: str) -> dict[str, Any]:
-    return {"check": (lambda value: value in choices, "one of " + ", ".join(choices))}
+from ghostcomplete.backends.setting_checks import between, one_of
 
 
 @dataclass(frozen=True)
@@ -26,14 +19,14 @@ class OnnxSettings:
     # on CUDA keep the float file.
     quantized: bool = False
     # "auto" = CUDA when onnxruntime can use it, else the CPU.
-    provider: str = field(default="auto", metadata=_one_of("auto", "cuda", "cpu"))
+    provider: str = field(default="auto", metadata=one_of("auto", "cuda", "cpu"))
     # Intra-op threads on the CPU; 0 = min(4, cores).
-    threads: int = field(default=0, metadata=_between(0, 256))
+    threads: int = field(default=0, metadata=between(0, 256))
     # Tokens generated per candidate at most.
-    max_new_tokens: int = field(default=64, metadata=_between(1, 4096))
+    max_new_tokens: int = field(default=64, metadata=between(1, 4096))
     # The second and later candidates are sampled at this temperature (the first is greedy).
-    temperature: float = field(default=0.8, metadata=_between(0.0, 5.0))
-    top_p: float = field(default=0.95, metadata=_between(0.0, 1.0))
+    temperature: float = field(default=0.8, metadata=between(0.0, 5.0))
+    top_p: float = field(default=0.95, metadata=between(0.0, 1.0))
     # Keep the KV cache of the last prompt and reuse it for the next one sharing its start.
     reuse_cache: bool = True
     # Prompt-lookup speculative decoding: draft tokens copied from the prompt, verified in

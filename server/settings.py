@@ -13,28 +13,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ghostcomplete.backends.config import BackendSettings
+from ghostcomplete.backends.setting_checks import between, one_of
 from ghostcomplete.context.exclusion import DEFAULT_EXCLUDE
-
-
-def _between(low: float, high: float) -> dict[str, Any]:
-    return {"check": (lambda value: low <= value <= high, f"between {low} and {high}")}
-
-
-def _one_of(*choices: str) -> dict[str, Any]:
-    return {"check": (lambda value: value in choices, "one of " + ", ".join(choices))}
 
 
 @dataclass(frozen=True)
 class ContextSettings:
-    recent_files: int = field(default=20, metadata=_between(0, 200))
-    max_file_bytes: int = field(default=1_000_000, metadata=_between(1_000, 100_000_000))
+    recent_files: int = field(default=20, metadata=between(0, 200))
+    max_file_bytes: int = field(default=1_000_000, metadata=between(1_000, 100_000_000))
     # "ranked": definitions of imported names + BM25 over tree-sitter units (ours);
     # "bm25" / "imports": one of the two; "copilot": Copilot's published baseline; "none".
     snippets: str = field(
-        default="ranked", metadata=_one_of("ranked", "bm25", "imports", "copilot", "none")
+        default="ranked", metadata=one_of("ranked", "bm25", "imports", "copilot", "none")
     )
-    window_lines: int = field(default=60, metadata=_between(5, 400))
-    max_snippets: int = field(default=4, metadata=_between(0, 20))
+    window_lines: int = field(default=60, metadata=between(5, 400))
+    max_snippets: int = field(default=4, metadata=between(0, 20))
     # Files never read into a prompt (gitignore syntax); replaces the default list.
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     respect_gitignore: bool = True
@@ -42,9 +35,9 @@ class ContextSettings:
 
 @dataclass(frozen=True)
 class BudgetSettings:
-    max_tokens: int = field(default=2048, metadata=_between(64, 200_000))
-    suffix_share: float = field(default=0.2, metadata=_between(0.0, 0.9))
-    snippet_share: float = field(default=0.3, metadata=_between(0.0, 0.9))
+    max_tokens: int = field(default=2048, metadata=between(64, 200_000))
+    suffix_share: float = field(default=0.2, metadata=between(0.0, 0.9))
+    snippet_share: float = field(default=0.3, metadata=between(0.0, 0.9))
 
 
 @dataclass(frozen=True)
@@ -53,29 +46,29 @@ class CompletionSettings:
     disabled_languages: tuple[str, ...] = ()
     # No suggestions in files matching these patterns (they may still serve as context).
     disabled_files: tuple[str, ...] = ()
-    max_block_lines: int = field(default=20, metadata=_between(1, 200))
-    max_chars: int = field(default=400, metadata=_between(1, 10_000))
-    candidates: int = field(default=3, metadata=_between(1, 10))
-    min_context_chars: int = field(default=10, metadata=_between(0, 1000))
-    timeout_ms: int = field(default=1000, metadata=_between(10, 60_000))
+    max_block_lines: int = field(default=20, metadata=between(1, 200))
+    max_chars: int = field(default=400, metadata=between(1, 10_000))
+    candidates: int = field(default=3, metadata=between(1, 10))
+    min_context_chars: int = field(default=10, metadata=between(0, 1000))
+    timeout_ms: int = field(default=1000, metadata=between(10, 60_000))
     # "adaptive" learns the typing rhythm and the backend's speed; "fixed" waits debounceMs.
-    debounce: str = field(default="adaptive", metadata=_one_of("adaptive", "fixed"))
-    debounce_ms: int = field(default=75, metadata=_between(0, 1000))
-    debounce_max_ms: int = field(default=1000, metadata=_between(0, 1000))
+    debounce: str = field(default="adaptive", metadata=one_of("adaptive", "fixed"))
+    debounce_ms: int = field(default=75, metadata=between(0, 1000))
+    debounce_max_ms: int = field(default=1000, metadata=between(0, 1000))
     # Compute the next suggestion ahead: when one is "shown" (and accepted), on "accept" only.
-    prefetch: str = field(default="shown", metadata=_one_of("off", "accept", "shown"))
+    prefetch: str = field(default="shown", metadata=one_of("off", "accept", "shown"))
 
 
 @dataclass(frozen=True)
 class EditSettings:
     # Edit requests (ghostcomplete.edit): the longest selection they take, in characters.
-    max_selection_chars: int = field(default=20_000, metadata=_between(1, 1_000_000))
+    max_selection_chars: int = field(default=20_000, metadata=between(1, 1_000_000))
     # Lines of the file above and below the selection shown to the model.
-    context_lines: int = field(default=60, metadata=_between(0, 2_000))
+    context_lines: int = field(default=60, metadata=between(0, 2_000))
     # How long the model may take for the whole answer (milliseconds).
-    timeout_ms: int = field(default=60_000, metadata=_between(100, 600_000))
+    timeout_ms: int = field(default=60_000, metadata=between(100, 600_000))
     # Upper bound on the answer's tokens.
-    max_tokens: int = field(default=4096, metadata=_between(16, 32_768))
+    max_tokens: int = field(default=4096, metadata=between(16, 32_768))
 
 
 @dataclass(frozen=True)
@@ -87,7 +80,7 @@ class DebugSettings:
 @dataclass(frozen=True)
 class TelemetrySettings:
     # "off" records nothing anywhere; "on" keeps events in a local SQLite file (never sent).
-    mode: str = field(default="on", metadata=_one_of("on", "off"))
+    mode: str = field(default="on", metadata=one_of("on", "off"))
     # The database; null: $GHOSTCOMPLETE_TELEMETRY_PATH, else
     # $XDG_DATA_HOME (~/.local/share)/ghostcomplete/telemetry.sqlite3.
     path: str | None = None
