@@ -15,7 +15,7 @@ from typing import Any
 
 from ghostcomplete.bench.corpus import Repo
 from ghostcomplete.bench.lsp_client import STATUS_COMMAND, LspClient, utf16_position
-from ghostcomplete.bench.metrics import coverage, mean, percentile, score
+from ghostcomplete.bench.metrics import Score, coverage, mean, percentile, score
 from ghostcomplete.bench.progress import Progress
 from ghostcomplete.bench.tasks import KINDS, Task
 
@@ -45,8 +45,10 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class TaskResult:
+@dataclass(frozen=True)
+class TaskResult(Score):
+    """One task's outcome: its score (bench/metrics.py) and what it was scored on."""
+
     task_id: str
     repo: str
     kind: str
@@ -56,14 +58,6 @@ class TaskResult:
     skipped: str | None
     latency_ms: float
     timings_ms: dict[str, float]
-    shown: bool
-    exact: bool
-    edit_similarity: float
-    identifier_f1: float
-    accepted: bool
-    partial_chars: int
-    chars_saved: int
-    target_chars: int
     coverage_in_file: float | None
     coverage_reachable: float | None
     coverage_prompt: float | None
