@@ -11,6 +11,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import TypeVar
 
 from ghostcomplete.backends.base import (
     BackendError,
@@ -18,15 +19,19 @@ from ghostcomplete.backends.base import (
     CompletionPrompt,
     GenerationLimits,
 )
+from ghostcomplete.backends.onnx_chat import ChatTemplate, load_chat_template
 from ghostcomplete.backends.onnx_config import OnnxSettings
 from ghostcomplete.backends.onnx_decode import Limits, Sampling, Start, decode, prefill
 from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel, fim_family_of, read_json
 from ghostcomplete.backends.onnx_prompt import fit_prompt
 from ghostcomplete.backends.onnx_stops import StopRule
 from ghostcomplete.backends.onnx_tokenizer import Tokenizer, load_tokenizer
+from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.prompt import TEMPLATES
 
 log = logging.getLogger("ghostcomplete.onnx")
+
+T = TypeVar("T")
 
 # Tokens drafted from the prompt per verification pass (prompt-lookup decoding).
 DRAFT_TOKENS = 8
@@ -76,6 +81,9 @@ class OnnxBackend:
         if family is not None and family not in TEMPLATES:
             raise BackendError(f"unknown FIM family {family!r} (one of {', '.join(TEMPLATES)})")
         self.fim_family: str | None = family
+        # An instruct model (its folder has a chat template) also takes edit requests.
+        self.chat_template: ChatTemplate | None = load_chat_template(self.file.parent)
+        self.follows_instructions = self.chat_template is not None
 
     # --- in the worker thread ---------------------------------------------------------
     def _load(self) -> OnnxModel:
@@ -104,11 +112,7 @@ class OnnxBackend:
         stop_at = Limits(
             rule, self._eos, settings.max_new_tokens, limits.deadline, cancel, model.max_positions
         )
-        # int8 dynamic quantization scales activations per call, so verifying drafts in one
-        # pass would not give exactly the tokens of one-at-a-time decoding: no drafts there.
-        exact = not any(mark in self.file.name for mark in ("quantized", "int8"))
-        draft = DRAFT_TOKENS if settings.prompt_lookup and exact else 0
-        greedy = decode(model, self.tokenizer, start, stop_at, None, draft)
+        greedy = decode(model, self.tokenizer, start, stop_at, None, self._draft_tokens())
         if settings.reuse_cache and greedy.past is not None:
             self._cache = (greedy.fed, greedy.past)
         greedy_ms = (time.monotonic() - started) * 1000 - prefill_ms
@@ -135,6 +139,42 @@ class OnnxBackend:
                 found.append(Candidate(sampled.text, "onnx:sample"))
         return found
 
+    def _chat(
+        self,
+        messages: list[dict[str, str]],
+        deadline: float | None,
+        max_tokens: int,
+        cancel: threading.Event,
+    ) -> str:
+        model = self._model
+        assert model is not None and self.chat_template is not None
+        tokens = self.tokenizer.encode(self.chat_template.render(messages))
+        if len(tokens) + 16 > model.max_positions:
+            raise BackendError(
+                f"the edit prompt has {len(tokens)} tokens and the model reads at most "
+                f"{model.max_positions}; select less or lower edit.contextLines"
+            )
+        start, _ = prefill(model, tokens)
+        free = StopRule(Scope.BLOCK, "", 1 << 30, 1 << 40)
+        limits = Limits(free, self._eos, max_tokens, deadline, cancel, model.max_positions)
+        answer = decode(model, self.tokenizer, start, limits, None, self._draft_tokens())
+        if answer.reason in ("eos", "stop"):
+            return answer.text
+        if answer.reason == "cancelled":
+            return ""
+        why = {
+            "max_tokens": f"was cut off at {max_tokens} tokens (edit.maxTokens)",
+            "deadline": "did not finish in time",
+            "context": f"ran past the model's window of {model.max_positions} tokens",
+        }.get(answer.reason, f"ended early ({answer.reason})")
+        raise BackendError(f"the model's answer {why}; nothing was applied")
+
+    def _draft_tokens(self) -> int:
+        # int8 dynamic quantization scales activations per call, so verifying drafts in one
+        # pass would not give exactly the tokens of one-at-a-time decoding: no drafts there.
+        exact = not any(mark in self.file.name for mark in ("quantized", "int8"))
+        return DRAFT_TOKENS if self.settings.prompt_lookup and exact else 0
+
     @staticmethod
     def _time_for_another(deadline: float | None, greedy_ms: float) -> bool:
         if deadline is None:
@@ -145,14 +185,33 @@ class OnnxBackend:
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         if self._closed.is_set():
             return []
+        await self._loaded()
+        cancel = threading.Event()
+        job = self._executor.submit(self._generate, prompt, limits, cancel)
+        return await self._outcome(job, cancel)
+
+    async def chat(
+        self, messages: list[dict[str, str]], deadline: float | None = None, max_tokens: int = 1024
+    ) -> str:
+        """The instruct model's whole answer (edit requests); never a part of one."""
+        if self.chat_template is None:
+            raise BackendError(f"{self.file.parent} has no chat template: not an instruct model")
+        if self._closed.is_set():
+            raise BackendError("the onnx backend is closed")
+        await self._loaded()
+        cancel = threading.Event()
+        job = self._executor.submit(self._chat, messages, deadline, max_tokens, cancel)
+        return await self._outcome(job, cancel)
+
+    async def _loaded(self) -> None:
         try:
             await asyncio.wrap_future(self._loading)
         except BackendError:
             raise
         except Exception as error:  # anything onnxruntime raises while loading
             raise BackendError(f"cannot load {self.file}: {error}") from error
-        cancel = threading.Event()
-        job = self._executor.submit(self._generate, prompt, limits, cancel)
+
+    async def _outcome(self, job: concurrent.futures.Future[T], cancel: threading.Event) -> T:
         try:
             return await asyncio.wrap_future(job)
         except asyncio.CancelledError:

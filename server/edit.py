@@ -11,8 +11,8 @@ not at all. ``$/cancelRequest`` of the executeCommand request, or
 
 Which backends can edit: those with ``async chat(messages, deadline, max_tokens) -> str``
 whose ``follows_instructions`` is not False. HttpBackend has one (OpenAI-compatible
-``/v1/chat/completions``). The lookup backend and the onnx completion model have none; a local
-instruct model joins by giving its backend ``chat`` (and ``follows_instructions``).
+``/v1/chat/completions``); so has OnnxBackend when its model folder holds a chat template (a
+local instruct model). The lookup backend and the built-in completion model cannot edit.
 """
 
 from __future__ import annotations
@@ -68,7 +68,10 @@ _APPLY_TIMEOUT_S = 30.0
 
 _CANNOT_FOLLOW = {
     "lookup": "the lookup backend copies text from open files and has no model",
-    "onnx": "the onnx backend runs a code-completion (fill-in-the-middle) model",
+    "onnx": (
+        "the onnx backend's model is a code-completion (fill-in-the-middle) model with no chat "
+        "template (backend.onnx.path may name an instruct model exported by optimum instead)"
+    ),
 }
 
 

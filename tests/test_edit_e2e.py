@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -377,6 +378,38 @@ async def test_lookup_backend_names_what_to_configure(client: LanguageClient, tm
     message = result["message"]
     assert "the lookup backend" in message and 'backend.kind = "http"' in message
     assert "backend.http.url" in message and "/v1/chat/completions" in message
+    assert client.applied == [] and client.chat.requests == []  # type: ignore[attr-defined]
+
+
+INSTRUCT = Path(__file__).parent / "fixtures" / "onnx" / "tiny-qwen2-instruct"
+ADD = "import math\n\n\ndef add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n"
+
+
+async def test_local_onnx_instruct_model_edits(client: LanguageClient, tmp_path):
+    """No network at all: the model folder's chat template, tokenizer and decoder (trained to
+    answer with typed ``add``) produce the edit."""
+    configure(client, {"backend": {"kind": "onnx", "onnx": {"path": str(INSTRUCT)}}})
+    uri = open_doc(client, tmp_path, "add.py", ADD)
+    whole = {"start": {"line": 3, "character": 0}, "end": {"line": 5, "character": 0}}
+    result = await edit(client, uri, whole, "add type hints")
+    assert result["applied"] is True, result
+    [(target, [change])] = text_edits(client)
+    assert target == uri
+    assert applied_to(ADD, change) == ADD.replace(
+        "def add(a, b):", "def add(a: int, b: int) -> int:"
+    )
+    assert change.new_text == ": int, b: int) -> int"  # the smallest edit
+    assert client.chat.requests == []  # type: ignore[attr-defined]
+
+
+async def test_builtin_completion_model_names_what_to_configure(client: LanguageClient, tmp_path):
+    configure(client, {"backend": {"kind": "onnx"}})
+    uri = open_doc(client, tmp_path)
+    result = await edit(client, uri, AREA, "add type hints")
+    assert result["applied"] is False
+    message = result["message"]
+    assert "no chat template" in message and "backend.onnx.path" in message
+    assert 'backend.kind = "http"' in message
     assert client.applied == [] and client.chat.requests == []  # type: ignore[attr-defined]
 
 

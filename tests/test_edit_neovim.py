@@ -71,8 +71,11 @@ def chat() -> Iterator[ChatServer]:
         yield server
 
 
-@pytest.fixture
-def nvim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chat: ChatServer) -> Iterator[Any]:
+@contextlib.contextmanager
+def neovim_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]
+) -> Iterator[Any]:
+    """Headless Neovim on a copy of the sample project, the server started with ``settings``."""
     import pynvim
 
     nvim_path = nvim_binary()
@@ -80,10 +83,7 @@ def nvim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chat: ChatServer) -> I
     shutil.copytree(SAMPLE, project)
     for name, value in hermetic_env(tmp_path).items():
         monkeypatch.setenv(name, value)
-    http = {"url": chat.server.base + "/v1", "model": "fake-chat", "stream": False}
-    monkeypatch.setenv(
-        "GHOSTCOMPLETE_SETTINGS", json.dumps({"backend": {"kind": "http", "http": http}})
-    )
+    monkeypatch.setenv("GHOSTCOMPLETE_SETTINGS", json.dumps(settings))
     monkeypatch.chdir(project)
     editor = pynvim.attach(
         "child", argv=[nvim_path, "--embed", "--headless", "-u", str(INIT), "inventory.py"]
@@ -102,6 +102,13 @@ def nvim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chat: ChatServer) -> I
         with contextlib.suppress(EOFError, OSError):
             editor.command("qa!")
         editor.close()
+
+
+@pytest.fixture
+def nvim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chat: ChatServer) -> Iterator[Any]:
+    http = {"url": chat.server.base + "/v1", "model": "fake-chat", "stream": False}
+    with neovim_with(tmp_path, monkeypatch, {"backend": {"kind": "http", "http": http}}) as editor:
+        yield editor
 
 
 def last_edit(nvim: Any) -> Any:
@@ -179,3 +186,22 @@ def test_ghost_edit_cancel_stops_the_edit(nvim: Any, chat: ChatServer) -> None:
     assert nvim.current.buffer[:] == before
     assert last_edit(nvim)["applied"] is False
     assert nvim.exec_lua("return next(require('ghostcomplete.edit').pending) == nil")
+
+
+def test_ghost_edit_with_a_local_onnx_instruct_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No model server at all: tests/fixtures/onnx/tiny-qwen2-instruct, trained to answer
+    with a typed ``add``, rewrites the selected lines."""
+    instruct = Path(__file__).parent / "fixtures" / "onnx" / "tiny-qwen2-instruct"
+    settings = {"backend": {"kind": "onnx", "onnx": {"path": str(instruct)}}}
+    with neovim_with(tmp_path, monkeypatch, settings) as nvim:
+        buffer = nvim.current.buffer
+        buffer.append(["", "", "def add(a, b):", "    return a + b"])
+        count = len(buffer)
+        nvim.command(f"normal! {count - 1}GV{count}G\x1b")
+        nvim.command("'<,'>GhostEdit add type hints")
+        typed = ["def add(a: int, b: int) -> int:", "    return a + b"]
+        wait_for(lambda: last_edit(nvim), "the command's answer", timeout=20)
+        assert buffer[count - 2 :] == typed, (last_edit(nvim), buffer[count - 4 :])
+        assert last_edit(nvim)["applied"] is True
