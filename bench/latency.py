@@ -279,13 +279,8 @@ async def _run(
         },
         **_stage_percentiles(reports),
     }
-    overhead = [
-        float(r["timingsMs"]["total"])
-        - float(r["timingsMs"].get("backend", 0.0))
-        - float(r["timingsMs"].get("debounce", 0.0))
-        for r in reports
-        if "total" in (r.get("timingsMs") or {})
-    ]
+    timed = [r for r in reports if "total" in (r.get("timingsMs") or {})]
+    overhead = [_overhead_ms(r) for r in timed]
     latency["server overhead (total − backend − debounce)"] = {
         "p50": percentile(overhead, 50),
         "p95": percentile(overhead, 95),
@@ -321,11 +316,24 @@ async def _run(
             1 for ms in answered if ms > deadline_ms
         ),
     }
+    # The requests with the most overhead, stage by stage: where a p99 comes from.
+    slowest = sorted(timed, key=_overhead_ms, reverse=True)[:10]
     return {
         "summary": {"latency_ms": latency, "counts": counts},
         "samples_ms": answered,
         "accepts": tally.accepts,
+        "most_overhead": [
+            {"overhead_ms": round(_overhead_ms(r), 3), "cache": r.get("cache"), **r["timingsMs"]}
+            for r in slowest
+        ],
     }
+
+
+def _overhead_ms(report: dict[str, Any]) -> float:
+    """A request's time in the server that is neither the model's nor the debounce wait."""
+    timings = report["timingsMs"]
+    spent = float(timings["total"])
+    return spent - float(timings.get("backend", 0.0)) - float(timings.get("debounce", 0.0))
 
 
 def run(

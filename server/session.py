@@ -242,7 +242,10 @@ class CompletionSession:
             raise _GenerationLost() from None
         finally:
             generation.waiters -= 1
-            result.timings_ms["backend"] = round((time.monotonic() - started) * 1000, 3)
+            # Added, not set: a request that waited on a generation which gave it nothing and
+            # then started its own waited on the backend twice.
+            waited = (time.monotonic() - started) * 1000 + result.timings_ms.get("backend", 0.0)
+            result.timings_ms["backend"] = round(waited, 3)
         self.deadline_misses = 0
         self.pipeline.finish(generation.prepared, candidates, result)
         return result.texts

@@ -85,6 +85,14 @@ def test_quick_latency_writes_percentiles_and_server_usage(tmp_path: Path) -> No
     assert counts["server CPU s"] > 0 and counts["server peak RSS MiB"] > 0
     assert 0 <= counts["chars accepted % of chars entered"] <= 100
     assert "server total" in run["summary"]["latency_ms"]
+    # Where the overhead p99 comes from: the worst requests, stage by stage, worst first.
+    worst = run["most_overhead"]
+    assert worst and all("total" in r and "overhead_ms" in r for r in worst)
+    assert [r["overhead_ms"] for r in worst] == sorted(
+        (r["overhead_ms"] for r in worst), reverse=True
+    )
+    overhead = run["summary"]["latency_ms"]["server overhead (total − backend − debounce)"]
+    assert worst[0]["overhead_ms"] >= overhead["p99"] - 0.01
     assert "| keystroke → answer |" in (tmp_path / "latency.md").read_text()
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
 
