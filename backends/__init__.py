@@ -20,7 +20,7 @@ def create_backend(settings: BackendSettings) -> Backend:
     tells the user once and answers with nothing until the settings change.
     """
     if settings.kind == "lookup":
-        return LookupBackend()
+        return LookupBackend(settings.lookup)
     if settings.kind == "http":
         from ghostcomplete.backends.http_backend import HttpBackend
 

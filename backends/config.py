@@ -16,7 +16,16 @@ KINDS = ("lookup", "http", "onnx")
 
 
 @dataclass(frozen=True)
+class LookupSettings:
+    # Where the lookup backend copies from: "files" = the prompt (prefix, suffix, snippets)
+    # and the whole recently used files; "prompt" = only what the prompt holds, as a model
+    # sees it (the benchmarks use it to measure the snippet choice).
+    copy_from: str = field(default="files", metadata=one_of("files", "prompt"))
+
+
+@dataclass(frozen=True)
 class BackendSettings:
     kind: str = field(default="lookup", metadata=one_of(*KINDS))
+    lookup: LookupSettings = field(default_factory=LookupSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     onnx: OnnxSettings = field(default_factory=OnnxSettings)

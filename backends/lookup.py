@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ghostcomplete.backends.base import Candidate, CompletionPrompt, GenerationLimits
+from ghostcomplete.backends.config import LookupSettings
 from ghostcomplete.context.syntax import Scope
 
 _QUERY_CHARS = 2000
@@ -110,6 +111,9 @@ class LookupBackend:
     fim_family = None
     remote = False
 
+    def __init__(self, settings: LookupSettings | None = None) -> None:
+        self.settings = settings or LookupSettings()
+
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         context = prompt.context
         query = context.prefix[-_QUERY_CHARS:]
@@ -120,7 +124,8 @@ class LookupBackend:
         sources: list[tuple[str, str]] = [("prefix", context.prefix), ("suffix", context.suffix)]
         sources += [(f"snippet:{s.uri}", s.text) for s in context.snippets if s.kind != "signature"]
         budget = _MAX_REFERENCE_CHARS
-        for index, text in enumerate(prompt.reference_texts):
+        files = prompt.reference_texts if self.settings.copy_from == "files" else ()
+        for index, text in enumerate(files):
             if budget <= 0:
                 break
             sources.append((f"file:{index}", text[:budget]))

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
+from ghostcomplete.backends.config import LookupSettings
 from ghostcomplete.backends.lookup import longest_match
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
@@ -55,6 +56,17 @@ async def test_prefers_the_longest_match_across_sources() -> None:
         GenerationLimits(candidates=3),
     )
     assert found[0].text == "econds = 30"
+
+
+async def test_copy_from_prompt_ignores_the_whole_files() -> None:
+    snippet = Snippet("file:///s.py", 0, "client.fetch(url, timeout=5)\n", 1.0)
+    reference = "client.fetch_all(urls, retries=3)\n"
+    ask = prompt("x = 1\nclient.fetch", snippets=[snippet], references=[reference])
+    limits = GenerationLimits(candidates=3)
+    from_files = await LookupBackend().generate(ask, limits)
+    assert [c.text for c in from_files] == ["(url, timeout=5)", "_all(urls, retries=3)"]
+    prompt_only = LookupBackend(LookupSettings(copy_from="prompt"))
+    assert [c.text for c in await prompt_only.generate(ask, limits)] == ["(url, timeout=5)"]
 
 
 async def test_blank_line_needs_a_match_across_the_line_break() -> None:
