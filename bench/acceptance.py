@@ -9,6 +9,7 @@ document is closed again. One server process serves a whole context setting.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from ghostcomplete.bench.tasks import KINDS, Task
 
 CONTEXTS = ("none", "copilot", "default")
 _REQUEST_TIMEOUT_S = 30.0
+_SETTLE_TIMEOUT_S = 300.0
 
 
 def server_options(context: str, backend: str) -> dict[str, Any]:
@@ -78,7 +80,7 @@ async def run_task(
     try:
         # A round trip first, so that the latency below is not the time the server spends
         # on the didOpen notifications queued before the request.
-        await client.request("workspace/executeCommand", {"command": STATUS_COMMAND})
+        await _settled(client)
         at = utf16_position(document, len(task.prefix))
         answer = await client.request(
             "textDocument/inlineCompletion",
@@ -115,6 +117,20 @@ async def run_task(
         coverage_prompt=coverage(task.target, prompt) if isinstance(prompt, str) else None,
         **asdict(scored),
     )
+
+
+async def _settled(client: LspClient) -> None:
+    """Wait until the server has taken in the files just opened: one round trip, and with
+    dense retrieval on, until their chunks are embedded (the steady state of an editor whose
+    files have been open a while; `bench context` times the embedding itself)."""
+    started = time.monotonic()
+    while True:
+        answer = await client.request("workspace/executeCommand", {"command": STATUS_COMMAND})
+        status = answer.result if isinstance(answer.result, dict) else {}
+        pending = (status.get("dense") or {}).get("pending", 0)
+        if not pending or time.monotonic() - started > _SETTLE_TIMEOUT_S:
+            return
+        await asyncio.sleep(0.02)
 
 
 def summarize(results: list[TaskResult]) -> dict[str, Any]:

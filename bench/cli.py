@@ -115,6 +115,11 @@ def _add_context_parser(kinds: Any) -> None:
         help="context method to time; repeatable (default: none, copilot, ranked)",
     )
     context.add_argument("--samples", type=int, default=300, help="completions per method")
+    context.add_argument(
+        "--dense",
+        metavar="FOLDER",
+        help="also time ranked with dense retrieval on, with the embedding model in FOLDER",
+    )
     context.add_argument("--seed", type=int, default=1, help="seed of the cursor draw")
 
 
@@ -130,7 +135,9 @@ def _add_soak_parser(kinds: Any) -> None:
 def _run_context(args: argparse.Namespace) -> int:
     from ghostcomplete.bench import context_speed
 
-    data = context_speed.run(args.mode or list(context_speed.MODES), args.samples, args.seed)
+    data = context_speed.run(
+        args.mode or list(context_speed.MODES), args.samples, args.seed, args.dense
+    )
     print(context_speed.markdown(data), end="")
     return 0
 

@@ -8,6 +8,10 @@ For each context method the client types one character at the end of a random li
 21st file and asks for a completion, as an editor does; the server's own stage timings
 (``ghostcomplete/didComplete``) give the cost of ``context`` (cut, gate, syntax facts) and
 ``rank`` (snippet choice, packing, prompt rendering). Peak memory comes from /proc.
+
+``--dense FOLDER`` adds ``ranked+dense``: ranked with dense retrieval on (``context.dense``)
+and that embedding model; its row also says how long the server took to embed the 20 files'
+chunks in its indexing thread (the completions are asked once that is done).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import asyncio
 import random
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from ghostcomplete.bench.lsp_client import LspClient
+from ghostcomplete.bench.lsp_client import STATUS_COMMAND, LspClient
 
 LINES = 2000
 FILES = 20
@@ -47,22 +52,45 @@ def _percentile(values: list[float], share: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 3)
 
 
+DENSE_MODE = "ranked+dense"
+
+
+async def _embedded(client: LspClient, started: float) -> dict[str, Any]:
+    """Wait until the server's dense index has no chunk left to embed; what it took."""
+    while True:
+        answer = await client.request("workspace/executeCommand", {"command": STATUS_COMMAND})
+        status = answer.result if isinstance(answer.result, dict) else {}
+        dense = status.get("dense") or {}
+        if not dense.get("pending"):
+            return {
+                "seconds": round(time.monotonic() - started, 1),
+                "vectors": dense.get("vectors"),
+                "status": status.get("message") or status.get("kind"),
+            }
+        await asyncio.sleep(0.1)
+
+
 async def _measure(
-    mode: str, files: list[tuple[str, str]], samples: int, seed: int
+    mode: str, files: list[tuple[str, str]], samples: int, seed: int, dense: str | None = None
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ghostcomplete-context-") as folder:
         root = Path(folder)
+        context: dict[str, Any] = {"snippets": mode}
+        if mode == DENSE_MODE:
+            context = {"snippets": "ranked", "dense": {"enabled": True, "path": dense}}
         options = {
-            "context": {"snippets": mode},
+            "context": context,
             "debug": {"reportTimings": True},
             "completion": {"debounce": "fixed", "debounceMs": 0, "prefetch": "off"},
         }
         client = await LspClient.start(root, options)
         try:
             *neighbours, (target_name, target_text) = files
+            opened = time.monotonic()
             for name, text in neighbours:
                 await client.open(root / name, text)
             uri = await client.open(root / target_name, target_text)
+            indexing = await _embedded(client, opened) if mode == DENSE_MODE else None
             lines = target_text.split("\n")
             rng = random.Random(seed)
             version = 1
@@ -99,14 +127,17 @@ async def _measure(
             if v
         },
         "peak_rss_mib": usage.peak_rss_mib if usage else None,
+        "dense_indexing": indexing,
     }
 
 
-def run(modes: list[str], samples: int, seed: int) -> dict[str, Any]:
+def run(modes: list[str], samples: int, seed: int, dense: str | None = None) -> dict[str, Any]:
     files = workspace_files()
     if len(files) < FILES + 1:
         raise RuntimeError(f"only {len(files)} standard-library modules have {LINES} lines")
-    results = [asyncio.run(_measure(mode, files, samples, seed)) for mode in modes]
+    if dense is not None and DENSE_MODE not in modes:
+        modes = [*modes, DENSE_MODE]
+    results = [asyncio.run(_measure(mode, files, samples, seed, dense)) for mode in modes]
     return {
         "workspace": {"files": [name for name, _ in files], "lines_each": LINES},
         "results": results,
@@ -130,4 +161,11 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {result['mode']} | {result['samples']} | {cell('context')} | {cell('rank')} | "
             f"{cell('context+rank')} | {result['peak_rss_mib']} |"
         )
+    for result in data["results"]:
+        indexing = result.get("dense_indexing")
+        if indexing:
+            rows.append(
+                f"\n{result['mode']}: {indexing['vectors']} chunks embedded in "
+                f"{indexing['seconds']} s after the files were opened ({indexing['status']})"
+            )
     return "\n".join(rows) + "\n"

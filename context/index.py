@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ghostcomplete.context.chunks import chunk_spans
@@ -52,6 +52,9 @@ class SnippetIndex:
         self._next_id = 0
         self._total_length = 0
         self._norms: dict[int, float] | None = None
+        # Told a file's new chunks each time it is (re)indexed, and [] when it leaves: the
+        # dense index (context/dense.py) follows this one.
+        self.listener: Callable[[str, list[Chunk]], None] | None = None
 
     # --- maintenance ---------------------------------------------------------------------
     def ensure(self, document: DocumentSnapshot) -> bool:
@@ -61,7 +64,7 @@ class SnippetIndex:
         if entry is not None and entry.version == document.version and entry.text_hash == text_hash:
             self._files.move_to_end(document.uri)
             return False
-        self.remove(document.uri)
+        self._drop(document.uri)
         self._norms = None
         lines = document.text.split("\n")
         ids: list[int] = []
@@ -81,14 +84,20 @@ class SnippetIndex:
                 self._postings.setdefault(term, {})[chunk_id] = count
             ids.append(chunk_id)
         self._files[document.uri] = _FileEntry(document.version, text_hash, ids)
+        if self.listener is not None:
+            self.listener(document.uri, [self._chunks[i] for i in ids])
         while len(self._files) > self._max_files:
             self.remove(next(iter(self._files)))
         return True
 
     def remove(self, uri: str) -> None:
+        if self._drop(uri) and self.listener is not None:
+            self.listener(uri, [])
+
+    def _drop(self, uri: str) -> bool:
         entry = self._files.pop(uri, None)
         if entry is None:
-            return
+            return False
         self._norms = None
         for chunk_id in entry.chunk_ids:
             chunk = self._chunks.pop(chunk_id)
@@ -99,6 +108,15 @@ class SnippetIndex:
                     posting.pop(chunk_id, None)
                     if not posting:
                         del self._postings[term]
+        return True
+
+    def chunks_of(self, uri: str) -> list[Chunk]:
+        entry = self._files.get(uri)
+        return [self._chunks[i] for i in entry.chunk_ids] if entry is not None else []
+
+    @property
+    def uris(self) -> list[str]:
+        return list(self._files)
 
     @property
     def files(self) -> int:

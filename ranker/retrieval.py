@@ -1,5 +1,8 @@
 """Our snippet choice: definitions of imported names used near the cursor, then BM25 chunks.
 
+With dense retrieval on (``context.dense``), the chunks are BM25's ranking and the embedding
+model's ranking fused by reciprocal rank fusion, as Tabby's server fuses them.
+
 Definitions come first: when the cursor is about to use an API from another file, its
 signature is the context that helps most. BM25 over tree-sitter units of the recent files
 fills the rest. Hygiene: at most two chunks per file, no near-duplicates, nothing that repeats
@@ -9,10 +12,12 @@ a definition already chosen.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from ghostcomplete.context.dense import DenseIndex
 from ghostcomplete.context.exclusion import ContentExclusion, path_of_uri
 from ghostcomplete.context.imports import (
     DefinitionFinder,
@@ -21,7 +26,7 @@ from ghostcomplete.context.imports import (
     names_used_near,
     resolve_module,
 )
-from ghostcomplete.context.index import SnippetIndex
+from ghostcomplete.context.index import Chunk, SnippetIndex
 from ghostcomplete.ranker.identifiers import identifiers
 from ghostcomplete.ranker.snippets import Snippet
 
@@ -31,6 +36,11 @@ _MAX_PER_FILE = 2
 _NEAR_DUPLICATE = 0.8
 _DEFINITION_SCORE = 1000.0
 _IMPORT_SCAN_CHARS = 50_000
+# Reciprocal rank fusion: a chunk's score is the sum of 1 / (RRF_K + rank) over the rankings
+# (rank 1 = best); 60 is the constant of Cormack et al. and of Tabby.
+RRF_K = 60
+
+Item = TypeVar("Item", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,12 @@ def _imports_cached(uri: str, language_id: str, head: str) -> list[ImportedName]
     return found
 
 
+def query_text(prefix: str, suffix: str) -> str:
+    """The text around the cursor that chunks are ranked against (BM25 and dense alike)."""
+    text = "\n".join(prefix.split("\n")[-_QUERY_LINES:])
+    return text + "\n" + "\n".join(suffix.split("\n")[:_SUFFIX_QUERY_LINES])
+
+
 def bm25_snippets(
     prefix: str,
     suffix: str,
@@ -123,15 +139,53 @@ def bm25_snippets(
     uris: Sequence[str],
     limit: int,
     taken: Sequence[Snippet] = (),
+    dense: DenseIndex | None = None,
 ) -> list[Snippet]:
-    """The best chunks of ``uris`` for the text around the cursor, with the hygiene rules."""
-    query_text = "\n".join(prefix.split("\n")[-_QUERY_LINES:])
-    query_text += "\n" + "\n".join(suffix.split("\n")[:_SUFFIX_QUERY_LINES])
-    query = Counter(identifiers(query_text))
+    """The best chunks of ``uris`` for the text around the cursor, with the hygiene rules;
+    with ``dense``, BM25's and the embeddings' rankings fused."""
+    text = query_text(prefix, suffix)
+    ranked = index.search(Counter(identifiers(text)), uris, limit)
+    if dense is not None:
+        vector = dense.query_vector(text)
+        if vector is not None:
+            nearest = dense.search(vector, uris, limit * 4)
+            ranked = _fused([c for _, c in ranked], [c for _, c in nearest])
+    return _with_hygiene(ranked, limit, taken)
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[Item]], k: int = RRF_K
+) -> list[tuple[float, Item]]:
+    """Items of all ``rankings`` (best first each) by their summed 1 / (k + rank), best
+    first; ties keep the order in which items were first met."""
+    scores: dict[Item, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(((score, item) for item, score in scores.items()), key=lambda p: -p[0])
+
+
+def _fused(bm25: Sequence[Chunk], dense: Sequence[Chunk]) -> list[tuple[float, Chunk]]:
+    by_key: dict[tuple[str, int, int], Chunk] = {}
+    rankings: list[list[tuple[str, int, int]]] = []
+    for ranking in (bm25, dense):
+        keys: list[tuple[str, int, int]] = []
+        for chunk in ranking:
+            key = (chunk.uri, chunk.start_line, chunk.end_line)
+            by_key.setdefault(key, chunk)
+            keys.append(key)
+        rankings.append(keys)
+    return [(score, by_key[key]) for score, key in reciprocal_rank_fusion(rankings)]
+
+
+def _with_hygiene(
+    ranked: Sequence[tuple[float, Chunk]], limit: int, taken: Sequence[Snippet]
+) -> list[Snippet]:
+    """At most two chunks per file, none that a definition covers, no near-duplicates."""
     chosen: list[Snippet] = []
     chosen_terms: list[frozenset[str]] = []
     per_file: Counter[str] = Counter()
-    for score, chunk in index.search(query, uris, limit):
+    for score, chunk in ranked:
         if len(chosen) >= limit:
             break
         if per_file[chunk.uri] >= _MAX_PER_FILE:

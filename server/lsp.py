@@ -289,14 +289,19 @@ def on_shutdown(ls: GhostServer, *arguments: Any) -> None:
 
 
 @server.command(protocol.COMMAND_STATUS)
-def on_status(ls: GhostServer, *arguments: Any) -> dict[str, str]:
+def on_status(ls: GhostServer, *arguments: Any) -> dict[str, Any]:
     kind, message = ls.status
-    return {
+    status: dict[str, Any] = {
         "kind": kind.value,
         "message": message,
         "backend": ls.settings.backend.kind,
         "version": VERSION,
     }
+    dense = ls.pipeline.dense
+    if dense is not None:
+        # Chunks waiting for the embedding model, and chunk vectors in the index.
+        status["dense"] = {"pending": dense.pending, "vectors": dense.vectors}
+    return status
 
 
 @server.command(protocol.COMMAND_DEBUG_DOCUMENT)

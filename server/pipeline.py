@@ -7,16 +7,19 @@ call it with plain snapshots.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ghostcomplete.backends import Backend, Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.context.cursor import Cursor, Skip, cut_at, should_complete
+from ghostcomplete.context.dense import DenseIndex
 from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.embedder import EmbedderError, OnnxEmbedder, default_embedder_path
 from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import DefinitionFinder
 from ghostcomplete.context.index import SnippetIndex
@@ -33,7 +36,9 @@ from ghostcomplete.ranker.snippets import (
     copilot_snippets,
 )
 from ghostcomplete.ranker.tokens import TokenCounter
-from ghostcomplete.server.settings import Settings
+from ghostcomplete.server.settings import DenseSettings, Settings
+
+log = logging.getLogger("ghostcomplete")
 
 # The FIM format rendered for backends that take a prompt string; the lookup engine reads
 # the packed parts instead. Model backends will bring their own family.
@@ -93,6 +98,12 @@ class Pipeline:
         self.index = SnippetIndex()
         self.definitions = DefinitionFinder()
         self.roots = tuple(roots)
+        # Dense retrieval (context.dense): None while off or when its model cannot be loaded.
+        self.dense: DenseIndex | None = None
+        self.dense_problem: str | None = None
+        # Told, once per problem, why dense retrieval is off (may be called from a thread).
+        self.on_dense_problem: Callable[[str], None] | None = None
+        self._dense_settings: DenseSettings | None = None
         self.settings = settings
 
     @property
@@ -108,6 +119,40 @@ class Pipeline:
         self.disabled_files = ContentExclusion(
             settings.completion.disabled_files, respect_gitignore=False, roots=self.roots
         )
+        if settings.context.dense != self._dense_settings:
+            self._dense_settings = settings.context.dense
+            self._start_dense(settings.context.dense)
+
+    def _start_dense(self, dense: DenseSettings) -> None:
+        """(Re)build the dense index; on a missing or broken model, say so once and go on
+        with BM25 only."""
+        if self.dense is not None:
+            self.dense.close()
+        self.dense = None
+        self.index.listener = None
+        self.dense_problem = None
+        if not dense.enabled:
+            return
+        folder = Path(dense.path).expanduser() if dense.path else default_embedder_path()
+        try:
+            embedder = OnnxEmbedder(folder, threads=dense.threads, quantized=dense.quantized)
+        except EmbedderError as error:
+            self._dense_failed(f"dense retrieval is off (BM25 only): {error}")
+            return
+        self.dense = DenseIndex(
+            lambda texts, query: embedder.embed(texts, query=query),
+            on_problem=self._dense_failed,
+        )
+        self.index.listener = self.dense.update
+        for uri in self.index.uris:
+            self.dense.update(uri, self.index.chunks_of(uri))
+
+    def _dense_failed(self, message: str) -> None:
+        self.dense_problem = message
+        if self.on_dense_problem is not None:
+            self.on_dense_problem(message)
+        else:
+            log.warning("%s", message)
 
     def set_roots(self, roots: Sequence[Path]) -> None:
         self.roots = tuple(roots)
@@ -255,6 +300,7 @@ class Pipeline:
         if mode in ("ranked", "bm25"):
             for neighbour in neighbours:
                 self.index.ensure(neighbour)
+            dense = self.dense if self.dense is not None and self.dense.problem is None else None
             chunks = bm25_snippets(
                 cursor.prefix,
                 cursor.suffix,
@@ -262,6 +308,7 @@ class Pipeline:
                 [n.uri for n in neighbours],
                 settings.max_snippets,
                 definitions,
+                dense,
             )
         return definitions + chunks
 

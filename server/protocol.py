@@ -27,6 +27,7 @@ Commands (workspace/executeCommand):
                         {telemetry, database, written, dropped, problem} and the database
                         totals under "recorded" (see telemetry/ and `ghostcomplete stats`)
   ghostcomplete.status  []                 -> {kind, message, backend, version}
+                        (+ dense: {pending, vectors} while dense retrieval is on)
   ghostcomplete.edit    [{uri, range, instruction}]
                         rewrites the range as instructed: the server answers the command
                         with {applied: bool, message: str} after sending one

@@ -18,6 +18,19 @@ from ghostcomplete.context.exclusion import DEFAULT_EXCLUDE
 
 
 @dataclass(frozen=True)
+class DenseSettings:
+    # Dense retrieval: chunks embedded by an ONNX sentence embedder, fused with BM25 by
+    # reciprocal rank fusion (context.snippets "ranked" and "bm25" only).
+    enabled: bool = False
+    # The folder `python -m ghostcomplete.model.embedder` wrote; null: its default folder,
+    # $XDG_DATA_HOME (~/.local/share)/ghostcomplete/embedder.
+    path: str | None = None
+    threads: int = field(default=1, metadata=between(1, 64))
+    # Load model.int8.onnx instead of model.onnx when the folder has it.
+    quantized: bool = False
+
+
+@dataclass(frozen=True)
 class ContextSettings:
     recent_files: int = field(default=20, metadata=between(0, 200))
     max_file_bytes: int = field(default=1_000_000, metadata=between(1_000, 100_000_000))
@@ -31,6 +44,7 @@ class ContextSettings:
     # Files never read into a prompt (gitignore syntax); replaces the default list.
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     respect_gitignore: bool = True
+    dense: DenseSettings = DenseSettings()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ server/lsp.py registers the handlers on one GhostServer; this module holds what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -70,6 +71,8 @@ class GhostServer(LanguageServer):
         )
         self.settings = Settings()
         self.pipeline = Pipeline(LookupBackend(), self.settings)
+        self.pipeline.on_dense_problem = self.dense_failed
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.session = CompletionSession(self.pipeline, on_backend_error=self.backend_failed)
         # Set when the configured backend could not be built; completions answer nothing.
         self.backend_broken: str | None = None
@@ -93,6 +96,8 @@ class GhostServer(LanguageServer):
     # --- settings -----------------------------------------------------------------------
     def apply_settings(self, *layers: Any) -> None:
         settings, errors = resolve(*layers)
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
         first = not self._configured
         self._configured = True
         if first or settings.backend != self.settings.backend:
@@ -111,6 +116,8 @@ class GhostServer(LanguageServer):
                 types.MessageType.Warning,
             )
             self.set_status(protocol.StatusKind.WARNING, "invalid settings: " + "; ".join(errors))
+        elif self.pipeline.dense_problem is not None:
+            self.set_status(protocol.StatusKind.WARNING, self.pipeline.dense_problem)
         elif self.status[0] is protocol.StatusKind.WARNING:
             self.set_status(protocol.StatusKind.NORMAL, "")
 
@@ -149,6 +156,20 @@ class GhostServer(LanguageServer):
     def backend_recovered(self) -> None:
         if self.status[0] is protocol.StatusKind.ERROR and self.backend_broken is None:
             self.set_status(protocol.StatusKind.NORMAL, "")
+
+    def dense_failed(self, message: str) -> None:
+        """Dense retrieval is off (its model is missing or failed): one message and a warning
+        status; completions go on with BM25 only. May be called from the indexing thread."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is not loop:
+            loop.call_soon_threadsafe(self.dense_failed, message)
+            return
+        self.tell_once("dense", f"ghostcomplete: {message}", types.MessageType.Warning)
+        self.set_status(protocol.StatusKind.WARNING, message)
 
     def show_file_activity(self, skipped: str | None) -> None:
         """Inactive while the user is in a file we will not complete in; Normal again after."""
