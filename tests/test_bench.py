@@ -204,3 +204,17 @@ def test_context_bench_times_the_server_stages() -> None:
     p50, p99 = (float(x) for x in cells[3].split(" / "))
     assert 0 < p50 <= p99
     assert float(cells[5]) > 0  # the server's peak RSS
+
+
+def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ghostcomplete.bench import lookup_study
+
+    assert lookup_study.main(["--quick", "--tasks", "4", "--cache", str(tmp_path)]) == 0
+    report = capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines() if "|" in line}
+    backend = rows["backend (longest, prefix first)"].split(" | ")[-1]
+    oracle = rows["oracle (any occurrence)"].split(" | ")[-1]
+    assert float(oracle.split(" %")[0]) >= float(backend.split(" %")[0])
+    assert "| gate: show when matched ≥ |" in report

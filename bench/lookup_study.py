@@ -1,0 +1,194 @@
+"""How much better could the lookup backend choose? A study on the acceptance tasks.
+
+``python -m ghostcomplete.bench.lookup_study [--seed N] [--tasks N] [--only NAME]``
+
+For every acceptance task (the same seeded tasks as ``bench acceptance``) it lists every
+occurrence, in the prefix, the suffix and the 20 nearest files, of the longest text that ends
+at the cursor (up to ``--occurrences`` per source), with what followed each, cut to the line
+or block as the server cuts it. Then, in-process and without the server's filters:
+
+- **choices** — accept rate and accepted characters per cursor of rules that pick one
+  occurrence: the backend's own (longest match, then prefix > suffix > files, last
+  occurrence), a vote weighted by match length, an agreement cut for blocks (the lines on
+  which the longest matches agree), and the **oracle** (any occurrence the user would accept:
+  the ceiling of choosing better);
+- **confidence** — the accept rate of the backend's choice by matched length: the calibration
+  a confidence gate would use, and what each gate would cost in shown suggestions and
+  accepted characters.
+
+Rates are over all tasks. Accepted = the suggestion (≥ 4 characters) is a prefix of the true
+continuation, as in the acceptance benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ghostcomplete.backends.lookup import continuation_for, longest_match, required_match
+from ghostcomplete.bench.corpus import default_cache, load_repos
+from ghostcomplete.bench.metrics import accepted
+from ghostcomplete.bench.tasks import Task, make_tasks
+from ghostcomplete.context.syntax import Scope
+
+_PREFIX_CHARS = 6000
+_SUFFIX_CHARS = 2000
+_QUERY_CHARS = 2000
+_BLOCK_LINES = 20
+_MAX_CHARS = 400
+_GATES = (0, 16, 24, 32, 48, 64)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    length: int  # characters matched before the cursor
+    source: int  # 0 prefix, 1 suffix, 2.. nearest files in order
+    nth: int  # 0 = the last occurrence in that source
+    text: str  # what followed it, cut to the line or block
+
+
+Choice = Callable[[list[Occurrence], str], str | None]
+
+
+def occurrences(task: Task, files: Sequence[str], per_source: int) -> list[Occurrence]:
+    prefix = task.prefix[-_PREFIX_CHARS:]
+    query = prefix[-_QUERY_CHARS:]
+    line_prefix = query[query.rfind("\n") + 1 :]
+    block = task.kind == "block"
+    scope, max_lines = (Scope.BLOCK, _BLOCK_LINES) if block else (Scope.LINE, 1)
+    sources = [prefix, task.suffix[:_SUFFIX_CHARS], *files]
+    found: list[Occurrence] = []
+    for index, source in enumerate(sources):
+        length, end = longest_match(query, source, required_match(line_prefix))
+        if length == 0:
+            continue
+        needle, at, nth = query[-length:], end - length, 0
+        while at >= 0 and nth < per_source:
+            raw = source[at + length : at + length + 2 * _MAX_CHARS]
+            text = continuation_for(raw, scope, line_prefix, max_lines)[:_MAX_CHARS]
+            if text.strip():
+                found.append(Occurrence(length, index, nth, text.rstrip("\r")))
+            nth += 1
+            at = source.rfind(needle, 0, at + length - 1)
+    return found
+
+
+def backend_choice(found: list[Occurrence], kind: str) -> str | None:
+    best = min(found, key=lambda o: (-o.length, o.source, o.nth))
+    return best.text
+
+
+def vote_choice(found: list[Occurrence], kind: str) -> str | None:
+    longest = max(o.length for o in found)
+    votes: defaultdict[str, float] = defaultdict(float)
+    for o in found:
+        votes[o.text] += (o.length / longest) ** 4
+    return max(votes, key=lambda text: votes[text])
+
+
+def agreement_choice(found: list[Occurrence], kind: str) -> str | None:
+    chosen = backend_choice(found, kind)
+    if kind != "block" or chosen is None:
+        return chosen
+    longest = max(o.length for o in found)
+    rows = [o.text.split("\n") for o in found if o.length == longest]
+    agreed: list[str] = []
+    for lines in zip(*rows, strict=False):
+        if any(line != lines[0] for line in lines):
+            break
+        agreed.append(lines[0])
+    return "\n".join(agreed) if "".join(agreed).strip() else chosen.split("\n")[0]
+
+
+CHOICES: dict[str, Choice] = {
+    "backend (longest, prefix first)": backend_choice,
+    "vote by match length": vote_choice,
+    "agreement cut for blocks": agreement_choice,
+}
+
+
+def study(rows: list[tuple[Task, list[Occurrence]]]) -> str:
+    kinds = [*sorted({task.kind for task, _ in rows}), "all"]
+    count = Counter(k for task, _ in rows for k in (task.kind, "all"))
+    lines = ["## Choices", "", "| rule | " + " | ".join(kinds) + " |"]
+    lines.append("|---|" + "---|" * len(kinds))
+    for name, choose in CHOICES.items():
+        hits: Counter[str] = Counter()
+        chars: Counter[str] = Counter()
+        for task, found in rows:
+            text = choose(found, task.kind) if found else None
+            if text and accepted(text.rstrip(), task.target.rstrip()):
+                for k in (task.kind, "all"):
+                    hits[k] += 1
+                    chars[k] += len(text.rstrip())
+        cells = [f"{100 * hits[k] / count[k]:.1f} % · {chars[k] / count[k]:.2f} ch" for k in kinds]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    oracle: Counter[str] = Counter()
+    for task, found in rows:
+        if any(accepted(o.text.rstrip(), task.target.rstrip()) for o in found):
+            oracle.update((task.kind, "all"))
+    cells = [f"{100 * oracle[k] / count[k]:.1f} %" for k in kinds]
+    lines.append("| oracle (any occurrence) | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: accepted % of tasks · accepted characters per task.", ""]
+    lines += _confidence(rows)
+    return "\n".join(lines) + "\n"
+
+
+def _confidence(rows: list[tuple[Task, list[Occurrence]]]) -> list[str]:
+    by_length: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    gates: dict[int, list[int]] = {gate: [0, 0, 0] for gate in _GATES}
+    for task, found in rows:
+        if not found:
+            continue
+        best = min(found, key=lambda o: (-o.length, o.source, o.nth))
+        ok = accepted(best.text.rstrip(), task.target.rstrip())
+        bucket = min(best.length // 16, 4) * 16
+        by_length[bucket][0] += 1
+        by_length[bucket][1] += ok
+        for gate, tally in gates.items():
+            if best.length >= gate:
+                tally[0] += 1
+                tally[1] += ok
+                tally[2] += len(best.text.rstrip()) if ok else 0
+    lines = ["## Confidence of the backend's choice by matched length", ""]
+    lines += ["| matched chars | shown | accepted % of shown |", "|---|---|---|"]
+    for bucket in sorted(by_length):
+        shown, ok = by_length[bucket]
+        label = f"≥ {bucket}" if bucket == 64 else f"{bucket}–{bucket + 15}"
+        lines.append(f"| {label} | {shown} | {100 * ok / shown:.1f} |")
+    total = len(rows)
+    header = "| gate: show when matched ≥ | shown % | accepted % of shown | accepted ch/task |"
+    lines += ["", header]
+    lines.append("|---|---|---|---|")
+    for gate, (shown, ok, chars) in gates.items():
+        share = 100 * ok / shown if shown else 0.0
+        lines.append(f"| {gate} | {100 * shown / total:.1f} | {share:.1f} | {chars / total:.2f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ghostcomplete.bench.lookup_study")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tasks", type=int, default=30, help="tasks per kind per repository")
+    parser.add_argument("--only", action="append", help="only this project of the corpus")
+    parser.add_argument("--occurrences", type=int, default=16, help="per source, at most")
+    parser.add_argument("--quick", action="store_true", help="the offline stdlib subset")
+    parser.add_argument("--cache", type=Path, default=None, help="download cache")
+    args = parser.parse_args(argv)
+    cache = args.cache or default_cache()
+    repos = load_repos(quick=args.quick, paths=[], cache=cache, only=args.only)
+    rows: list[tuple[Task, list[Occurrence]]] = []
+    for repo in repos:
+        for task in make_tasks(repo, args.tasks, args.seed):
+            files = [repo.text(path) for path in task.neighbours[:20]]
+            rows.append((task, occurrences(task, files, args.occurrences)))
+    print(f"# Lookup choice study — seed {args.seed}, {len(rows)} tasks\n")
+    print(study(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
