@@ -127,10 +127,17 @@ def study(rows: list[tuple[Task, list[Occurrence]]]) -> str:
         cells = [f"{100 * hits[k] / count[k]:.1f} % · {chars[k] / count[k]:.2f} ch" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     oracle: Counter[str] = Counter()
+    oracle_chars: Counter[str] = Counter()
     for task, found in rows:
-        if any(accepted(o.text.rstrip(), task.target.rstrip()) for o in found):
-            oracle.update((task.kind, "all"))
-    cells = [f"{100 * oracle[k] / count[k]:.1f} %" for k in kinds]
+        target = task.target.rstrip()
+        winners = [len(o.text.rstrip()) for o in found if accepted(o.text.rstrip(), target)]
+        if winners:
+            for k in (task.kind, "all"):
+                oracle[k] += 1
+                oracle_chars[k] += max(winners)
+    cells = [
+        f"{100 * oracle[k] / count[k]:.1f} % · {oracle_chars[k] / count[k]:.2f} ch" for k in kinds
+    ]
     lines.append("| oracle (any occurrence) | " + " | ".join(cells) + " |")
     lines += ["", "Cells: accepted % of tasks · accepted characters per task.", ""]
     lines += _confidence(rows)
