@@ -114,7 +114,8 @@ def step_train(
     config = LlamaConfig(
         **SHAPE, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0, rope_theta=10000.0
     )
-    model = LlamaForCausalLM(config).to(device)
+    model: Any = LlamaForCausalLM(config)  # transformers types .to() oddly
+    model = model.to(device)
     steps = args.tokens // (SEQ * BATCH)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=0.1, betas=(0.9, 0.95)
