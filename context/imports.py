@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +55,39 @@ class ImportedName:
     level: int = 0  # Python's leading dots
 
 
+def _line_matches(pattern: re.Pattern[str], text: str, starts: list[int]) -> list[re.Match[str]]:
+    """What ``pattern.finditer(text)`` finds, for a pattern that can only match at the start
+    of a line in ``starts``: tried there alone, which skips the regex engine's walk over every
+    character of a long file."""
+    found: list[re.Match[str]] = []
+    after = 0
+    for start in starts:
+        if start < after:
+            continue  # inside the previous match, which finditer would not look into
+        match = pattern.match(text, start)
+        if match is not None:
+            found.append(match)
+            after = max(match.end(), start + 1)
+    return found
+
+
+def _lines_with(text: str, word: str) -> list[int]:
+    """The start of every line that contains ``word``, in order."""
+    starts: list[int] = []
+    at = text.find(word)
+    while at >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        if not starts or starts[-1] != start:
+            starts.append(start)
+        at = text.find(word, at + len(word))
+    return starts
+
+
 def python_imports(text: str) -> list[ImportedName]:
     found: list[ImportedName] = []
-    for match in _PY_FROM.finditer(text):
+    # Both statements have "import" on their first line.
+    starts = _lines_with(text, "import")
+    for match in _line_matches(_PY_FROM, text, starts):
         dots, module = match.group(1), match.group(2)
         names = match.group(3) if match.group(3) is not None else match.group(4)
         for part in re.sub(r"#[^\n]*", "", names).replace("\n", " ").split(","):
@@ -65,7 +96,7 @@ def python_imports(text: str) -> list[ImportedName]:
                 continue
             local = words[2] if len(words) == 3 and words[1] == "as" else words[0]
             found.append(ImportedName(local, module, words[0], len(dots)))
-    for match in _PY_IMPORT.finditer(text):
+    for match in _line_matches(_PY_IMPORT, text, starts):
         for part in match.group(1).split(","):
             words = part.split()
             if not words:
@@ -107,6 +138,25 @@ def imports_of(text: str, language_id: str) -> list[ImportedName]:
     return []
 
 
+# Whether a path is a file, remembered this long: resolving a file's imports asks the same
+# questions at every keystroke, and a module created or deleted shows up within this time.
+_IS_FILE_TTL_S = 2.0
+_IS_FILE: OrderedDict[Path, tuple[float, bool]] = OrderedDict()
+
+
+def _is_file(path: Path) -> bool:
+    now = time.monotonic()
+    known = _IS_FILE.get(path)
+    if known is not None and now - known[0] < _IS_FILE_TTL_S:
+        return known[1]
+    answer = path.is_file()
+    _IS_FILE[path] = (now, answer)
+    _IS_FILE.move_to_end(path)
+    if len(_IS_FILE) > 4096:
+        _IS_FILE.popitem(last=False)
+    return answer
+
+
 def resolve_module(
     importer: Path, imported: ImportedName, language_id: str, roots: tuple[Path, ...]
 ) -> Path | None:
@@ -123,18 +173,18 @@ def resolve_module(
         for base in bases:
             target = base.joinpath(*parts)
             for candidate in (target.with_suffix(".py"), target / "__init__.py"):
-                if parts and candidate.is_file():
+                if parts and _is_file(candidate):
                     return candidate
-            if not parts and (base / "__init__.py").is_file():
+            if not parts and _is_file(base / "__init__.py"):
                 return base / "__init__.py"
         return None
     target = (importer.parent / imported.module).resolve()
     for candidate in [target] + [Path(str(target) + ext) for ext in _JS_EXTENSIONS]:
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     for ext in _JS_EXTENSIONS:
         index = target / f"index{ext}"
-        if index.is_file():
+        if _is_file(index):
             return index
     return None
 

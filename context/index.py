@@ -9,11 +9,12 @@ once. Files leave the index when they leave the recent-files list.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from ghostcomplete.context.chunks import chunk_spans
 from ghostcomplete.context.documents import DocumentSnapshot
@@ -51,7 +52,9 @@ class SnippetIndex:
         self._max_files = max_files
         self._next_id = 0
         self._total_length = 0
-        self._norms: dict[int, float] | None = None
+        # Rebuilt after the index changed (the average length moves every norm): a row per
+        # chunk, each row's file, and per query term its rows and saturated term frequencies.
+        self._rows: _Rows | None = None
         # Told a file's new chunks each time it is (re)indexed, and [] when it leaves: the
         # dense index (context/dense.py) follows this one.
         self.listener: Callable[[str, list[Chunk]], None] | None = None
@@ -65,7 +68,7 @@ class SnippetIndex:
             self._files.move_to_end(document.uri)
             return False
         self._drop(document.uri)
-        self._norms = None
+        self._rows = None
         lines = document.text.split("\n")
         ids: list[int] = []
         for span in chunk_spans(document.text, document.language_id):
@@ -98,7 +101,7 @@ class SnippetIndex:
         entry = self._files.pop(uri, None)
         if entry is None:
             return False
-        self._norms = None
+        self._rows = None
         for chunk_id in entry.chunk_ids:
             chunk = self._chunks.pop(chunk_id)
             self._total_length -= chunk.length
@@ -133,31 +136,70 @@ class SnippetIndex:
         """The best ``limit`` chunks of the files ``uris`` for ``query`` by BM25."""
         allowed = set(uris)
         count = len(self._chunks)
-        if not count or not query or not allowed:
+        if not count or not query or not allowed or limit <= 0:
             return []
-        norms = self._length_norms()
-        restrict = not allowed.issuperset(self._files)
-        scores: dict[int, float] = {}
-        get = scores.get
+        rows = self._current_rows()
+        scores = np.zeros(len(rows.chunk_ids))
         for term, query_count in query.items():
-            posting = self._postings.get(term)
-            if not posting or len(posting) > count * _MAX_DOCUMENT_FREQUENCY:
-                continue  # absent, or so common that it says nothing
-            idf = math.log(1 + (count - len(posting) + 0.5) / (len(posting) + 0.5))
-            weight = idf * (1 + math.log(query_count)) * (K1 + 1)
-            for chunk_id, tf in posting.items():
-                scores[chunk_id] = get(chunk_id, 0.0) + weight * tf / (tf + norms[chunk_id])
-        if restrict:
-            scores = {i: v for i, v in scores.items() if self._chunks[i].uri in allowed}
-        best = heapq.nlargest(limit * 4, scores.items(), key=lambda item: item[1])
-        return [(score, self._chunks[chunk_id]) for chunk_id, score in best]
+            found = rows.term(term, self._postings.get(term), count)
+            if found is None:
+                continue
+            at, saturated, idf = found
+            scores[at] += idf * (1 + math.log(query_count)) * (K1 + 1) * saturated
+        if not allowed.issuperset(self._files):
+            files = [i for i, uri in enumerate(rows.uris) if uri in allowed]
+            scores[~np.isin(rows.file_of, files)] = 0.0
+        keep = min(limit * 4, int(np.count_nonzero(scores)))
+        if keep == 0:
+            return []
+        # Highest score first; among equals the chunk indexed first, as a stable sort gives.
+        best = (
+            np.argpartition(-scores, keep - 1)[:keep]
+            if keep < len(scores)
+            else np.arange(len(scores))
+        )
+        best = best[np.lexsort((best, -scores[best]))]
+        return [(float(scores[row]), self._chunks[rows.chunk_ids[row]]) for row in best]
 
-    def _length_norms(self) -> dict[int, float]:
-        """K1·(1 − B + B·length/average) per chunk, recomputed only after the index changed."""
-        if self._norms is None:
+    def _current_rows(self) -> _Rows:
+        if self._rows is None:
             average = self._total_length / max(1, len(self._chunks))
-            self._norms = {
-                chunk_id: K1 * (1 - B + B * chunk.length / average)
-                for chunk_id, chunk in self._chunks.items()
-            }
-        return self._norms
+            ids = sorted(self._chunks)
+            uris = list(self._files)
+            file_index = {uri: i for i, uri in enumerate(uris)}
+            self._rows = _Rows(
+                chunk_ids=ids,
+                row_of={chunk_id: row for row, chunk_id in enumerate(ids)},
+                norms=np.array([K1 * (1 - B + B * self._chunks[i].length / average) for i in ids]),
+                uris=uris,
+                file_of=np.array([file_index[self._chunks[i].uri] for i in ids], dtype=np.int64),
+            )
+        return self._rows
+
+
+@dataclass
+class _Rows:
+    """The index laid out for numpy: BM25 over all chunks in a few array operations."""
+
+    chunk_ids: list[int]
+    row_of: dict[int, int]
+    norms: np.ndarray  # K1·(1 − B + B·length/average) per row
+    uris: list[str]
+    file_of: np.ndarray  # index into ``uris`` per row
+    terms: dict[str, tuple[np.ndarray, np.ndarray, float] | None] = field(default_factory=dict)
+
+    def term(
+        self, term: str, posting: dict[int, int] | None, count: int
+    ) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(rows, tf/(tf + norm), idf) of ``term``; None when it is absent or so common that
+        it says nothing."""
+        if term in self.terms:
+            return self.terms[term]
+        found = None
+        if posting and len(posting) <= count * _MAX_DOCUMENT_FREQUENCY:
+            at = np.fromiter((self.row_of[c] for c in posting), np.int64, len(posting))
+            tf = np.fromiter(posting.values(), np.float64, len(posting))
+            idf = math.log(1 + (count - len(posting) + 0.5) / (len(posting) + 0.5))
+            found = (at, tf / (tf + self.norms[at]), idf)
+        self.terms[term] = found
+        return found

@@ -51,11 +51,21 @@ def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") ->
     if line < 0 or character < 0:
         return None
     start = 0
-    for _ in range(line):
-        _, start = _line_end(text, start)
-        if start < 0:
-            return None
-    end, _ = _line_end(text, start)
+    if "\r" not in text:  # the common case: one find per line
+        for _ in range(line):
+            start = text.find("\n", start) + 1
+            if start == 0:
+                return None
+        newline = text.find("\n", start)
+        end = len(text) if newline < 0 else newline
+        if text.isascii():  # one code unit a character in every encoding
+            return start + character if character <= end - start else None
+    else:
+        for _ in range(line):
+            _, start = _line_end(text, start)
+            if start < 0:
+                return None
+        end, _ = _line_end(text, start)
     units = 0
     index = start
     while index < end:

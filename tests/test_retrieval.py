@@ -24,6 +24,7 @@ from ghostcomplete.context.imports import (
 )
 from ghostcomplete.context.index import SnippetIndex
 from ghostcomplete.ranker.budget import Budget, PackedContext, pack
+from ghostcomplete.ranker.identifiers import identifiers
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, snippet_tokens
 from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
 from ghostcomplete.ranker.snippets import Snippet
@@ -234,3 +235,64 @@ def test_rendered_prompt_fits_the_budget(prefix_lines, suffix_lines, snippet_lin
     )
     assert counter.count(rendered) <= max(budget, overhead)
     assert prefix.endswith(packed.prefix) and suffix.startswith(packed.suffix)
+
+
+_IMPORT_PIECES = st.sampled_from(
+    ["import", "from", " ", "\t", "\n", "x", "os.path", ".", "..", ",", "(", ")", "#", " as ", "y"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_IMPORT_PIECES, max_size=40).map("".join))
+def test_import_scan_finds_what_the_regexes_find_over_the_whole_text(text: str) -> None:
+    from ghostcomplete.context import imports
+
+    def spans(matches):
+        return [m.span() for m in matches]
+
+    starts = imports._lines_with(text, "import")
+    for pattern in (imports._PY_FROM, imports._PY_IMPORT):
+        scanned = imports._line_matches(pattern, text, starts)
+        assert spans(scanned) == spans(pattern.finditer(text))
+
+
+def test_bm25_search_ranks_like_the_formula(tmp_path: Path) -> None:
+    """The numpy BM25 against the formula written out, on a small index."""
+    import math
+
+    index = SnippetIndex()
+    texts = {
+        "a.py": "def parse_config(path):\n    return load(path)\n",
+        "b.py": "def load(path):\n    with open(path) as f:\n        return parse(f)\n",
+        "c.py": "class Config:\n    path = None\n    def parse(self):\n        return self.path\n",
+        "d.py": "def render(page):\n    return template.format(page)\n",
+        "e.py": "def send(message, socket):\n    socket.write(message)\n",
+        "f.py": "def total(values):\n    return sum(values) / len(values)\n",
+    }
+    uris = []
+    for name, text in texts.items():
+        uri = (tmp_path / name).as_uri()
+        uris.append(uri)
+        index.ensure(DocumentSnapshot(uri, "python", text, 1))
+    query = Counter({"parse": 2, "path": 1, "load": 1})
+    found = index.search(query, uris, 10)
+    chunks = [chunk for _, chunk in found]
+    assert len(found) >= 2 and found == sorted(found, key=lambda item: -item[0])
+    count = index.chunks
+    lengths = {c: c.length for c in chunks}
+    average = sum(chunk.length for uri in uris for chunk in index.chunks_of(uri)) / count
+    for score, chunk in found:
+        expected = 0.0
+        for term, query_count in query.items():
+            having = [c for uri in uris for c in index.chunks_of(uri) if term in c.terms]
+            if not having or len(having) > count * 0.5 or term not in chunk.terms:
+                continue
+            idf = math.log(1 + (count - len(having) + 0.5) / (len(having) + 0.5))
+            tf = Counter(identifiers(chunk.text))[term]
+            norm = 1.2 * (1 - 0.75 + 0.75 * lengths[chunk] / average)
+            expected += idf * (1 + math.log(query_count)) * 2.2 * tf / (tf + norm)
+        assert score == pytest.approx(expected)
+    # Restricted to one file: only its chunks, same scores.
+    only_b = index.search(query, [uris[1]], 10)
+    assert [c.uri for _, c in only_b] == [uris[1]] * len(only_b)
+    assert only_b == [(s, c) for s, c in found if c.uri == uris[1]]
