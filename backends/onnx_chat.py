@@ -12,6 +12,7 @@ A folder without a template holds a completion model: it cannot take edit reques
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 from ghostcomplete.backends.base import BackendError
 from ghostcomplete.backends.onnx_engine import read_json
+
+log = logging.getLogger("ghostcomplete.onnx")
 
 # The tokenizer_config.json entries a template may name.
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token")
@@ -87,9 +90,16 @@ class ChatTemplate:
 
 
 def load_chat_template(folder: Path) -> ChatTemplate | None:
-    """The folder's chat template, or None when the model has none (a completion model)."""
-    config = read_json(folder / "tokenizer_config.json", required=False)
-    source = _template_source(folder, config)
+    """The folder's chat template, or None when the model has none (a completion model).
+
+    An unreadable tokenizer_config.json or template file is logged and read as no template:
+    completions do not need either, so they go on, and edit requests say what is missing."""
+    try:
+        config = read_json(folder / "tokenizer_config.json", required=False)
+        source = _template_source(folder, config)
+    except BackendError as error:
+        log.warning("onnx: no chat template, so no edit requests: %s", error)
+        return None
     if source is None:
         return None
     special = {

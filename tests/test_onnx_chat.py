@@ -135,3 +135,12 @@ def test_a_cancelled_chat_stops_the_worker() -> None:
         assert answer == ANSWER
 
     asyncio.run(cancel_early())
+
+
+def test_an_unreadable_tokenizer_config_leaves_completions_working(tmp_path: Path) -> None:
+    folder = copy_of(INSTRUCT, tmp_path)
+    (folder / "tokenizer_config.json").write_text("{not json")
+    model = backend(folder)  # loads: completions do not need the file
+    assert model.follows_instructions is False
+    found = instruct_backend(model, "onnx")
+    assert isinstance(found, str) and "no chat template" in found
