@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ghostcomplete.context.display_paths import display_path
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 
@@ -21,6 +23,14 @@ class CompletionPrompt:
     stop: tuple[str, ...] = ()
     # Texts of the recently used files of the same language (for engines that copy from them).
     reference_texts: tuple[str, ...] = ()
+    # How the prompt names the snippets' files (by URI; workspace-relative where possible) and
+    # the workspace, for backends that render the context themselves.
+    paths: Mapping[str, str] = field(default_factory=dict)
+    repo: str = ""
+
+    def path_of(self, uri: str) -> str:
+        named = self.paths.get(uri)
+        return named if named is not None else display_path(uri)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from ghostcomplete.backends.base import CompletionPrompt
 from ghostcomplete.backends.http_stream import MalformedAnswer
@@ -47,11 +47,6 @@ class Chunk:
     done: bool = False
 
 
-def _path_of(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme == "file" else uri
-
-
 def headed_prefix(prompt: CompletionPrompt) -> str:
     """The prefix with the path and the snippets as comments above it (what our FIM renderer
     puts in the prompt), for servers that format prefix and suffix themselves."""
@@ -59,7 +54,7 @@ def headed_prefix(prompt: CompletionPrompt) -> str:
     parts = [f"{mark} Path: {prompt.path}\n"]
     for snippet in prompt.context.snippets:
         body = "\n".join(f"{mark} {line}" if line else mark for line in snippet.text.split("\n"))
-        parts.append(f"{mark} Compare this snippet from {_path_of(snippet.uri)}:\n{body}\n")
+        parts.append(f"{mark} Compare this snippet from {prompt.path_of(snippet.uri)}:\n{body}\n")
     return "".join(parts) + prompt.context.prefix
 
 
@@ -138,7 +133,7 @@ class LlamaCppInfill:
 
     def request(self, prompt: CompletionPrompt, options: RequestOptions) -> WireRequest:
         extra = [
-            {"filename": _path_of(snippet.uri), "text": snippet.text}
+            {"filename": prompt.path_of(snippet.uri), "text": snippet.text}
             for snippet in prompt.context.snippets
         ]
         body: dict[str, Any] = {

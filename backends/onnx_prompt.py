@@ -54,7 +54,9 @@ def fit_prompt(
         else:
             over = int((len(ids) - room) * chars_per_token) + 1
             context = replace(context, prefix=_cut_after_newline(context.prefix, over - 1))
-        text = render_fim(context, family, prompt.language_id, prompt.path)
+        text = render_fim(
+            context, family, prompt.language_id, prompt.path, dict(prompt.paths), prompt.repo
+        )
         ids = tokenizer.encode(text)
         if len(ids) <= room:
             return ids

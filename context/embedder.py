@@ -60,7 +60,8 @@ class OnnxEmbedder:
             from tokenizers import Tokenizer
         except ImportError as error:
             raise EmbedderError(
-                "dense retrieval needs the 'tokenizers' package (pip install tokenizers)"
+                "the 'tokenizers' package is not installed "
+                "(pip install 'ghostcomplete[tokenizers]')"
             ) from error
         import onnxruntime as ort
 

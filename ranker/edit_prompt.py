@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urlparse
 
+from ghostcomplete.context.display_paths import display_path
 from ghostcomplete.ranker.redaction import redact
 from ghostcomplete.ranker.snippets import Snippet
 
@@ -43,6 +43,8 @@ class EditContext:
     after: str
     # The most relevant pieces of other files, best first.
     snippets: Sequence[Snippet] = ()
+    # How the snippets' files are named (by URI), workspace-relative where possible.
+    paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def surroundings(text: str, start: int, end: int, lines: int) -> tuple[str, str]:
@@ -81,11 +83,6 @@ def fence_for(*texts: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def _path_of(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme == "file" else uri
-
-
 def _block(fence: str, language: str, text: str) -> str:
     return f"{fence}{language}\n{text}{'' if text.endswith(chr(10)) else chr(10)}{fence}\n"
 
@@ -100,7 +97,8 @@ def render_edit_messages(context: EditContext) -> list[dict[str, str]]:
     if context.snippets:
         parts.append("\nCode from other files of the project, for reference (do not edit):\n")
         for snippet in context.snippets:
-            where = f"{_path_of(snippet.uri)}, line {snippet.start_line + 1}"
+            named = context.paths.get(snippet.uri) or display_path(snippet.uri)
+            where = f"{named}, line {snippet.start_line + 1}"
             parts.append(f"\n{where}:\n" + _block(fence, language, snippet.text))
     marked = context.before + SELECTION_OPEN + context.selection + SELECTION_CLOSE + context.after
     parts.append("\nThe file around the selection:\n" + _block(fence, language, marked))

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from lsprotocol import types
@@ -33,8 +34,8 @@ from pygls.protocol.language_server import lsp_method
 
 from ghostcomplete.backends import BackendError
 from ghostcomplete.context.cursor import Cursor
+from ghostcomplete.context.display_paths import display_path
 from ghostcomplete.context.documents import DocumentSnapshot
-from ghostcomplete.context.exclusion import path_of_uri
 from ghostcomplete.context.positions import offset_at
 from ghostcomplete.ranker.edit_answer import (
     AnswerProblem,
@@ -197,22 +198,30 @@ def select(arguments: Sequence[Any], ls: GhostServer, settings: Settings) -> Sel
 
 
 def edit_context(
-    selection: Selection, snippets: Sequence[Snippet], settings: Settings, remote: bool
+    selection: Selection,
+    snippets: Sequence[Snippet],
+    settings: Settings,
+    remote: bool,
+    roots: Sequence[Path] = (),
 ) -> EditContext:
-    """What the model is shown; without obvious secrets when the text leaves the machine."""
+    """What the model is shown; without obvious secrets when the text leaves the machine.
+    Files are named relative to the workspace folder that holds them."""
     document = selection.document
     lines = settings.edit.context_lines
     before, after = surroundings(document.text, selection.start, selection.end, lines)
-    path = _path_of(document.uri)
+    path = display_path(document.uri, roots)
+    paths = {snippet.uri: display_path(snippet.uri, roots) for snippet in snippets}
     context = EditContext(
-        selection.instruction, document.language_id, path, before, selection.text, after, snippets
+        selection.instruction,
+        document.language_id,
+        path,
+        before,
+        selection.text,
+        after,
+        snippets,
+        paths,
     )
     return redacted(context) if remote else context
-
-
-def _path_of(uri: str) -> str:
-    path = path_of_uri(uri)
-    return str(path) if path is not None else uri
 
 
 def plan(answer: str, selection: Selection) -> Planned | Outcome:
@@ -293,7 +302,7 @@ async def _prepare(ls: GhostServer, arguments: Sequence[Any], progress: _Progres
     if isinstance(backend, str):
         return Outcome(False, backend)
     remote = bool(getattr(ls.pipeline.backend, "remote", True))
-    context = edit_context(chosen, _snippets(ls, chosen), settings, remote)
+    context = edit_context(chosen, _snippets(ls, chosen), settings, remote, ls.pipeline.roots)
     messages = render_edit_messages(context)
     timeout = settings.edit.timeout_ms / 1000
     progress.report(f"asking {getattr(ls.pipeline.backend, 'name', 'the model')}")

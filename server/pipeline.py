@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from ghostcomplete.backends import Backend, Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.context.cursor import Cursor, Skip, cut_at, should_complete
 from ghostcomplete.context.dense import DenseIndex
+from ghostcomplete.context.display_paths import display_path
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.embedder import EmbedderError, OnnxEmbedder, default_embedder_path
 from ghostcomplete.context.exclusion import ContentExclusion
@@ -226,11 +226,11 @@ class Pipeline:
         budget = Budget(
             settings.budget.max_tokens, settings.budget.suffix_share, settings.budget.snippet_share
         )
-        path = _path_of(document.uri)
+        path = display_path(document.uri, self.roots)
         family = self.backend.fim_family or DEFAULT_FIM_FAMILY
-        paths = {n.uri: _path_of(n.uri) for n in neighbours}
+        paths = {n.uri: display_path(n.uri, self.roots) for n in neighbours}
         for snippet in snippets:
-            paths.setdefault(snippet.uri, _path_of(snippet.uri))
+            paths.setdefault(snippet.uri, display_path(snippet.uri, self.roots))
         empty = PackedContext("", "", (), 0)
         repo = self.roots[0].name if self.roots else ""
         overhead = self.counter.count(
@@ -259,6 +259,8 @@ class Pipeline:
             text=render_fim(packed, family, document.language_id, path, paths, repo),
             stop=TEMPLATES[family].stop,
             reference_texts=references,
+            paths=paths,
+            repo=repo,
         )
         max_lines = settings.completion.max_block_lines if scope is Scope.BLOCK else 1
         limits = GenerationLimits(
@@ -347,8 +349,3 @@ def _redacted(packed: PackedContext) -> PackedContext:
     return dataclasses.replace(
         packed, prefix=redact(packed.prefix)[0], suffix=redact(packed.suffix)[0], snippets=snippets
     )
-
-
-def _path_of(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme == "file" else uri

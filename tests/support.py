@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,3 +23,15 @@ def server_executable() -> str:
     if found is None:
         raise RuntimeError("no ghostcomplete executable: run `make test` or pip install -e .")
     return found
+
+
+def server_can_import(module: str) -> bool:
+    """Whether the server's own Python (the wheel's venv in `make wheel-e2e`, which has only
+    the core dependencies) can import ``module``: optional extras decide some behaviour."""
+    python = Path(server_executable()).parent / "python"
+    if not python.exists():
+        python = Path(sys.executable)
+    found = subprocess.run(
+        [str(python), "-c", f"import {module}"], capture_output=True, timeout=60, check=False
+    )
+    return found.returncode == 0

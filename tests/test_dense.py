@@ -70,7 +70,7 @@ def test_missing_model_and_missing_tokenizers_are_one_line(
         OnnxEmbedder(tmp_path)
     assert "\n" not in str(broken.value)
     monkeypatch.setitem(sys.modules, "tokenizers", None)
-    with pytest.raises(EmbedderError, match="needs the 'tokenizers' package"):
+    with pytest.raises(EmbedderError, match="'tokenizers' package is not installed"):
         OnnxEmbedder(TINY_BERT)
 
 

@@ -21,7 +21,7 @@ TEXT = "import numpy as np\n\n\ndef mean(values):\n    return np.\n"
 LINE, CHARACTER = 4, len("    return np.")
 
 
-async def start(client: LanguageClient, onnx: dict[str, Any]) -> None:
+async def start(client: LanguageClient, onnx: dict[str, Any], root: Path | None = None) -> None:
     client.statuses: list[Any] = []  # type: ignore[attr-defined]
 
     @client.feature("ghostcomplete/didChangeStatus")
@@ -32,6 +32,7 @@ async def start(client: LanguageClient, onnx: dict[str, Any]) -> None:
     await client.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"),
+            root_uri=root.as_uri() if root else None,
             # A generous deadline: the greedy candidate of this small model is often empty and
             # the sampled ones are drawn while time allows, so a loaded CI machine must not
             # turn this into a race.
@@ -44,8 +45,13 @@ async def start(client: LanguageClient, onnx: dict[str, Any]) -> None:
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
-async def builtin(lsp_client: LanguageClient):
-    await start(lsp_client, {"threads": 1})
+async def builtin(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory):
+    # A workspace folder of a fixed name: the prompt names the file "stats.py", the same on every
+    # run. (Named by its absolute path, the prompt changed with pytest's temporary folder and
+    # the small model's answer with it: an empty one under pytest-40.)
+    root = tmp_path_factory.mktemp("onnx-e2e-workspace", numbered=False)
+    lsp_client.root = root  # type: ignore[attr-defined]
+    await start(lsp_client, {"threads": 1}, root)
     yield
     await lsp_client.shutdown_session()
 
@@ -88,8 +94,8 @@ async def eventually(check: Any, timeout: float = 10.0) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-async def test_ghost_text_from_the_builtin_model(builtin: LanguageClient, tmp_path: Path):
-    uri = open_doc(builtin, tmp_path)
+async def test_ghost_text_from_the_builtin_model(builtin: LanguageClient):
+    uri = open_doc(builtin, builtin.root)  # type: ignore[attr-defined]
     texts = await ask(builtin, uri)
     assert texts and texts[0].strip(), texts
     # One line: the rest of this one, or (when the model ends this line) the next line.
