@@ -146,17 +146,25 @@ def study(rows: list[tuple[Task, list[Occurrence]]]) -> str:
 
 def _confidence(rows: list[tuple[Task, list[Occurrence]]]) -> list[str]:
     by_length: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    gates: dict[int, list[int]] = {gate: [0, 0, 0] for gate in _GATES}
+    by_agreement: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    # A gate is (matched length, agreeing occurrences): show when the match is at least that
+    # long, or when at least that many occurrences continue with the chosen text.
+    gates: dict[tuple[int, int], list[int]] = {
+        (gate, agree): [0, 0, 0] for agree in (0, 2, 3) for gate in _GATES
+    }
     for task, found in rows:
         if not found:
             continue
         best = min(found, key=lambda o: (-o.length, o.source, o.nth))
+        agreeing = sum(1 for o in found if o.text == best.text)
         ok = accepted(best.text.rstrip(), task.target.rstrip())
         bucket = min(best.length // 16, 4) * 16
         by_length[bucket][0] += 1
         by_length[bucket][1] += ok
-        for gate, tally in gates.items():
-            if best.length >= gate:
+        by_agreement[min(agreeing, 4)][0] += 1
+        by_agreement[min(agreeing, 4)][1] += ok
+        for (gate, agree), tally in gates.items():
+            if best.length >= gate or (agree and agreeing >= agree):
                 tally[0] += 1
                 tally[1] += ok
                 tally[2] += len(best.text.rstrip()) if ok else 0
@@ -166,13 +174,25 @@ def _confidence(rows: list[tuple[Task, list[Occurrence]]]) -> list[str]:
         shown, ok = by_length[bucket]
         label = f"≥ {bucket}" if bucket == 64 else f"{bucket}–{bucket + 15}"
         lines.append(f"| {label} | {shown} | {100 * ok / shown:.1f} |")
+    lines += ["", "## … and by agreement (occurrences that continue with the chosen text)", ""]
+    lines += ["| agreeing occurrences | shown | accepted % of shown |", "|---|---|---|"]
+    for count in sorted(by_agreement):
+        shown, ok = by_agreement[count]
+        label = f"≥ {count}" if count == 4 else str(count)
+        lines.append(f"| {label} | {shown} | {100 * ok / shown:.1f} |")
     total = len(rows)
-    header = "| gate: show when matched ≥ | shown % | accepted % of shown | accepted ch/task |"
+    header = (
+        "| gate: show when matched ≥ | or agreeing ≥ | shown % | accepted % of shown "
+        "| accepted ch/task |"
+    )
     lines += ["", header]
-    lines.append("|---|---|---|---|")
-    for gate, (shown, ok, chars) in gates.items():
+    lines.append("|---|---|---|---|---|")
+    for (gate, agree), (shown, ok, chars) in gates.items():
         share = 100 * ok / shown if shown else 0.0
-        lines.append(f"| {gate} | {100 * shown / total:.1f} | {share:.1f} | {chars / total:.2f} |")
+        either = str(agree) if agree else "–"
+        lines.append(
+            f"| {gate} | {either} | {100 * shown / total:.1f} | {share:.1f} | {chars / total:.2f} |"
+        )
     return lines
 
 
