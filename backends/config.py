@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ghostcomplete.backends.http_config import HttpSettings
 from ghostcomplete.backends.onnx_config import OnnxSettings
-from ghostcomplete.backends.setting_checks import one_of
+from ghostcomplete.backends.setting_checks import between, one_of
 
 KINDS = ("lookup", "http", "onnx")
 
@@ -21,6 +21,11 @@ class LookupSettings:
     # and the whole recently used files; "prompt" = only what the prompt holds, as a model
     # sees it (the benchmarks use it to measure the snippet choice).
     copy_from: str = field(default="files", metadata=one_of("files", "prompt"))
+    # "confidence": cut each suggestion where it stops being likely (backends/
+    # lookup_confidence.py); "none": the whole line or block that followed the match.
+    cut: str = field(default="confidence", metadata=one_of("confidence", "none"))
+    # Show nothing when the estimated chance that the whole suggestion is right is lower.
+    min_confidence: float = field(default=0.0, metadata=between(0.0, 1.0))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ghostcomplete.backends.base import Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.config import LookupSettings
+from ghostcomplete.backends.lookup_confidence import ContinuationCounts, confident_cut
 from ghostcomplete.context.syntax import Scope
 
 _QUERY_CHARS = 2000
@@ -144,15 +145,24 @@ class LookupBackend:
                 matches.append(Match(length, text, origin, rank))
             await asyncio.sleep(0)  # a point where a superseded request can be cancelled
         matches.sort(key=lambda match: (-match.length, match.rank))
+        counts = ContinuationCounts([source for _, source in sources])
         seen: set[str] = set()
         found: list[Candidate] = []
         for match in matches:
-            if match.continuation in seen:
+            text, details = match.continuation, {"matched_chars": float(match.length)}
+            if self.settings.cut == "confidence":
+                cut = confident_cut(text, query, counts, deadline=limits.deadline)
+                if cut is None or cut.confidence < self.settings.min_confidence:
+                    continue
+                text, details["confidence"] = cut.text, cut.confidence
+            if text in seen:
                 continue
-            seen.add(match.continuation)
-            found.append(Candidate(match.continuation, f"lookup:{match.origin.split(':')[0]}"))
+            seen.add(text)
+            origin = f"lookup:{match.origin.split(':')[0]}"
+            found.append(Candidate(text, origin, details))
             if len(found) >= limits.candidates:
                 break
+            await asyncio.sleep(0)
         return found
 
     async def aclose(self) -> None:

@@ -138,6 +138,7 @@ def summarize(results: list[TaskResult]) -> dict[str, Any]:
     latencies = [r.latency_ms for r in results]
     target_chars = sum(r.target_chars for r in results)
     prompt = [r.coverage_prompt for r in results if r.coverage_prompt is not None]
+    shown = sum(r.shown for r in results)
     return {
         "tasks": len(results),
         "shown_rate": mean(float(r.shown) for r in results),
@@ -145,6 +146,10 @@ def summarize(results: list[TaskResult]) -> dict[str, Any]:
         "edit_similarity": mean(r.edit_similarity for r in results),
         "identifier_f1": mean(r.identifier_f1 for r in results),
         "accept_rate": mean(float(r.accepted) for r in results),
+        # Issue 5's targets: the share of shown suggestions taken whole, and the characters
+        # taken whole per cursor.
+        "accepted_of_shown": (sum(r.accepted for r in results) / shown) if shown else None,
+        "accepted_chars": mean(float(r.chars_saved if r.accepted else 0) for r in results),
         "partial_accept_rate": mean(float(r.partial_chars >= 4) for r in results),
         "chars_saved_share": (sum(r.chars_saved for r in results) / target_chars)
         if target_chars

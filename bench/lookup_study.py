@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ghostcomplete.backends.lookup import continuation_for, longest_match, required_match
+from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut, confident_cut
 from ghostcomplete.bench.corpus import default_cache, load_repos
-from ghostcomplete.bench.metrics import accepted
+from ghostcomplete.bench.metrics import MIN_ACCEPT_CHARS, accepted
 from ghostcomplete.bench.tasks import Task, make_tasks
 from ghostcomplete.context.syntax import Scope
 
@@ -40,6 +41,7 @@ _QUERY_CHARS = 2000
 _BLOCK_LINES = 20
 _MAX_CHARS = 400
 _GATES = (0, 16, 24, 32, 48, 64)
+_CONFIDENCE_GATES = (0.0, 0.2, 0.4, 0.6, 0.8)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,18 @@ class Occurrence:
     text: str  # what followed it, cut to the line or block
 
 
-Choice = Callable[[list[Occurrence], str], str | None]
+@dataclass(frozen=True)
+class Row:
+    task: Task
+    found: list[Occurrence]
+    sources: tuple[str, ...]  # prefix, suffix, files: what the confidence cut counts in
+
+    def counts(self) -> ContinuationCounts:
+        # Built when asked: the joined text is about a megabyte per task.
+        return ContinuationCounts(self.sources)
+
+
+Choice = Callable[[Row], str | None]
 
 
 def occurrences(task: Task, files: Sequence[str], per_source: int) -> list[Occurrence]:
@@ -76,25 +89,39 @@ def occurrences(task: Task, files: Sequence[str], per_source: int) -> list[Occur
     return found
 
 
-def backend_choice(found: list[Occurrence], kind: str) -> str | None:
-    best = min(found, key=lambda o: (-o.length, o.source, o.nth))
+def backend_choice(row: Row) -> str | None:
+    best = min(row.found, key=lambda o: (-o.length, o.source, o.nth))
     return best.text
 
 
-def vote_choice(found: list[Occurrence], kind: str) -> str | None:
-    longest = max(o.length for o in found)
+def confidence_cut(row: Row) -> Cut | None:
+    """The backend's choice, cut where it stops being likely (the server's default)."""
+    chosen = backend_choice(row)
+    if chosen is None:
+        return None
+    query = row.task.prefix[-_QUERY_CHARS:]
+    return confident_cut(chosen.rstrip(), query, row.counts())
+
+
+def confidence_cut_choice(row: Row) -> str | None:
+    cut = confidence_cut(row)
+    return cut.text if cut else None
+
+
+def vote_choice(row: Row) -> str | None:
+    longest = max(o.length for o in row.found)
     votes: defaultdict[str, float] = defaultdict(float)
-    for o in found:
+    for o in row.found:
         votes[o.text] += (o.length / longest) ** 4
     return max(votes, key=lambda text: votes[text])
 
 
-def agreement_choice(found: list[Occurrence], kind: str) -> str | None:
-    chosen = backend_choice(found, kind)
-    if kind != "block" or chosen is None:
+def agreement_choice(row: Row) -> str | None:
+    chosen = backend_choice(row)
+    if row.task.kind != "block" or chosen is None:
         return chosen
-    longest = max(o.length for o in found)
-    rows = [o.text.split("\n") for o in found if o.length == longest]
+    longest = max(o.length for o in row.found)
+    rows = [o.text.split("\n") for o in row.found if o.length == longest]
     agreed: list[str] = []
     for lines in zip(*rows, strict=False):
         if any(line != lines[0] for line in lines):
@@ -107,44 +134,80 @@ CHOICES: dict[str, Choice] = {
     "backend (longest, prefix first)": backend_choice,
     "vote by match length": vote_choice,
     "agreement cut for blocks": agreement_choice,
+    "confidence cut (default)": confidence_cut_choice,
 }
 
 
-def study(rows: list[tuple[Task, list[Occurrence]]]) -> str:
-    kinds = [*sorted({task.kind for task, _ in rows}), "all"]
-    count = Counter(k for task, _ in rows for k in (task.kind, "all"))
-    lines = ["## Choices", "", "| rule | " + " | ".join(kinds) + " |"]
-    lines.append("|---|" + "---|" * len(kinds))
+def study(rows: list[Row]) -> str:
+    kinds = [*sorted({row.task.kind for row in rows}), "all"]
+    count = Counter(k for row in rows for k in (row.task.kind, "all"))
+    header = "| rule | " + " | ".join(kinds) + " | shown % | accepted % of shown | × backend ch |"
+    lines = ["## Choices", "", header, "|---|" + "---|" * (len(kinds) + 3)]
+    baseline = 0.0
     for name, choose in CHOICES.items():
         hits: Counter[str] = Counter()
         chars: Counter[str] = Counter()
-        for task, found in rows:
-            text = choose(found, task.kind) if found else None
-            if text and accepted(text.rstrip(), task.target.rstrip()):
-                for k in (task.kind, "all"):
+        shown = 0
+        for row in rows:
+            text = (choose(row) or "").rstrip() if row.found else ""
+            if len(text.strip()) < MIN_ACCEPT_CHARS:
+                continue
+            shown += 1
+            if accepted(text, row.task.target.rstrip()):
+                for k in (row.task.kind, "all"):
                     hits[k] += 1
-                    chars[k] += len(text.rstrip())
+                    chars[k] += len(text)
         cells = [f"{100 * hits[k] / count[k]:.1f} % · {chars[k] / count[k]:.2f} ch" for k in kinds]
+        baseline = baseline or chars["all"]
+        cells += [
+            f"{100 * shown / len(rows):.1f}",
+            f"{100 * hits['all'] / max(shown, 1):.1f}",
+            f"{chars['all'] / baseline:.2f}" if baseline else "–",
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     oracle: Counter[str] = Counter()
     oracle_chars: Counter[str] = Counter()
-    for task, found in rows:
-        target = task.target.rstrip()
-        winners = [len(o.text.rstrip()) for o in found if accepted(o.text.rstrip(), target)]
+    for row in rows:
+        target = row.task.target.rstrip()
+        winners = [len(o.text.rstrip()) for o in row.found if accepted(o.text.rstrip(), target)]
         if winners:
-            for k in (task.kind, "all"):
+            for k in (row.task.kind, "all"):
                 oracle[k] += 1
                 oracle_chars[k] += max(winners)
     cells = [
         f"{100 * oracle[k] / count[k]:.1f} % · {oracle_chars[k] / count[k]:.2f} ch" for k in kinds
     ]
+    cells += ["–", "–", f"{oracle_chars['all'] / baseline:.2f}" if baseline else "–"]
     lines.append("| oracle (any occurrence) | " + " | ".join(cells) + " |")
     lines += ["", "Cells: accepted % of tasks · accepted characters per task.", ""]
     lines += _confidence(rows)
+    lines += _confidence_gates(rows)
     return "\n".join(lines) + "\n"
 
 
-def _confidence(rows: list[tuple[Task, list[Occurrence]]]) -> list[str]:
+def _confidence_gates(rows: list[Row]) -> list[str]:
+    """What ``backend.lookup.minConfidence`` costs and buys."""
+    cuts = [(row, confidence_cut(row) if row.found else None) for row in rows]
+    lines = ["", "## Confidence cut: gates on its estimated chance (`minConfidence`)", ""]
+    lines += ["| min confidence | shown % | accepted % of shown | accepted ch/task |"]
+    lines.append("|---|---|---|---|")
+    for gate in _CONFIDENCE_GATES:
+        shown = ok = chars = 0
+        for row, cut in cuts:
+            if cut is None or cut.confidence < gate:
+                continue
+            shown += 1
+            if accepted(cut.text, row.task.target.rstrip()):
+                ok += 1
+                chars += len(cut.text)
+        share = 100 * ok / shown if shown else 0.0
+        lines.append(
+            f"| {gate} | {100 * shown / len(rows):.1f} | {share:.1f} | {chars / len(rows):.2f} |"
+        )
+    return lines
+
+
+def _confidence(rows: list[Row]) -> list[str]:
     by_length: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     by_agreement: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     # A gate is (matched length, agreeing occurrences): show when the match is at least that
@@ -152,7 +215,8 @@ def _confidence(rows: list[tuple[Task, list[Occurrence]]]) -> list[str]:
     gates: dict[tuple[int, int], list[int]] = {
         (gate, agree): [0, 0, 0] for agree in (0, 2, 3) for gate in _GATES
     }
-    for task, found in rows:
+    for row in rows:
+        task, found = row.task, row.found
         if not found:
             continue
         best = min(found, key=lambda o: (-o.length, o.source, o.nth))
@@ -204,15 +268,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--occurrences", type=int, default=16, help="per source, at most")
     parser.add_argument("--quick", action="store_true", help="the offline stdlib subset")
     parser.add_argument("--cache", type=Path, default=None, help="download cache")
+    parser.add_argument("--language", help="only tasks in this language id (e.g. python)")
     args = parser.parse_args(argv)
     cache = args.cache or default_cache()
     repos = load_repos(quick=args.quick, paths=[], cache=cache, only=args.only)
-    rows: list[tuple[Task, list[Occurrence]]] = []
+    rows: list[Row] = []
     for repo in repos:
+        texts: dict[str, str] = {}  # one copy of each file, shared by the rows
         for task in make_tasks(repo, args.tasks, args.seed):
-            files = [repo.text(path) for path in task.neighbours[:20]]
-            rows.append((task, occurrences(task, files, args.occurrences)))
-    print(f"# Lookup choice study — seed {args.seed}, {len(rows)} tasks\n")
+            if args.language and task.language_id != args.language:
+                continue
+            files = [
+                texts.setdefault(path, repo.text(path)) if path not in texts else texts[path]
+                for path in task.neighbours[:20]
+            ]
+            found = occurrences(task, files, args.occurrences)
+            sources = (task.prefix[-_PREFIX_CHARS:], task.suffix[:_SUFFIX_CHARS], *files)
+            rows.append(Row(task, found, sources))
+    language = f", {args.language}" if args.language else ""
+    print(f"# Lookup choice study — seed {args.seed}{language}, {len(rows)} tasks\n")
     print(study(rows))
     return 0
 

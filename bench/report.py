@@ -76,7 +76,7 @@ def _cell(value: Any, percent: bool = False) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value * 100:.1f}" if percent else f"{value:.1f}"
+        return f"{value * 100:.1f}" if percent else f"{value:.2f}" if value < 10 else f"{value:.1f}"
     return str(value)
 
 
@@ -93,6 +93,8 @@ _ACCEPT_COLUMNS = [
     ("edit sim %", "edit_similarity", True),
     ("ident F1 %", "identifier_f1", True),
     ("accept %", "accept_rate", True),
+    ("accept % of shown", "accepted_of_shown", True),
+    ("accepted ch", "accepted_chars", False),
     ("partial %", "partial_accept_rate", True),
     ("chars saved %", "chars_saved_share", True),
     ("cov in-file %", "coverage_in_file", True),

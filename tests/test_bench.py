@@ -33,6 +33,7 @@ RATES = (
     "edit_similarity",
     "identifier_f1",
     "accept_rate",
+    "accepted_of_shown",
     "partial_accept_rate",
     "chars_saved_share",
     "coverage_in_file",
@@ -213,8 +214,21 @@ def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
 
     assert lookup_study.main(["--quick", "--tasks", "4", "--cache", str(tmp_path)]) == 0
     report = capsys.readouterr().out
-    rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines() if "|" in line}
-    backend = rows["backend (longest, prefix first)"].split(" | ")[-1]
-    oracle = rows["oracle (any occurrence)"].split(" | ")[-1]
-    assert float(oracle.split(" %")[0]) >= float(backend.split(" %")[0])
+    table = report.split("## Choices", 1)[1].split("\n\n")[1].splitlines()
+    column = [cell.strip() for cell in table[0].split("|")].index("all")
+    rows = {cells[1].strip(): cells for cells in (line.split("|") for line in table[2:]) if cells}
+
+    def accepted_share(rule: str) -> float:
+        return float(rows[rule][column].split(" %")[0])
+
+    # The oracle takes whole occurrences, so it bounds the uncut choices; the confidence cut
+    # takes starts of them and may pass it.
+    assert accepted_share("oracle (any occurrence)") >= accepted_share(
+        "backend (longest, prefix first)"
+    )
+    assert "confidence cut (default)" in rows
     assert "| gate: show when matched ≥ |" in report
+    gates = report.split("(`minConfidence`)", 1)[1].strip().splitlines()[2:]
+    shown = [float(line.split("|")[2]) for line in gates]
+    assert len(shown) == 5
+    assert shown == sorted(shown, reverse=True)  # a higher gate never shows more

@@ -41,9 +41,13 @@ def prompt(prefix: str, suffix: str = "", snippets=(), references=()) -> Complet
     )
 
 
+# The tests of matching and copying turn the confidence cut off; its own tests follow.
+WHOLE = LookupSettings(cut="none")
+
+
 async def test_continues_from_the_prefix() -> None:
     text = "rows.append(Row(name='a', size=1))\nrows.append(Row("
-    found = await LookupBackend().generate(prompt(text), GenerationLimits())
+    found = await LookupBackend(WHOLE).generate(prompt(text), GenerationLimits())
     assert found[0].text == "name='a', size=1))"
     assert found[0].origin == "lookup:prefix"
 
@@ -51,7 +55,7 @@ async def test_continues_from_the_prefix() -> None:
 async def test_prefers_the_longest_match_across_sources() -> None:
     snippet = Snippet("file:///s.py", 0, "config.timeout_seconds = 30\n", 1.0)
     reference = "config.timeout = 5\n"
-    found = await LookupBackend().generate(
+    found = await LookupBackend(WHOLE).generate(
         prompt("x = 1\nconfig.timeout_s", snippets=[snippet], references=[reference]),
         GenerationLimits(candidates=3),
     )
@@ -63,9 +67,9 @@ async def test_copy_from_prompt_ignores_the_whole_files() -> None:
     reference = "client.fetch_all(urls, retries=3)\n"
     ask = prompt("x = 1\nclient.fetch", snippets=[snippet], references=[reference])
     limits = GenerationLimits(candidates=3)
-    from_files = await LookupBackend().generate(ask, limits)
+    from_files = await LookupBackend(WHOLE).generate(ask, limits)
     assert [c.text for c in from_files] == ["(url, timeout=5)", "_all(urls, retries=3)"]
-    prompt_only = LookupBackend(LookupSettings(copy_from="prompt"))
+    prompt_only = LookupBackend(LookupSettings(copy_from="prompt", cut="none"))
     assert [c.text for c in await prompt_only.generate(ask, limits)] == ["(url, timeout=5)"]
 
 
@@ -81,7 +85,7 @@ async def test_block_scope_takes_the_indented_body() -> None:
         "def load(path):\n    with open(path) as f:\n        return f.read()\n\nprint(1)\n"
         "def save(path):\n    with open(path) as f:\n        "
     )
-    found = await LookupBackend().generate(
+    found = await LookupBackend(WHOLE).generate(
         prompt(text), GenerationLimits(scope=Scope.BLOCK, max_lines=10)
     )
     assert found[0].text == "return f.read()"

