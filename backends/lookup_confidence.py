@@ -52,7 +52,7 @@ _CLOSING = frozenset(")]}")
 # A suggestion does not stop after an operator or a dot: it would leave a statement unfinished.
 _DANGLING = tuple("=+-*/%<>&|^~.@!")
 # Contexts with more places than this are counted without overlaps (fast, nearly the same).
-_EXACT_PLACES = 2000
+_EXACT_PLACES = 500
 
 
 @dataclass(frozen=True)
@@ -71,23 +71,23 @@ class ContinuationCounts:
         self._text = _SEPARATOR.join(sources)
         self._before_cursor = sources[0] if sources else ""
 
-    def _places(self, needle: str) -> int:
-        """Places where ``needle`` occurs (not overlapping each other: a fast lower bound,
-        used only to choose the context length)."""
-        found = self._text.count(needle)
-        # The text right before the cursor is not a place where the context was followed
-        # by anything.
-        return found - 1 if self._before_cursor.endswith(needle) else found
+    def _places(self, needle: str, enough: int) -> int:
+        """Places where ``needle`` occurs, up to ``enough`` (the search stops there). The
+        text right before the cursor is not a place: nothing followed it yet."""
+        text, cursor, found = self._text, len(self._before_cursor), 0
+        at = text.find(needle)
+        while at >= 0:
+            found += at + len(needle) != cursor
+            if found >= enough:
+                break
+            at = text.find(needle, at + 1)
+        return found
 
     def _share(self, needle: str, piece: str) -> float:
         """The share of the places of ``needle`` that ``piece`` follows, overlapping places
         included (in repeated lines a context and its continuation often overlap the next
         place, which ``str.count`` would miss)."""
         text, cursor = self._text, len(self._before_cursor)
-        if text.count(needle) > _EXACT_PLACES:
-            # A context this common (a run of spaces): the non-overlapping counts are close.
-            places = self._places(needle)
-            return min(text.count(needle + piece), places) / places if places else 0.0
         places = followed = 0
         at = text.find(needle)
         while at >= 0:
@@ -95,6 +95,12 @@ class ContinuationCounts:
             if end != cursor:
                 places += 1
                 followed += text.startswith(piece, end)
+                if places > _EXACT_PLACES:
+                    # A context this common (a run of spaces): counting without overlaps
+                    # is nearly the same, and runs in C.
+                    places = text.count(needle) - self._before_cursor.endswith(needle)
+                    followed = min(text.count(needle + piece), places)
+                    break
             at = text.find(needle, at + 1)
         return followed / places if places else 0.0
 
@@ -106,7 +112,7 @@ class ContinuationCounts:
             if order > len(context):
                 break
             needle = context[-order:]
-            found = self._places(needle)
+            found = self._places(needle, 2)
             if found < 1:
                 break
             if found >= 2 or not chosen:
@@ -156,8 +162,8 @@ def confident_cut(
         piece = match.group()
         chance *= counts.chance(before + text[:typed], piece, near)
         typed = match.end()
-        if chance < _HOPELESS:
-            break
+        if chance < _HOPELESS or len(text) * chance <= best_value:
+            break  # the chance only falls: no longer start can be worth more
         if piece in _OPENING:
             opened += 1
         elif piece in _CLOSING:

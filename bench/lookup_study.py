@@ -31,7 +31,7 @@ from pathlib import Path
 from ghostcomplete.backends.lookup import continuation_for, longest_match, required_match
 from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut, confident_cut
 from ghostcomplete.bench.corpus import default_cache, load_repos
-from ghostcomplete.bench.metrics import MIN_ACCEPT_CHARS, accepted
+from ghostcomplete.bench.metrics import accepted
 from ghostcomplete.bench.tasks import Task, make_tasks
 from ghostcomplete.context.syntax import Scope
 
@@ -150,8 +150,8 @@ def study(rows: list[Row]) -> str:
         shown = 0
         for row in rows:
             text = (choose(row) or "").rstrip() if row.found else ""
-            if len(text.strip()) < MIN_ACCEPT_CHARS:
-                continue
+            if not text.strip():
+                continue  # shown = anything at all, as in the acceptance benchmark
             shown += 1
             if accepted(text, row.task.target.rstrip()):
                 for k in (row.task.kind, "all"):
