@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ghostcomplete.backends.config import LookupSettings
 from ghostcomplete.backends.lookup import continuation_for, longest_match, required_match
 from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut, confident_cut
 from ghostcomplete.bench.corpus import default_cache, load_repos
@@ -41,7 +42,7 @@ _QUERY_CHARS = 2000
 _BLOCK_LINES = 20
 _MAX_CHARS = 400
 _GATES = (0, 16, 24, 32, 48, 64)
-_CONFIDENCE_GATES = (0.0, 0.2, 0.4, 0.6, 0.8)
+_CONFIDENCE_GATES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.4, 0.6, 0.8)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,12 @@ def confidence_cut_choice(row: Row) -> str | None:
     return cut.text if cut else None
 
 
+def default_choice(row: Row) -> str | None:
+    """The cut, shown only above the default ``backend.lookup.minConfidence``."""
+    cut = confidence_cut(row)
+    return cut.text if cut and cut.confidence >= LookupSettings().min_confidence else None
+
+
 def vote_choice(row: Row) -> str | None:
     longest = max(o.length for o in row.found)
     votes: defaultdict[str, float] = defaultdict(float)
@@ -134,7 +141,8 @@ CHOICES: dict[str, Choice] = {
     "backend (longest, prefix first)": backend_choice,
     "vote by match length": vote_choice,
     "agreement cut for blocks": agreement_choice,
-    "confidence cut (default)": confidence_cut_choice,
+    "confidence cut": confidence_cut_choice,
+    "confidence cut + default minConfidence": default_choice,
 }
 
 

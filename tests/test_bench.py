@@ -226,9 +226,9 @@ def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
     assert accepted_share("oracle (any occurrence)") >= accepted_share(
         "backend (longest, prefix first)"
     )
-    assert "confidence cut (default)" in rows
+    assert "confidence cut + default minConfidence" in rows
     assert "| gate: show when matched ≥ |" in report
     gates = report.split("(`minConfidence`)", 1)[1].strip().splitlines()[2:]
     shown = [float(line.split("|")[2]) for line in gates]
-    assert len(shown) == 5
+    assert len(shown) == len(lookup_study._CONFIDENCE_GATES)
     assert shown == sorted(shown, reverse=True)  # a higher gate never shows more
