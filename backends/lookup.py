@@ -153,6 +153,10 @@ class LookupBackend:
             if self.settings.cut == "confidence":
                 cut = confident_cut(text, query, counts, deadline=limits.deadline)
                 if cut is None or cut.confidence < self.settings.min_confidence:
+                    if match is matches[0]:
+                        # The best copy is a weak guess: a shorter match is a weaker one,
+                        # so show nothing rather than promote it.
+                        return []
                     continue
                 text, details["confidence"] = cut.text, cut.confidence
             if text in seen:

@@ -84,3 +84,23 @@ async def test_min_confidence_hides_a_weak_guess() -> None:
     assert 0.5 < shown[0].details["confidence"] < 0.9
     strict = LookupBackend(LookupSettings(min_confidence=0.9))
     assert await strict.generate(prompt(text), GenerationLimits()) == []
+
+
+async def test_a_weak_best_copy_is_not_replaced_by_a_shorter_match() -> None:
+    # The longest match (in the prefix) goes on with "beta" (chance 0.63); a shorter match
+    # in another file goes on with the more common "alpha" (0.82). Above the first's chance
+    # nothing is shown: the shorter match is not promoted.
+    text = "x.value = load(alpha)\nx.value = load(beta)\nx.value = load("
+    ask = CompletionPrompt(
+        "python",
+        "a.py",
+        PackedContext(text, "", (), 0),
+        text="",
+        reference_texts=("y.value = load(alpha)\n",),
+    )
+    limits = GenerationLimits(candidates=3)
+    shown = await LookupBackend().generate(ask, limits)
+    assert [c.text for c in shown] == ["beta)", "alpha)"]
+    assert shown[0].details["confidence"] < 0.7 < shown[1].details["confidence"]
+    strict = LookupBackend(LookupSettings(min_confidence=0.7))
+    assert await strict.generate(ask, limits) == []
