@@ -145,12 +145,13 @@ class LookupBackend:
                 matches.append(Match(length, text, origin, rank))
             await asyncio.sleep(0)  # a point where a superseded request can be cancelled
         matches.sort(key=lambda match: (-match.length, match.rank))
-        counts = ContinuationCounts([source for _, source in sources])
+        counting = self.settings.cut == "confidence"
+        counts = ContinuationCounts([source for _, source in sources]) if counting else None
         seen: set[str] = set()
         found: list[Candidate] = []
         for match in matches:
             text, details = match.continuation, {"matched_chars": float(match.length)}
-            if self.settings.cut == "confidence":
+            if counts is not None:
                 cut = confident_cut(text, query, counts, deadline=limits.deadline)
                 if cut is None or cut.confidence < self.settings.min_confidence:
                     if match is matches[0]:
