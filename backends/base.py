@@ -23,6 +23,11 @@ class CompletionPrompt:
     stop: tuple[str, ...] = ()
     # Texts of the recently used files of the same language (for engines that copy from them).
     reference_texts: tuple[str, ...] = ()
+    # The whole document before and after the cursor (the packed context holds only what
+    # fits the token budget), for engines that copy from it; empty when prompts leave the
+    # machine.
+    before_cursor: str = ""
+    after_cursor: str = ""
     # How the prompt names the snippets' files (by URI; workspace-relative where possible) and
     # the workspace, for backends that render the context themselves.
     paths: Mapping[str, str] = field(default_factory=dict)

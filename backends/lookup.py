@@ -19,6 +19,7 @@ from ghostcomplete.context.syntax import Scope
 
 _QUERY_CHARS = 2000
 _MAX_REFERENCE_CHARS = 1_000_000
+MAX_DOCUMENT_CHARS = 500_000  # each side of the cursor
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,16 @@ class LookupBackend:
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         context = prompt.context
-        query = context.prefix[-_QUERY_CHARS:]
+        # The whole document where the pipeline gives it (a local engine), else what fits
+        # the token budget: an earlier call in a long file is as good to copy as a near one.
+        before = prompt.before_cursor[-MAX_DOCUMENT_CHARS:] or context.prefix
+        after = prompt.after_cursor[:MAX_DOCUMENT_CHARS] or context.suffix
+        query = before[-_QUERY_CHARS:]
         line_prefix = query[query.rfind("\n") + 1 :]
         need = required_match(line_prefix)
         # Sources in order of preference when match lengths tie.
         # Signatures are summaries (bodies elided): context for a model, not text to copy.
-        sources: list[tuple[str, str]] = [("prefix", context.prefix), ("suffix", context.suffix)]
+        sources: list[tuple[str, str]] = [("prefix", before), ("suffix", after)]
         sources += [(f"snippet:{s.uri}", s.text) for s in context.snippets if s.kind != "signature"]
         budget = _MAX_REFERENCE_CHARS
         files = prompt.reference_texts if self.settings.copy_from == "files" else ()

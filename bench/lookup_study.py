@@ -3,7 +3,8 @@
 ``python -m ghostcomplete.bench.lookup_study [--seed N] [--tasks N] [--only NAME]``
 
 For every acceptance task (the same seeded tasks as ``bench acceptance``) it lists every
-occurrence, in the prefix, the suffix and the 20 nearest files, of the longest text that ends
+occurrence, in the prefix, the suffix (the whole document, as the server gives a local backend)
+and the 20 nearest files, of the longest text that ends
 at the cursor (up to ``--occurrences`` per source), with what followed each, cut to the line
 or block as the server cuts it. Then, in-process and without the server's filters:
 
@@ -29,15 +30,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup import continuation_for, longest_match, required_match
+from ghostcomplete.backends.lookup import (
+    MAX_DOCUMENT_CHARS,
+    continuation_for,
+    longest_match,
+    required_match,
+)
 from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut, confident_cut
 from ghostcomplete.bench.corpus import default_cache, load_repos
 from ghostcomplete.bench.metrics import accepted
 from ghostcomplete.bench.tasks import Task, make_tasks
 from ghostcomplete.context.syntax import Scope
 
-_PREFIX_CHARS = 6000
-_SUFFIX_CHARS = 2000
+# As the server gives a local backend: the whole document, each side capped.
+_PREFIX_CHARS = MAX_DOCUMENT_CHARS
+_SUFFIX_CHARS = MAX_DOCUMENT_CHARS
 _QUERY_CHARS = 2000
 _BLOCK_LINES = 20
 _MAX_CHARS = 400

@@ -248,10 +248,11 @@ class Pipeline:
             ),
         )
         references = tuple(n.text for n in neighbours)
+        before, after = cursor.prefix, cursor.suffix
         if getattr(self.backend, "remote", True):  # unknown: assume it leaves the machine
             # Text that leaves the machine: no obvious secrets, no whole files.
             packed = _redacted(packed)
-            references = ()
+            references, before, after = (), "", ""
         prompt = CompletionPrompt(
             language_id=document.language_id,
             path=path,
@@ -259,6 +260,8 @@ class Pipeline:
             text=render_fim(packed, family, document.language_id, path, paths, repo),
             stop=TEMPLATES[family].stop,
             reference_texts=references,
+            before_cursor=before,
+            after_cursor=after,
             paths=paths,
             repo=repo,
         )

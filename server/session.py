@@ -339,10 +339,13 @@ class CompletionSession:
 
 def _prompt_key(prepared: Prepared) -> Hashable:
     prompt, limits = prepared.prompt, prepared.limits
-    # Backends that copy from the recent files see more than the prompt text: key on them too
-    # (str hashes are cached on the object, so unchanged files cost nothing to hash again).
+    # Backends that copy from the whole document and the recent files see more than the
+    # prompt text: key on them too (str hashes are cached on the object, so unchanged files
+    # cost nothing to hash again).
     return (
         prompt.text,
+        hash(prompt.before_cursor),
+        hash(prompt.after_cursor),
         tuple(hash(text) for text in prompt.reference_texts),
         limits.scope,
         limits.max_lines,

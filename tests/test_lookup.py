@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +62,18 @@ async def test_prefers_the_longest_match_across_sources() -> None:
         GenerationLimits(candidates=3),
     )
     assert found[0].text == "econds = 30"
+
+
+async def test_copies_from_the_whole_document_beyond_the_packed_prefix() -> None:
+    far = "registry.register('alpha', handler=on_alpha, retries=3)\n"
+    near = "x = 1\n" * 50 + "registry.register('alpha', "
+    packed = prompt(near[-200:])
+    found = await LookupBackend(WHOLE).generate(packed, GenerationLimits())
+    assert not found or found[0].text != "handler=on_alpha, retries=3)"
+    whole = dataclasses.replace(packed, before_cursor=far + near, after_cursor="\n")
+    found = await LookupBackend(WHOLE).generate(whole, GenerationLimits())
+    assert found[0].text == "handler=on_alpha, retries=3)"
+    assert found[0].origin == "lookup:prefix"
 
 
 async def test_copy_from_prompt_ignores_the_whole_files() -> None:

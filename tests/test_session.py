@@ -35,9 +35,11 @@ class ScriptedBackend:
         self.delay = delay
         self.calls = 0
         self.cancelled = 0
+        self.prompts: list[CompletionPrompt] = []
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         self.calls += 1
+        self.prompts.append(prompt)
         try:
             await asyncio.sleep(self.delay)
         except asyncio.CancelledError:
@@ -92,6 +94,33 @@ async def test_cache_never_answers_when_the_text_no_longer_fits() -> None:
     changed = await session.complete(dataclasses.replace(request, document=document))
     assert changed.cache is None
     assert backend.calls == 4
+
+
+@pytest.mark.parametrize("remote", [False, True])
+async def test_a_local_backend_sees_the_whole_document_and_a_remote_one_only_the_budget(
+    remote: bool,
+) -> None:
+    backend = ScriptedBackend("x")
+    backend.remote = remote  # type: ignore[misc]
+    settings = Settings()
+    settings = dataclasses.replace(
+        settings,
+        budget=dataclasses.replace(settings.budget, max_tokens=256),
+        completion=dataclasses.replace(settings.completion, debounce="fixed", debounce_ms=0),
+    )
+    session = CompletionSession(Pipeline(backend, settings))  # type: ignore[arg-type]
+    far = "".join(f"def handler_{n}(event):\n    return route(event, {n})\n\n" for n in range(300))
+    text = far + HEAD + "\n\n# the end\n"
+    lines = HEAD.split("\n")
+    row = far.count("\n") + len(lines) - 1
+    await session.complete(CompletionRequest(DocumentSnapshot(URI, "python", text, 1), row, 11))
+    prompt = backend.prompts[-1]
+    assert len(prompt.context.prefix) < len(far)  # the budget cut the prefix
+    if remote:
+        assert (prompt.before_cursor, prompt.after_cursor) == ("", "")
+    else:
+        assert prompt.before_cursor == far + HEAD
+        assert prompt.after_cursor == "\n\n# the end\n"
 
 
 def test_typing_cache_unit() -> None:
