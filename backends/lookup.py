@@ -9,7 +9,9 @@ this is what a human would type next.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ghostcomplete.backends.base import Candidate, CompletionPrompt, GenerationLimits
@@ -18,16 +20,32 @@ from ghostcomplete.backends.lookup_confidence import ContinuationCounts, confide
 from ghostcomplete.context.syntax import Scope
 
 _QUERY_CHARS = 2000
+# Places compared per source, and how they are compared (bench/RESULTS.md, "surroundings").
+_OCCURRENCES_PER_SOURCE = 16
+_SIMILARITY_WEIGHT = 100.0
+_AROUND_LINES = 5
+AROUND_CHARS = 3000
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_REFERENCE_CHARS = 1_000_000
 MAX_DOCUMENT_CHARS = 500_000  # each side of the cursor
 
 
 @dataclass(frozen=True)
-class Match:
-    length: int
-    continuation: str
-    origin: str
-    rank: int  # lower = preferred source when lengths tie
+class Occurrence:
+    """One place in a source where the text before the cursor occurs."""
+
+    length: int  # characters matched before the cursor
+    source: int  # index of the source (0 = the text before the cursor)
+    nth: int  # 0 = the last occurrence in that source, the nearest for the prefix
+    text: str  # what followed it there, cut to the line or block
+    # Share of the identifiers of the lines around it that are also around the cursor.
+    similarity: float
+
+    @property
+    def score(self) -> float:
+        """Matched characters, plus up to _SIMILARITY_WEIGHT for surroundings that look the
+        same: of two places that match alike, the one in similar code goes on alike."""
+        return self.length + _SIMILARITY_WEIGHT * self.similarity
 
 
 def longest_match(query: str, source: str, min_length: int) -> tuple[int, int]:
@@ -106,6 +124,59 @@ def continuation_for(text: str, scope: Scope, line_prefix: str, max_lines: int) 
     return "\n".join(kept)
 
 
+def surrounding_identifiers(before: str, after: str) -> frozenset[str]:
+    """Identifiers of the lines around a place: up to _AROUND_LINES whole lines before the
+    line it is on (``before`` ends on that line) and after the line it ends on (``after``
+    starts on it)."""
+    lines = before.split("\n")[-_AROUND_LINES - 1 : -1] + after.split("\n")[1 : _AROUND_LINES + 1]
+    return frozenset(_IDENTIFIER.findall("\n".join(lines)))
+
+
+def similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard similarity of two identifier sets (0 when both are empty)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def find_occurrences(
+    query: str,
+    sources: Sequence[str],
+    around_cursor: frozenset[str],
+    scope: Scope,
+    max_lines: int,
+    max_chars: int,
+    deadline: float | None = None,
+) -> list[Occurrence]:
+    """Every place (up to _OCCURRENCES_PER_SOURCE per source, nearest the end first) of the
+    longest end of ``query`` each source holds, with what followed it; best first."""
+    line_prefix = query[query.rfind("\n") + 1 :]
+    need = required_match(line_prefix)
+    found: list[Occurrence] = []
+    for index, source in enumerate(sources):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        length, end = longest_match(query, source, need)
+        if length == 0:
+            continue
+        needle, at, nth = query[-length:], end - length, 0
+        while at >= 0 and nth < _OCCURRENCES_PER_SOURCE:
+            after = at + length
+            raw = source[after : after + max_chars * 2]
+            text = continuation_for(raw, scope, line_prefix, max_lines)[:max_chars].rstrip("\r")
+            if text.strip():
+                around = surrounding_identifiers(
+                    source[max(0, at - AROUND_CHARS) : after],
+                    source[after + len(text) : after + len(text) + AROUND_CHARS],
+                )
+                found.append(
+                    Occurrence(length, index, nth, text, similarity(around, around_cursor))
+                )
+            nth += 1
+            at = source.rfind(needle, 0, after - 1)
+    found.sort(key=lambda o: (-o.score, o.source, o.nth))
+    return found
+
+
 class LookupBackend:
     """Continue with what followed the longest match of the text before the cursor."""
 
@@ -123,9 +194,7 @@ class LookupBackend:
         before = prompt.before_cursor[-MAX_DOCUMENT_CHARS:] or context.prefix
         after = prompt.after_cursor[:MAX_DOCUMENT_CHARS] or context.suffix
         query = before[-_QUERY_CHARS:]
-        line_prefix = query[query.rfind("\n") + 1 :]
-        need = required_match(line_prefix)
-        # Sources in order of preference when match lengths tie.
+        # Sources in order of preference when scores tie.
         # Signatures are summaries (bodies elided): context for a model, not text to copy.
         sources: list[tuple[str, str]] = [("prefix", before), ("suffix", after)]
         sources += [(f"snippet:{s.uri}", s.text) for s in context.snippets if s.kind != "signature"]
@@ -136,26 +205,24 @@ class LookupBackend:
                 break
             sources.append((f"file:{index}", text[:budget]))
             budget -= len(text)
-        matches: list[Match] = []
-        for rank, (origin, source) in enumerate(sources):
-            if limits.deadline is not None and time.monotonic() > limits.deadline:
-                break
-            length, end = longest_match(query, source, need)
-            if length == 0:
-                continue
-            raw = source[end : end + limits.max_chars * 2]
-            text = continuation_for(raw, limits.scope, line_prefix, limits.max_lines)
-            text = text[: limits.max_chars].rstrip("\r")
-            if text.strip():
-                matches.append(Match(length, text, origin, rank))
-            await asyncio.sleep(0)  # a point where a superseded request can be cancelled
-        matches.sort(key=lambda match: (-match.length, match.rank))
+        around_cursor = surrounding_identifiers(before[-AROUND_CHARS:], after[:AROUND_CHARS])
+        matches = find_occurrences(
+            query,
+            [source for _, source in sources],
+            around_cursor,
+            limits.scope,
+            limits.max_lines,
+            limits.max_chars,
+            limits.deadline,
+        )
+        await asyncio.sleep(0)  # a point where a superseded request can be cancelled
         counting = self.settings.cut == "confidence"
         counts = ContinuationCounts([source for _, source in sources]) if counting else None
         seen: set[str] = set()
         found: list[Candidate] = []
         for match in matches:
-            text, details = match.continuation, {"matched_chars": float(match.length)}
+            text = match.text
+            details = {"matched_chars": float(match.length), "similarity": match.similarity}
             if counts is not None:
                 cut = confident_cut(text, query, counts, deadline=limits.deadline)
                 if cut is None or cut.confidence < self.settings.min_confidence:
@@ -168,7 +235,7 @@ class LookupBackend:
             if text in seen:
                 continue
             seen.add(text)
-            origin = f"lookup:{match.origin.split(':')[0]}"
+            origin = f"lookup:{sources[match.source][0].split(':')[0]}"
             found.append(Candidate(text, origin, details))
             if len(found) >= limits.candidates:
                 break

@@ -2,17 +2,19 @@
 
 ``python -m ghostcomplete.bench.lookup_study [--seed N] [--tasks N] [--only NAME]``
 
-For every acceptance task (the same seeded tasks as ``bench acceptance``) it lists every
-occurrence, in the prefix, the suffix (the whole document, as the server gives a local backend)
-and the 20 nearest files, of the longest text that ends
-at the cursor (up to ``--occurrences`` per source), with what followed each, cut to the line
-or block as the server cuts it. Then, in-process and without the server's filters:
+For every acceptance task (the same seeded tasks as ``bench acceptance``) it lists the places
+the backend compares (``backends.lookup.find_occurrences``: in the prefix, the suffix — the
+whole document, as the server gives a local backend — and the 20 nearest files, up to 16
+places per source of the longest text that ends at the cursor there), with what followed
+each, cut to the line or block as the server cuts it. Then, in-process and without the
+server's filters:
 
 - **choices** — accept rate and accepted characters per cursor of rules that pick one
-  occurrence: the backend's own (longest match, then prefix > suffix > files, last
-  occurrence), a vote weighted by match length, an agreement cut for blocks (the lines on
-  which the longest matches agree), and the **oracle** (any occurrence the user would accept:
-  the ceiling of choosing better);
+  occurrence: the plain lookup (longest match, then prefix > suffix > files, nearest), a vote
+  weighted by match length, an agreement cut for blocks (the lines on which the longest
+  matches agree), the backend's own (match length plus the similarity of the surrounding
+  lines), each whole or with the confidence cut, and the **oracle** (any occurrence the user
+  would accept whole: the ceiling of choosing better);
 - **confidence** — the accept rate of the backend's choice by matched length: the calibration
   a confidence gate would use, and what each gate would cost in shown suggestions and
   accepted characters.
@@ -31,10 +33,11 @@ from pathlib import Path
 
 from ghostcomplete.backends.config import LookupSettings
 from ghostcomplete.backends.lookup import (
+    AROUND_CHARS,
     MAX_DOCUMENT_CHARS,
-    continuation_for,
-    longest_match,
-    required_match,
+    Occurrence,
+    find_occurrences,
+    surrounding_identifiers,
 )
 from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut, confident_cut
 from ghostcomplete.bench.corpus import default_cache, load_repos
@@ -53,14 +56,6 @@ _CONFIDENCE_GATES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.4, 0.6, 0.8)
 
 
 @dataclass(frozen=True)
-class Occurrence:
-    length: int  # characters matched before the cursor
-    source: int  # 0 prefix, 1 suffix, 2.. nearest files in order
-    nth: int  # 0 = the last occurrence in that source
-    text: str  # what followed it, cut to the line or block
-
-
-@dataclass(frozen=True)
 class Row:
     task: Task
     found: list[Occurrence]
@@ -74,37 +69,31 @@ class Row:
 Choice = Callable[[Row], str | None]
 
 
-def occurrences(task: Task, files: Sequence[str], per_source: int) -> list[Occurrence]:
+def occurrences(task: Task, files: Sequence[str]) -> list[Occurrence]:
+    """The places the backend compares, best first (``find_occurrences``)."""
     prefix = task.prefix[-_PREFIX_CHARS:]
-    query = prefix[-_QUERY_CHARS:]
-    line_prefix = query[query.rfind("\n") + 1 :]
+    suffix = task.suffix[:_SUFFIX_CHARS]
     block = task.kind == "block"
     scope, max_lines = (Scope.BLOCK, _BLOCK_LINES) if block else (Scope.LINE, 1)
-    sources = [prefix, task.suffix[:_SUFFIX_CHARS], *files]
-    found: list[Occurrence] = []
-    for index, source in enumerate(sources):
-        length, end = longest_match(query, source, required_match(line_prefix))
-        if length == 0:
-            continue
-        needle, at, nth = query[-length:], end - length, 0
-        while at >= 0 and nth < per_source:
-            raw = source[at + length : at + length + 2 * _MAX_CHARS]
-            text = continuation_for(raw, scope, line_prefix, max_lines)[:_MAX_CHARS]
-            if text.strip():
-                found.append(Occurrence(length, index, nth, text.rstrip("\r")))
-            nth += 1
-            at = source.rfind(needle, 0, at + length - 1)
-    return found
+    around = surrounding_identifiers(prefix[-AROUND_CHARS:], suffix[:AROUND_CHARS])
+    sources = [prefix, suffix, *files]
+    return find_occurrences(prefix[-_QUERY_CHARS:], sources, around, scope, max_lines, _MAX_CHARS)
 
 
-def backend_choice(row: Row) -> str | None:
+def longest_choice(row: Row) -> str | None:
+    """The backend before it compared surroundings: longest match, prefix first."""
     best = min(row.found, key=lambda o: (-o.length, o.source, o.nth))
     return best.text
 
 
-def confidence_cut(row: Row) -> Cut | None:
+def backend_choice(row: Row) -> str | None:
+    """Match length plus the similarity of the surrounding lines (``Occurrence.score``)."""
+    return row.found[0].text
+
+
+def confidence_cut(row: Row, choose: Choice = backend_choice) -> Cut | None:
     """The backend's choice, cut where it stops being likely (the server's default)."""
-    chosen = backend_choice(row)
+    chosen = choose(row)
     if chosen is None:
         return None
     query = row.task.prefix[-_QUERY_CHARS:]
@@ -113,6 +102,11 @@ def confidence_cut(row: Row) -> Cut | None:
 
 def confidence_cut_choice(row: Row) -> str | None:
     cut = confidence_cut(row)
+    return cut.text if cut else None
+
+
+def longest_cut_choice(row: Row) -> str | None:
+    cut = confidence_cut(row, longest_choice)
     return cut.text if cut else None
 
 
@@ -131,7 +125,7 @@ def vote_choice(row: Row) -> str | None:
 
 
 def agreement_choice(row: Row) -> str | None:
-    chosen = backend_choice(row)
+    chosen = longest_choice(row)
     if row.task.kind != "block" or chosen is None:
         return chosen
     longest = max(o.length for o in row.found)
@@ -145,11 +139,13 @@ def agreement_choice(row: Row) -> str | None:
 
 
 CHOICES: dict[str, Choice] = {
-    "backend (longest, prefix first)": backend_choice,
+    "plain lookup (longest, prefix first)": longest_choice,
     "vote by match length": vote_choice,
     "agreement cut for blocks": agreement_choice,
-    "confidence cut": confidence_cut_choice,
-    "confidence cut + default minConfidence": default_choice,
+    "longest + confidence cut": longest_cut_choice,
+    "surroundings (the backend's choice), whole": backend_choice,
+    "surroundings + confidence cut": confidence_cut_choice,
+    "surroundings + cut + default minConfidence": default_choice,
 }
 
 
@@ -280,7 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tasks", type=int, default=30, help="tasks per kind per repository")
     parser.add_argument("--only", action="append", help="only this project of the corpus")
-    parser.add_argument("--occurrences", type=int, default=16, help="per source, at most")
     parser.add_argument("--quick", action="store_true", help="the offline stdlib subset")
     parser.add_argument("--cache", type=Path, default=None, help="download cache")
     parser.add_argument("--language", help="only tasks in this language id (e.g. python)")
@@ -297,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 texts.setdefault(path, repo.text(path)) if path not in texts else texts[path]
                 for path in task.neighbours[:20]
             ]
-            found = occurrences(task, files, args.occurrences)
+            found = occurrences(task, files)
             sources = (task.prefix[-_PREFIX_CHARS:], task.suffix[:_SUFFIX_CHARS], *files)
             rows.append(Row(task, found, sources))
     language = f", {args.language}" if args.language else ""

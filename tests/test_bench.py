@@ -223,10 +223,12 @@ def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
 
     # The oracle takes whole occurrences, so it bounds the uncut choices; the confidence cut
     # takes starts of them and may pass it.
-    assert accepted_share("oracle (any occurrence)") >= accepted_share(
-        "backend (longest, prefix first)"
-    )
-    assert "confidence cut + default minConfidence" in rows
+    for uncut in (
+        "plain lookup (longest, prefix first)",
+        "surroundings (the backend's choice), whole",
+    ):
+        assert accepted_share("oracle (any occurrence)") >= accepted_share(uncut)
+    assert "surroundings + cut + default minConfidence" in rows
     assert "| gate: show when matched ≥ |" in report
     gates = report.split("(`minConfidence`)", 1)[1].strip().splitlines()[2:]
     shown = [float(line.split("|")[2]) for line in gates]

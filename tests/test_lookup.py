@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup import longest_match
+from ghostcomplete.backends.lookup import longest_match, similarity, surrounding_identifiers
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.snippets import Snippet
@@ -74,6 +74,49 @@ async def test_copies_from_the_whole_document_beyond_the_packed_prefix() -> None
     found = await LookupBackend(WHOLE).generate(whole, GenerationLimits())
     assert found[0].text == "handler=on_alpha, retries=3)"
     assert found[0].origin == "lookup:prefix"
+
+
+async def test_of_equal_matches_the_one_in_similar_surroundings_wins() -> None:
+    # Both places match "):\n    data = load()\n    response = client.get(" alike; the nearer
+    # one is in a test of orders, the farther one among lines about users, as is the cursor.
+    users = (
+        "def test_user_profile(me):\n"
+        "    data = load()\n"
+        "    response = client.get(f'/users/{user.id}/profile')\n"
+        "    assert response.json()['name'] == user.name\n\n"
+    )
+    orders = (
+        "def test_order_total(me):\n"
+        "    data = load()\n"
+        "    response = client.get(f'/orders/{order.id}/total')\n"
+        "    assert response.json()['total'] == order.total\n\n"
+    )
+    cursor = "def test_user_settings(self):\n    data = load()\n    response = client.get("
+    after = "\n    assert response.json()['name'] == user.name\n"
+    before = users + "\n" * 6 + orders + "\n" * 6 + cursor
+    asked = dataclasses.replace(prompt(before, after), before_cursor=before, after_cursor=after)
+    found = await LookupBackend(WHOLE).generate(asked, GenerationLimits(candidates=2))
+    assert [c.text for c in found] == [
+        "f'/users/{user.id}/profile')",
+        "f'/orders/{order.id}/total')",
+    ]
+    assert found[0].details["matched_chars"] == found[1].details["matched_chars"]
+    assert found[0].details["similarity"] > found[1].details["similarity"]
+
+
+def test_surrounding_identifiers_skip_the_lines_the_place_is_on() -> None:
+    before = "import os\nalpha = beta\nx = call("
+    after = "rest, of_line)\ngamma(delta)\n"
+    assert surrounding_identifiers(before, after) == {
+        "import",
+        "os",
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+    }
+    assert similarity(frozenset(), frozenset()) == 0.0
+    assert similarity(frozenset({"a", "b"}), frozenset({"b", "c"})) == 1 / 3
 
 
 async def test_copy_from_prompt_ignores_the_whole_files() -> None:
