@@ -189,17 +189,19 @@ class LookupBackend:
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         context = prompt.context
+        whole = self.settings.copy_from == "files"
         # The whole document where the pipeline gives it (a local engine), else what fits
         # the token budget: an earlier call in a long file is as good to copy as a near one.
-        before = prompt.before_cursor[-MAX_DOCUMENT_CHARS:] or context.prefix
-        after = prompt.after_cursor[:MAX_DOCUMENT_CHARS] or context.suffix
+        # With copyFrom "prompt", only what a model would see.
+        before = (whole and prompt.before_cursor[-MAX_DOCUMENT_CHARS:]) or context.prefix
+        after = (whole and prompt.after_cursor[:MAX_DOCUMENT_CHARS]) or context.suffix
         query = before[-_QUERY_CHARS:]
         # Sources in order of preference when scores tie.
         # Signatures are summaries (bodies elided): context for a model, not text to copy.
         sources: list[tuple[str, str]] = [("prefix", before), ("suffix", after)]
         sources += [(f"snippet:{s.uri}", s.text) for s in context.snippets if s.kind != "signature"]
         budget = _MAX_REFERENCE_CHARS
-        files = prompt.reference_texts if self.settings.copy_from == "files" else ()
+        files = prompt.reference_texts if whole else ()
         for index, text in enumerate(files):
             if budget <= 0:
                 break

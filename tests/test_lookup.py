@@ -74,6 +74,10 @@ async def test_copies_from_the_whole_document_beyond_the_packed_prefix() -> None
     found = await LookupBackend(WHOLE).generate(whole, GenerationLimits())
     assert found[0].text == "handler=on_alpha, retries=3)"
     assert found[0].origin == "lookup:prefix"
+    # copyFrom "prompt" judges what a model would see: the packed prefix only.
+    judge = LookupSettings(copy_from="prompt", cut="none")
+    found = await LookupBackend(judge).generate(whole, GenerationLimits())
+    assert not found or found[0].text != "handler=on_alpha, retries=3)"
 
 
 async def test_of_equal_matches_the_one_in_similar_surroundings_wins() -> None:
