@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup import longest_match, similarity, surrounding_identifiers
+from ghostcomplete.backends.lookup import (
+    find_occurrences,
+    longest_match,
+    similarity,
+    surrounding_identifiers,
+)
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.snippets import Snippet
@@ -106,6 +111,25 @@ async def test_of_equal_matches_the_one_in_similar_surroundings_wins() -> None:
     ]
     assert found[0].details["matched_chars"] == found[1].details["matched_chars"]
     assert found[0].details["similarity"] > found[1].details["similarity"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text("ab x\n", min_size=1, max_size=60), st.lists(st.text("ab x\n", max_size=80), max_size=3)
+)
+def test_every_place_found_matches_and_the_best_comes_first(query: str, files: list[str]) -> None:
+    sources = [query, *files]
+    around = surrounding_identifiers(query, "")
+    found = find_occurrences(query, sources, around, Scope.BLOCK, 20, 400)
+    for place in found:
+        source = sources[place.source]
+        needle = query[-place.length :]
+        starts = [i for i in range(len(source)) if source.startswith(needle, i)]
+        assert any(source[i + len(needle) :].startswith(place.text) for i in starts)
+        assert 0.0 <= place.similarity <= 1.0
+    assert [p.score for p in found] == sorted((p.score for p in found), reverse=True)
+    per_source = [sum(p.source == i for p in found) for i in range(len(sources))]
+    assert max(per_source, default=0) <= 16
 
 
 def test_surrounding_identifiers_skip_the_lines_the_place_is_on() -> None:
