@@ -34,6 +34,10 @@ class PackedContext:
     tokens: int
 
 
+# Each part (prefix, suffix, a snippet) meets the template at its start and end.
+_JOINS_PER_PART = 2
+
+
 def _keep_tail_lines(text: str, budget: int, counter: TokenCounter) -> tuple[str, int]:
     """The longest end of ``text`` made of whole lines (the first may be partial if it is the
     only one) whose token count fits ``budget``."""
@@ -87,7 +91,9 @@ def pack(
     ``snippet_cost`` the tokens of a snippet as rendered (with its header); both are taken
     off the budget so that the rendered prompt fits, not only its parts.
     """
-    available = max(0, budget.max_tokens - overhead)
+    # Text joined to text can tokenize into one more token than its parts counted apart
+    # (a marker's "<|" merging with the character before it): a token per join is kept back.
+    available = max(0, budget.max_tokens - overhead - _JOINS_PER_PART * 2)
     suffix_text, suffix_tokens = _keep_head_lines(
         suffix, int(available * budget.suffix_share), counter
     )
@@ -96,6 +102,7 @@ def pack(
     snippet_tokens = 0
     for snippet in snippets:
         cost = snippet_cost(snippet) if snippet_cost else counter.count(snippet.text) + 8
+        cost += _JOINS_PER_PART
         if snippet_tokens + cost <= snippet_budget:
             chosen.append(snippet)
             snippet_tokens += cost

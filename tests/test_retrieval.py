@@ -237,6 +237,18 @@ def test_rendered_prompt_fits_the_budget(prefix_lines, suffix_lines, snippet_lin
     assert prefix.endswith(packed.prefix) and suffix.startswith(packed.suffix)
 
 
+def test_a_suffix_that_merges_with_the_markers_still_fits() -> None:
+    # Found by the property above: ":" between "<|fim_suffix|>" and "<|fim_middle|>"
+    # tokenizes into one more token than the parts counted apart.
+    counter = TokenCounter()
+    empty = PackedContext("", "", (), 0)
+    overhead = counter.count(render_fim(empty, "codegemma", "python", "a.py", repo="shop"))
+    prefix = "a\n:::\t:::\t:z:__= \t"
+    packed = pack(prefix, ":", [], counter, Budget(max_tokens=40), overhead=overhead)
+    rendered = render_fim(packed, "codegemma", "python", "a.py", {}, repo="shop")
+    assert counter.count(rendered) <= 40
+
+
 _IMPORT_PIECES = st.sampled_from(
     ["import", "from", " ", "\t", "\n", "x", "os.path", ".", "..", ",", "(", ")", "#", " as ", "y"]
 )
