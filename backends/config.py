@@ -24,11 +24,12 @@ class LookupSettings:
     # "confidence": cut each suggestion where it stops being likely (backends/
     # lookup_confidence.py); "none": the whole line or block that followed the match.
     cut: str = field(default="confidence", metadata=one_of("confidence", "none"))
-    # Show nothing when the estimated chance that the whole suggestion is right is lower.
-    # 0.1: on the acceptance benchmark's seed-1 Python tasks every gate had >= 30 % of shown
-    # suggestions accepted; 0.1 is the highest that kept 99 % of the ungated characters
-    # (issue 5; bench/RESULTS.md, "surroundings").
-    min_confidence: float = field(default=0.1, metadata=between(0.0, 1.0))
+    # Show nothing when the estimated chance that the suggestion is accepted whole is lower
+    # (lookup_confidence.acceptance_chance). 0.12: the highest gate that kept 99 % of the
+    # ungated accepted characters on the acceptance benchmark's seed-1 Python tasks, where
+    # every gate had >= 30 % of shown suggestions accepted (issue 5; bench/RESULTS.md,
+    # "calibrated").
+    min_confidence: float = field(default=0.12, metadata=between(0.0, 1.0))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 
 from ghostcomplete.backends.base import Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup_confidence import ContinuationCounts, confident_cut
+from ghostcomplete.backends.lookup_confidence import (
+    ContinuationCounts,
+    acceptance_chance,
+    confident_cut,
+)
 from ghostcomplete.context.syntax import Scope
 
 _QUERY_CHARS = 2000
@@ -177,6 +181,16 @@ def find_occurrences(
     return found
 
 
+def lead_and_agreement(places: Sequence[Occurrence], index: int) -> tuple[float, int]:
+    """How far ``places[index]`` (sorted best first) leads the best place that goes on
+    differently (negative when behind it; 1000 when none does), and how many places go on
+    alike, itself included."""
+    text, score = places[index].text, places[index].score
+    other = next((p.score for p in places if p.text != text), None)
+    agreeing = sum(1 for p in places if p.text == text)
+    return (1000.0 if other is None else score - other), agreeing
+
+
 class LookupBackend:
     """Continue with what followed the longest match of the text before the cursor."""
 
@@ -222,18 +236,25 @@ class LookupBackend:
         counts = ContinuationCounts([source for _, source in sources]) if counting else None
         seen: set[str] = set()
         found: list[Candidate] = []
-        for match in matches:
+        for index, match in enumerate(matches):
             text = match.text
             details = {"matched_chars": float(match.length), "similarity": match.similarity}
             if counts is not None:
                 cut = confident_cut(text, query, counts, deadline=limits.deadline)
-                if cut is None or cut.confidence < self.settings.min_confidence:
-                    if match is matches[0]:
-                        # The best copy is a weak guess: a shorter match is a weaker one,
+                chance = 0.0
+                if cut is not None:
+                    lead, agreeing = lead_and_agreement(matches, index)
+                    chance = acceptance_chance(
+                        cut.confidence, match.similarity, lead, agreeing, len(cut.text)
+                    )
+                if cut is None or chance < self.settings.min_confidence:
+                    if index == 0:
+                        # The best copy is a weak guess: a lesser place is a weaker one,
                         # so show nothing rather than promote it.
                         return []
                     continue
-                text, details["confidence"] = cut.text, cut.confidence
+                text = cut.text
+                details["cut_chance"], details["confidence"] = cut.confidence, chance
             if text in seen:
                 continue
             seen.add(text)

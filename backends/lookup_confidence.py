@@ -28,6 +28,7 @@ tasks (bench/RESULTS.md, "confidence cut").
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -179,3 +180,44 @@ def confident_cut(
         if value > best_value:
             best, best_value = Cut(shown, chance), value
     return best
+
+
+# The chance that a suggestion is accepted whole, from what the lookup knows of it: a
+# logistic model over (1, logit of the cut's chance, similarity of the place's surroundings,
+# its lead over the best place that goes on differently / 50 matched characters, whether
+# another place goes on alike, log(1 + length) / 5). Fitted on the acceptance benchmark's
+# seed-1 Python tasks by `python -m ghostcomplete.bench.lookup_study --seed 1 --language
+# python --fit`; checked on seeds 2 and 3 (bench/RESULTS.md, "calibrated").
+CALIBRATION = (-2.357, 0.249, 1.582, 0.867, 0.463, 0.703)
+_LEAD_CAP = 50.0
+
+
+def acceptance_features(
+    cut_chance: float, similarity: float, lead: float, agreeing: int, length: int
+) -> tuple[float, ...]:
+    chance = min(max(cut_chance, 1e-3), 1 - 1e-3)
+    return (
+        1.0,
+        math.log(chance / (1 - chance)),
+        similarity,
+        min(max(lead, 0.0), _LEAD_CAP) / _LEAD_CAP,
+        1.0 if agreeing >= 2 else 0.0,
+        math.log1p(length) / 5,
+    )
+
+
+def acceptance_chance(
+    cut_chance: float,
+    similarity: float,
+    lead: float,
+    agreeing: int,
+    length: int,
+    weights: Sequence[float] = CALIBRATION,
+) -> float:
+    """Estimated chance that the user takes a suggestion whole: the cut's ``cut_chance``,
+    the ``similarity`` of the copied place's surroundings, its ``lead`` in score over the best
+    place that goes on differently, how many places go on alike (``agreeing``, itself
+    included), and the suggestion's ``length``."""
+    features = acceptance_features(cut_chance, similarity, lead, agreeing, length)
+    z = sum(w * x for w, x in zip(weights, features, strict=True))
+    return 1 / (1 + math.exp(-z))

@@ -31,15 +31,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ghostcomplete.backends.config import LookupSettings
 from ghostcomplete.backends.lookup import (
     AROUND_CHARS,
     MAX_DOCUMENT_CHARS,
     Occurrence,
     find_occurrences,
+    lead_and_agreement,
     surrounding_identifiers,
 )
-from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut, confident_cut
+from ghostcomplete.backends.lookup_confidence import (
+    CALIBRATION,
+    ContinuationCounts,
+    Cut,
+    acceptance_chance,
+    acceptance_features,
+    confident_cut,
+)
 from ghostcomplete.bench.corpus import default_cache, load_repos
 from ghostcomplete.bench.metrics import accepted
 from ghostcomplete.bench.tasks import Task, make_tasks
@@ -52,7 +62,7 @@ _QUERY_CHARS = 2000
 _BLOCK_LINES = 20
 _MAX_CHARS = 400
 _GATES = (0, 16, 24, 32, 48, 64)
-_CONFIDENCE_GATES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.4, 0.6, 0.8)
+_CONFIDENCE_GATES = (0.0, 0.05, 0.1, 0.12, 0.15, 0.2, 0.3, 0.4, 0.6)
 
 
 @dataclass(frozen=True)
@@ -110,10 +120,48 @@ def longest_cut_choice(row: Row) -> str | None:
     return cut.text if cut else None
 
 
-def default_choice(row: Row) -> str | None:
-    """The cut, shown only above the default ``backend.lookup.minConfidence``."""
+def calibrated_cut(
+    row: Row, weights: Sequence[float] = CALIBRATION
+) -> tuple[Cut, tuple[float, ...], float] | None:
+    """The backend's cut, the features of its chance of being accepted, and that chance."""
     cut = confidence_cut(row)
-    return cut.text if cut and cut.confidence >= LookupSettings().min_confidence else None
+    if cut is None:
+        return None
+    top = row.found[0]
+    lead, agreeing = lead_and_agreement(row.found, 0)
+    features = acceptance_features(cut.confidence, top.similarity, lead, agreeing, len(cut.text))
+    chance = acceptance_chance(
+        cut.confidence, top.similarity, lead, agreeing, len(cut.text), weights
+    )
+    return cut, features, chance
+
+
+def default_choice(row: Row) -> str | None:
+    """The cut, shown only when its chance of being accepted reaches the default
+    ``backend.lookup.minConfidence``."""
+    found = calibrated_cut(row)
+    if found is None or found[2] < LookupSettings().min_confidence:
+        return None
+    return found[0].text
+
+
+def fit_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]:
+    """Logistic regression (Newton's method, L2 penalty ``l2``) of "accepted whole" on the
+    features of the backend's cut: the weights ``lookup_confidence.CALIBRATION`` holds."""
+    examples = [
+        (found[1], accepted(found[0].text, row.task.target.rstrip()))
+        for row in rows
+        if row.found and (found := calibrated_cut(row))
+    ]
+    x = np.array([features for features, _ in examples])
+    y = np.array([float(ok) for _, ok in examples])
+    w = np.zeros(x.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        gradient = x.T @ (p - y) + l2 * w
+        hessian = (x.T * (p * (1 - p))) @ x + l2 * np.eye(len(w))
+        w -= np.linalg.solve(hessian, gradient)
+    return tuple(round(float(v), 3) for v in w)
 
 
 def vote_choice(row: Row) -> str | None:
@@ -197,24 +245,40 @@ def study(rows: list[Row]) -> str:
 
 
 def _confidence_gates(rows: list[Row]) -> list[str]:
-    """What ``backend.lookup.minConfidence`` costs and buys."""
-    cuts = [(row, confidence_cut(row) if row.found else None) for row in rows]
-    lines = ["", "## Confidence cut: gates on its estimated chance (`minConfidence`)", ""]
+    """What ``backend.lookup.minConfidence`` costs and buys, and whether the chance it gates
+    on is calibrated (estimated against observed acceptance)."""
+    cuts = [calibrated_cut(row) if row.found else None for row in rows]
+    lines = ["", "## Gates on the chance of being accepted (`minConfidence`)", ""]
     lines += ["| min confidence | shown % | accepted % of shown | accepted ch/task |"]
     lines.append("|---|---|---|---|")
     for gate in _CONFIDENCE_GATES:
         shown = ok = chars = 0
-        for row, cut in cuts:
-            if cut is None or cut.confidence < gate:
+        for row, found in zip(rows, cuts, strict=True):
+            if found is None or found[2] < gate:
                 continue
             shown += 1
-            if accepted(cut.text, row.task.target.rstrip()):
+            if accepted(found[0].text, row.task.target.rstrip()):
                 ok += 1
-                chars += len(cut.text)
+                chars += len(found[0].text)
         share = 100 * ok / shown if shown else 0.0
         lines.append(
             f"| {gate} | {100 * shown / len(rows):.1f} | {share:.1f} | {chars / len(rows):.2f} |"
         )
+    lines += ["", "## Calibration: estimated chance against accepted", ""]
+    lines += ["| estimated | shown | mean estimate | accepted % |", "|---|---|---|---|"]
+    buckets: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for row, found in zip(rows, cuts, strict=True):
+        if found is None:
+            continue
+        bucket = buckets[min(int(found[2] * 5), 4)]
+        bucket[0] += 1
+        bucket[1] += found[2]
+        bucket[2] += accepted(found[0].text, row.task.target.rstrip())
+    for index in sorted(buckets):
+        count, estimate, taken = buckets[index]
+        label = f"{index / 5:.1f}–{(index + 1) / 5:.1f}"
+        cells = f"{count:.0f} | {estimate / count:.2f} | {100 * taken / count:.1f}"
+        lines.append(f"| {label} | {cells} |")
     return lines
 
 
@@ -279,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the offline stdlib subset")
     parser.add_argument("--cache", type=Path, default=None, help="download cache")
     parser.add_argument("--language", help="only tasks in this language id (e.g. python)")
+    parser.add_argument(
+        "--fit", action="store_true", help="print the calibration fitted on these tasks"
+    )
     args = parser.parse_args(argv)
     cache = args.cache or default_cache()
     repos = load_repos(quick=args.quick, paths=[], cache=cache, only=args.only)
@@ -298,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     language = f", {args.language}" if args.language else ""
     print(f"# Lookup choice study — seed {args.seed}{language}, {len(rows)} tasks\n")
     print(study(rows))
+    if args.fit:
+        weights = fit_calibration(rows)
+        print(f"Calibration fitted on these tasks (lookup_confidence.CALIBRATION): {weights}")
     return 0
 
 

@@ -212,7 +212,7 @@ def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
 ) -> None:
     from ghostcomplete.bench import lookup_study
 
-    assert lookup_study.main(["--quick", "--tasks", "4", "--cache", str(tmp_path)]) == 0
+    assert lookup_study.main(["--quick", "--tasks", "4", "--cache", str(tmp_path), "--fit"]) == 0
     report = capsys.readouterr().out
     table = report.split("## Choices", 1)[1].split("\n\n")[1].splitlines()
     column = [cell.strip() for cell in table[0].split("|")].index("all")
@@ -230,7 +230,10 @@ def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
         assert accepted_share("oracle (any occurrence)") >= accepted_share(uncut)
     assert "surroundings + cut + default minConfidence" in rows
     assert "| gate: show when matched ≥ |" in report
-    gates = report.split("(`minConfidence`)", 1)[1].strip().splitlines()[2:]
+    gates = report.split("(`minConfidence`)", 1)[1].strip().split("\n\n")[0].splitlines()[2:]
     shown = [float(line.split("|")[2]) for line in gates]
     assert len(shown) == len(lookup_study._CONFIDENCE_GATES)
     assert shown == sorted(shown, reverse=True)  # a higher gate never shows more
+    assert "## Calibration: estimated chance against accepted" in report
+    weights = report.split("(lookup_confidence.CALIBRATION): (", 1)[1].split(")")[0].split(",")
+    assert len(weights) == len(lookup_study.CALIBRATION)

@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup_confidence import ContinuationCounts, confident_cut
+from ghostcomplete.backends.lookup import Occurrence, lead_and_agreement
+from ghostcomplete.backends.lookup_confidence import (
+    CALIBRATION,
+    ContinuationCounts,
+    acceptance_chance,
+    confident_cut,
+)
 from ghostcomplete.ranker.budget import PackedContext
 
 CALLS = "".join(
@@ -70,7 +76,8 @@ def test_the_cut_is_a_start_of_the_text_with_a_chance(sources: list[str], text: 
 async def test_the_backend_cuts_by_default_and_reports_its_confidence() -> None:
     found = await LookupBackend().generate(prompt(CALLS + "client.send("), GenerationLimits())
     assert [c.text for c in found] == ["method, url, headers=headers,"]
-    assert found[0].details["confidence"] == 1.0
+    assert found[0].details["cut_chance"] == 1.0
+    assert 0.5 < found[0].details["confidence"] < 1.0  # the chance of being accepted
     whole = LookupBackend(LookupSettings(cut="none"))
     uncut = await whole.generate(prompt(CALLS + "client.send("), GenerationLimits())
     assert [c.text for c in uncut] == ["method, url, headers=headers, stream=True)"]
@@ -81,15 +88,16 @@ async def test_min_confidence_hides_a_weak_guess() -> None:
     text = "x.value = load(alpha)\nx.value = load(beta)\nx.value = load("
     shown = await LookupBackend().generate(prompt(text), GenerationLimits())
     assert [c.text for c in shown] == ["beta)"]
-    assert 0.5 < shown[0].details["confidence"] < 0.9
-    strict = LookupBackend(LookupSettings(min_confidence=0.9))
+    assert 0.5 < shown[0].details["cut_chance"] < 0.9
+    assert 0.3 < shown[0].details["confidence"] < 0.7
+    strict = LookupBackend(LookupSettings(min_confidence=0.7))
     assert await strict.generate(prompt(text), GenerationLimits()) == []
 
 
 async def test_a_weak_best_copy_is_not_replaced_by_a_shorter_match() -> None:
-    # The longest match (in the prefix) goes on with "beta" (chance 0.63); a shorter match
-    # in another file goes on with the more common "alpha" (0.82). Above the first's chance
-    # nothing is shown: the shorter match is not promoted.
+    # The longest match (in the prefix) goes on with "beta" (cut chance 0.63); a shorter
+    # match in another file goes on with the more common "alpha" (0.82). When the first is
+    # gated out nothing is shown: the shorter match is not promoted.
     text = "x.value = load(alpha)\nx.value = load(beta)\nx.value = load("
     ask = CompletionPrompt(
         "python",
@@ -101,6 +109,45 @@ async def test_a_weak_best_copy_is_not_replaced_by_a_shorter_match() -> None:
     limits = GenerationLimits(candidates=3)
     shown = await LookupBackend().generate(ask, limits)
     assert [c.text for c in shown] == ["beta)", "alpha)"]
-    assert shown[0].details["confidence"] < 0.7 < shown[1].details["confidence"]
-    strict = LookupBackend(LookupSettings(min_confidence=0.7))
+    assert shown[0].details["cut_chance"] < 0.7 < shown[1].details["cut_chance"]
+    strict = LookupBackend(LookupSettings(min_confidence=shown[0].details["confidence"] + 0.01))
     assert await strict.generate(ask, limits) == []
+
+
+def test_the_chance_of_acceptance_rises_with_each_piece_of_evidence() -> None:
+    base = acceptance_chance(0.3, 0.2, 5.0, 1, 20)
+    assert 0.0 < base < 1.0
+    assert acceptance_chance(0.6, 0.2, 5.0, 1, 20) > base  # a surer cut
+    assert acceptance_chance(0.3, 0.6, 5.0, 1, 20) > base  # more similar surroundings
+    assert acceptance_chance(0.3, 0.2, 30.0, 1, 20) > base  # a clearer lead
+    assert acceptance_chance(0.3, 0.2, 5.0, 2, 20) > base  # another place agrees
+    # Out-of-range inputs are clamped, never an error.
+    assert (
+        0.0
+        < acceptance_chance(0.0, 0.0, -50.0, 0, 0)
+        < acceptance_chance(1.0, 1.0, 1e9, 9, 400)
+        < 1
+    )
+    assert len(CALIBRATION) == 6
+
+
+def test_lead_and_agreement() -> None:
+    places = [
+        Occurrence(30, 0, 0, "alpha)", 0.5),  # score 80
+        Occurrence(30, 2, 0, "alpha)", 0.1),  # score 40
+        Occurrence(20, 1, 0, "beta)", 0.2),  # score 40
+    ]
+    assert lead_and_agreement(places, 0) == (40.0, 2)
+    assert lead_and_agreement(places, 2) == (-40.0, 1)
+    assert lead_and_agreement(places[:2], 0) == (1000.0, 2)  # nothing goes on differently
+
+
+async def test_the_backend_reports_the_cut_and_its_chance_of_acceptance() -> None:
+    text = "assert_equal(result, expected)\n" * 3 + "assert_equal("
+    found = await LookupBackend(LookupSettings(min_confidence=0.0)).generate(
+        prompt(text), GenerationLimits()
+    )
+    details = found[0].details
+    assert found[0].text == "result, expected)"
+    assert details["cut_chance"] == 1.0
+    assert 0.5 < details["confidence"] < 1.0
