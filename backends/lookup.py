@@ -1,9 +1,12 @@
 """The lookup engine: a backend with zero weights.
 
 It finds the longest stretch of text ending at the cursor that also occurs somewhere in the
-packed context or the recently used files, and proposes what followed that stretch there.
-Code repeats itself (call sites, record fields, test cases, tables), and on repetitive code
-this is what a human would type next.
+current file, the snippets or the recently used files, and proposes what followed that stretch
+there. Code repeats itself (call sites, record fields, test cases, tables), and on repetitive
+code this is what a human would type next. Of the places that match, the one whose surrounding
+lines share most identifiers with the cursor's wins; the copy is then cut where it stops being
+likely and shown only when its chance of being accepted is high enough
+(``lookup_confidence``).
 """
 
 from __future__ import annotations
@@ -192,7 +195,7 @@ def lead_and_agreement(places: Sequence[Occurrence], index: int) -> tuple[float,
 
 
 class LookupBackend:
-    """Continue with what followed the longest match of the text before the cursor."""
+    """Continue with what followed the text before the cursor at the best place it recurs."""
 
     name = "lookup"
     fim_family = None
