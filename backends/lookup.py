@@ -35,6 +35,10 @@ AROUND_CHARS = 3000
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_REFERENCE_CHARS = 1_000_000
 MAX_DOCUMENT_CHARS = 500_000  # each side of the cursor
+# What the confidence cut counts in, of the document, each side of the cursor: the cut
+# searches its text once per piece, so a huge file would make it slow (a 950 KB file took
+# p90 231 ms with all of it, bench/RESULTS.md "huge file").
+_COUNTED_DOCUMENT_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,18 @@ def find_occurrences(
     return found
 
 
+def continuation_counts(sources: Sequence[str]) -> ContinuationCounts:
+    """What the confidence cut counts in: ``sources`` as the lookup reads them (the text
+    before the cursor, the text after it, then the rest), the document cut to
+    _COUNTED_DOCUMENT_CHARS each side of the cursor."""
+    counted = list(sources)
+    if counted:
+        counted[0] = counted[0][-_COUNTED_DOCUMENT_CHARS:]
+    if len(counted) > 1:
+        counted[1] = counted[1][:_COUNTED_DOCUMENT_CHARS]
+    return ContinuationCounts(counted)
+
+
 def lead_and_agreement(places: Sequence[Occurrence], index: int) -> tuple[float, int]:
     """How far ``places[index]`` (sorted best first) leads the best place that goes on
     differently (negative when behind it; 1000 when none does), and how many places go on
@@ -236,7 +252,7 @@ class LookupBackend:
         )
         await asyncio.sleep(0)  # a point where a superseded request can be cancelled
         counting = self.settings.cut == "confidence"
-        counts = ContinuationCounts([source for _, source in sources]) if counting else None
+        counts = continuation_counts([source for _, source in sources]) if counting else None
         seen: set[str] = set()
         found: list[Candidate] = []
         for index, match in enumerate(matches):

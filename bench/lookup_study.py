@@ -38,6 +38,7 @@ from ghostcomplete.backends.lookup import (
     AROUND_CHARS,
     MAX_DOCUMENT_CHARS,
     Occurrence,
+    continuation_counts,
     find_occurrences,
     lead_and_agreement,
     surrounding_identifiers,
@@ -73,7 +74,7 @@ class Row:
 
     def counts(self) -> ContinuationCounts:
         # Built when asked: the joined text is about a megabyte per task.
-        return ContinuationCounts(self.sources)
+        return continuation_counts(self.sources)
 
 
 Choice = Callable[[Row], str | None]

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup import Occurrence, lead_and_agreement
+from ghostcomplete.backends.lookup import Occurrence, continuation_counts, lead_and_agreement
 from ghostcomplete.backends.lookup_confidence import (
     CALIBRATION,
     ContinuationCounts,
@@ -151,3 +151,12 @@ async def test_the_backend_reports_the_cut_and_its_chance_of_acceptance() -> Non
     assert found[0].text == "result, expected)"
     assert details["cut_chance"] == 1.0
     assert 0.5 < details["confidence"] < 1.0
+
+
+def test_the_cut_counts_only_the_document_near_the_cursor() -> None:
+    # A huge file would make every piece's count slow: 100,000 characters each side count.
+    near = "first = load(alpha)\n" + "\n" * 1000 + "third = load("
+    far = "other = load(beta)\n" + "#\n" * 60_000
+    counts = continuation_counts([far + near, "\n" + "#\n" * 60_000 + "x = load(gamma)\n"])
+    assert counts.chance("third = load(", "alpha") == 1.0  # beta and gamma are too far
+    assert ContinuationCounts([far + near]).chance("third = load(", "alpha") < 1.0
