@@ -237,3 +237,11 @@ def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
     assert "## Calibration: estimated chance against accepted" in report
     weights = report.split("(lookup_confidence.CALIBRATION): (", 1)[1].split(")")[0].split(",")
     assert len(weights) == len(lookup_study.CALIBRATION)
+
+
+def test_lookup_speed_times_requests_on_a_huge_file(capsys: pytest.CaptureFixture[str]) -> None:
+    from ghostcomplete.bench import lookup_speed
+
+    assert lookup_speed.main(["--file-kb", "200", "--files", "2", "--requests", "3"]) == 0
+    line = capsys.readouterr().out
+    assert "lookup on a 200 KB file with 2 recent files, 3 requests: p50" in line
