@@ -17,7 +17,7 @@ KINDS = ("lookup", "http", "onnx")
 
 @dataclass(frozen=True)
 class LookupSettings:
-    # Where the lookup backend copies from: "files" = the prompt (prefix, suffix, snippets)
+    # Where the lookup backend copies from: "files" = the whole current file, the snippets
     # and the whole recently used files; "prompt" = only what the prompt holds, as a model
     # sees it (the benchmarks use it to measure the snippet choice).
     copy_from: str = field(default="files", metadata=one_of("files", "prompt"))
