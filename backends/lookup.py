@@ -232,21 +232,14 @@ class LookupBackend:
         # Sources in order of preference when scores tie.
         # Signatures are summaries (bodies elided): context for a model, not text to copy.
         sources: list[tuple[str, str]] = [("prefix", before), ("suffix", after)]
+        sources += [(f"snippet:{s.uri}", s.text) for s in context.snippets if s.kind != "signature"]
         budget = _MAX_REFERENCE_CHARS
-        files: list[str] = []
-        for text in prompt.reference_texts if whole else ():
+        files = prompt.reference_texts if whole else ()
+        for index, text in enumerate(files):
             if budget <= 0:
                 break
-            files.append(text[:budget])
+            sources.append((f"file:{index}", text[:budget]))
             budget -= len(text)
-        # A snippet cut from a file the lookup reads whole would count its places twice
-        # (and make one place look like two that agree).
-        sources += [
-            (f"snippet:{s.uri}", s.text)
-            for s in context.snippets
-            if s.kind != "signature" and not any(s.text in text for text in files)
-        ]
-        sources += [(f"file:{index}", text) for index, text in enumerate(files)]
         around_cursor = surrounding_identifiers(before[-AROUND_CHARS:], after[:AROUND_CHARS])
         matches = find_occurrences(
             query,

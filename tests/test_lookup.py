@@ -147,18 +147,6 @@ def test_surrounding_identifiers_skip_the_lines_the_place_is_on() -> None:
     assert similarity(frozenset({"a", "b"}), frozenset({"b", "c"})) == 1 / 3
 
 
-async def test_a_snippet_cut_from_a_file_read_whole_is_not_read_twice() -> None:
-    reference = "def load():\n    return fetch(url, retries=3)\n"
-    snippet = Snippet("file:///r.py", 0, "    return fetch(url, retries=3)", 1.0)
-    other = Snippet("file:///o.py", 0, "    return fetch(url, timeout=9)", 1.0)
-    ask = prompt("x = 1\nreturn fetch(", snippets=[snippet, other], references=[reference])
-    found = await LookupBackend(WHOLE).generate(ask, GenerationLimits(candidates=3))
-    assert sorted((c.text, c.origin) for c in found) == [
-        ("url, retries=3)", "lookup:file"),  # not also as a snippet
-        ("url, timeout=9)", "lookup:snippet"),  # a snippet of a file not read whole
-    ]
-
-
 async def test_copy_from_prompt_ignores_the_whole_files() -> None:
     snippet = Snippet("file:///s.py", 0, "client.fetch(url, timeout=5)\n", 1.0)
     reference = "client.fetch_all(urls, retries=3)\n"
