@@ -251,6 +251,8 @@ class LookupBackend:
             limits.deadline,
         )
         await asyncio.sleep(0)  # a point where a superseded request can be cancelled
+        if not matches:
+            return []  # nothing to copy: no need to join the sources for counting
         counting = self.settings.cut == "confidence"
         counts = continuation_counts([source for _, source in sources]) if counting else None
         seen: set[str] = set()

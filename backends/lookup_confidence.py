@@ -206,18 +206,17 @@ def acceptance_features(
     )
 
 
+def chance_of(features: Sequence[float], weights: Sequence[float] = CALIBRATION) -> float:
+    """The logistic model's chance for ``acceptance_features``."""
+    z = sum(w * x for w, x in zip(weights, features, strict=True))
+    return 1 / (1 + math.exp(-z))
+
+
 def acceptance_chance(
-    cut_chance: float,
-    similarity: float,
-    lead: float,
-    agreeing: int,
-    length: int,
-    weights: Sequence[float] = CALIBRATION,
+    cut_chance: float, similarity: float, lead: float, agreeing: int, length: int
 ) -> float:
     """Estimated chance that the user takes a suggestion whole: the cut's ``cut_chance``,
     the ``similarity`` of the copied place's surroundings, its ``lead`` in score over the best
     place that goes on differently, how many places go on alike (``agreeing``, itself
     included), and the suggestion's ``length``."""
-    features = acceptance_features(cut_chance, similarity, lead, agreeing, length)
-    z = sum(w * x for w, x in zip(weights, features, strict=True))
-    return 1 / (1 + math.exp(-z))
+    return chance_of(acceptance_features(cut_chance, similarity, lead, agreeing, length))

@@ -15,9 +15,10 @@ server's filters:
   matches agree), the backend's own (match length plus the similarity of the surrounding
   lines), each whole or with the confidence cut, and the **oracle** (any occurrence the user
   would accept whole: the ceiling of choosing better);
-- **confidence** — the accept rate of the backend's choice by matched length: the calibration
-  a confidence gate would use, and what each gate would cost in shown suggestions and
-  accepted characters.
+- **confidence** — the accept rate of the longest match by matched length and what a gate
+  on it would cost; what each ``minConfidence`` gate on the estimated chance of acceptance
+  costs in shown suggestions and accepted characters, and that chance against the acceptance
+  observed (``--fit`` refits its weights on the tasks run).
 
 Rates are over all tasks. Accepted = the suggestion (≥ 4 characters) is a prefix of the true
 continuation, as in the acceptance benchmark.
@@ -44,11 +45,10 @@ from ghostcomplete.backends.lookup import (
     surrounding_identifiers,
 )
 from ghostcomplete.backends.lookup_confidence import (
-    CALIBRATION,
     ContinuationCounts,
     Cut,
-    acceptance_chance,
     acceptance_features,
+    chance_of,
     confident_cut,
 )
 from ghostcomplete.bench.corpus import default_cache, load_repos
@@ -121,9 +121,7 @@ def longest_cut_choice(row: Row) -> str | None:
     return cut.text if cut else None
 
 
-def calibrated_cut(
-    row: Row, weights: Sequence[float] = CALIBRATION
-) -> tuple[Cut, tuple[float, ...], float] | None:
+def calibrated_cut(row: Row) -> tuple[Cut, tuple[float, ...], float] | None:
     """The backend's cut, the features of its chance of being accepted, and that chance."""
     cut = confidence_cut(row)
     if cut is None:
@@ -131,10 +129,7 @@ def calibrated_cut(
     top = row.found[0]
     lead, agreeing = lead_and_agreement(row.found, 0)
     features = acceptance_features(cut.confidence, top.similarity, lead, agreeing, len(cut.text))
-    chance = acceptance_chance(
-        cut.confidence, top.similarity, lead, agreeing, len(cut.text), weights
-    )
-    return cut, features, chance
+    return cut, features, chance_of(features)
 
 
 def default_choice(row: Row) -> str | None:
