@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import re
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -87,7 +88,14 @@ def completion_scope(text: str, offset: int, language_id: str) -> Scope:
         return Scope.LINE
     # Parse only the top-level statement around the cursor: a few hundred lines at most.
     start, end = _top_level_window(text, line_start, line_end if line_end >= 0 else len(text))
-    text, offset = text[start:end], offset - start
+    header = ""
+    if language_id == "python":
+        # The window may start inside a long class (or a docstring's text at column 0):
+        # begin at its least indented definition, under a header when that is indented, or
+        # the parse sees an unexpected indent.
+        start = _outermost_definition(text, start, line_start)
+        header = "" if _starts_top_level(text, start) else _INDENTED_HEADER
+    text, offset = header + text[start:end], offset - start + len(header)
     if len(text) > _MAX_PARSE_CHARS:
         return Scope.LINE
     source = text.encode("utf-8", errors="surrogatepass")
@@ -101,23 +109,58 @@ def completion_scope(text: str, offset: int, language_id: str) -> Scope:
     node = tree.root_node.descendant_for_byte_range(cursor_byte, cursor_byte)
     while node is not None:
         if node.type in _BODY_TYPES:
-            return Scope.BLOCK if _is_empty_body(node) else Scope.LINE
+            if _is_empty_body(node):
+                return Scope.BLOCK
+            # In Python an empty body is a zero-width node at the end of its header, so the
+            # body around a blank line under a new `def f():` is the enclosing class's or
+            # function's, which is not empty; the header just above decides.
+            opened = _header_above(tree, source, cursor_byte)
+            indent = offset - (text.rfind("\n", 0, offset) + 1)
+            if opened is not None and indent > opened.start_point.column:
+                return Scope.BLOCK
+            return Scope.LINE
         node = node.parent
-    previous = tree.root_node.descendant_for_byte_range(
-        max(0, _previous_content_byte(source, cursor_byte)),
-        max(0, _previous_content_byte(source, cursor_byte)),
-    )
-    while previous is not None:
-        body = previous.child_by_field_name("body")
-        if body is not None:
-            return Scope.BLOCK if _is_empty_body(body) else Scope.LINE
-        previous = previous.parent
+    opened = _header_above(tree, source, cursor_byte)
+    if opened is not None:
+        return Scope.BLOCK
     return Scope.LINE
+
+
+def _header_above(
+    tree: tree_sitter.Tree, source: bytes, cursor_byte: int
+) -> tree_sitter.Node | None:
+    """The statement whose empty body the cursor would fill: the nearest statement with a
+    body around the last text before the cursor, when that body is empty (else None)."""
+    at = max(0, _previous_content_byte(source, cursor_byte))
+    previous = tree.root_node.descendant_for_byte_range(at, at)
+    while previous is not None:
+        body = previous.child_by_field_name("body") or previous.child_by_field_name(
+            "consequence"  # Python's `if` and `elif`
+        )
+        if body is not None:
+            return previous if _is_empty_body(body) else None
+        previous = previous.parent
+    return None
 
 
 def _starts_top_level(text: str, at: int) -> bool:
     first = text[at : at + 1]
     return bool(first) and (first.isalnum() or first in "_@#")
+
+
+_INDENTED_HEADER = "if 1:\n"
+_DEFINITION = re.compile(r"^([ \t]*)(?:(?:async[ \t]+)?def\b|class\b|@)", re.MULTILINE)
+
+
+def _outermost_definition(text: str, start: int, line_start: int) -> int:
+    """Offset of the first least indented line in ``text[start:line_start]`` that opens a
+    Python definition (``def``, ``class``, a decorator); ``start`` when there is none."""
+    best: tuple[int, int] | None = None
+    for found in _DEFINITION.finditer(text, start, line_start):
+        indent = len(found.group(1).expandtabs())
+        if best is None or indent < best[0]:
+            best = (indent, found.start())
+    return start if best is None else best[1]
 
 
 def _top_level_window(text: str, line_start: int, line_end: int) -> tuple[int, int]:

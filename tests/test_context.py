@@ -119,6 +119,28 @@ def test_all_grammars_load_offline() -> None:
     [
         ("python", "class A:\n    def f(self):\n        ║\n\nx = 1\n", Scope.BLOCK),
         ("python", "def f(self):\n    ║", Scope.BLOCK),
+        # A new method above another: Python's empty body is zero-width, the class's covers.
+        (
+            "python",
+            "class A:\n    def f(self):\n        ║\n\n    def g(self):\n        return 1\n",
+            Scope.BLOCK,
+        ),
+        (
+            "python",
+            "def t():\n    def hook(a):\n        ║\n\n    @wrap(hook)\n    class C:\n        x = 1",
+            Scope.BLOCK,
+        ),
+        (
+            "python",
+            "class A:\n    def f(self):\n        return 1\n    ║\n\n    def g(self):\n        pass",
+            Scope.LINE,
+        ),
+        (
+            "python",
+            "class A:\n    def f(self):\n    ║\n    def g(self):\n        pass\n",
+            Scope.LINE,
+        ),
+        ("python", "if x:\n    ║\nelse:\n    y = 1\n", Scope.BLOCK),
         ("python", "def f(self):\n    x = 1\n    ║\n", Scope.LINE),
         ("python", "def f(self):\n    x = ║", Scope.LINE),
         ("javascript", "function f(a) {\n  ║\n}\n", Scope.BLOCK),
@@ -135,3 +157,16 @@ def test_all_grammars_load_offline() -> None:
 def test_completion_scope(language: str, text: str, scope: Scope) -> None:
     offset = text.index("║")
     assert completion_scope(text.replace("║", ""), offset, language) is scope
+
+
+@pytest.mark.parametrize(("body", "scope"), [("", Scope.BLOCK), ("        return 0\n", Scope.LINE)])
+def test_completion_scope_deep_in_a_long_class(body: str, scope: Scope) -> None:
+    """The parse window (300 lines up) starts inside the class, at an indented line."""
+    methods = "".join(
+        f'    def m{i}(self, value):\n        """Doc\nat column 0."""\n        return {i}\n\n'
+        for i in range(120)
+    )
+    new = f"    @property\n    def new(self) -> int:\n{body}        ║\n\n"
+    text = f"class Big:\n{methods}{new}    def last(self):\n        return 1\n"
+    offset = text.index("║")
+    assert completion_scope(text.replace("║", ""), offset, "python") is scope
