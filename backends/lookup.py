@@ -135,6 +135,18 @@ def continuation_for(text: str, scope: Scope, line_prefix: str, max_lines: int) 
     return "\n".join(kept)
 
 
+def reindented(text: str) -> str:
+    """What followed a match that ended part way into a deeper place's indentation, moved
+    left by the rest of it: the copy lines up with the cursor as a human would paste it."""
+    first_end = text.find("\n")
+    first = text if first_end < 0 else text[:first_end]
+    extra = first[: len(first) - len(first.lstrip(" \t"))]
+    if not extra or not first.strip():
+        return text
+    lines = text.split("\n")
+    return "\n".join([lines[0][len(extra) :]] + [line.removeprefix(extra) for line in lines[1:]])
+
+
 def surrounding_identifiers(before: str, after: str) -> frozenset[str]:
     """Identifiers of the lines around a place: up to _AROUND_LINES whole lines before the
     line it is on (``before`` ends on that line) and after the line it ends on (``after``
@@ -162,6 +174,8 @@ def find_occurrences(
     longest end of ``query`` each source holds, with what followed it; best first."""
     line_prefix = query[query.rfind("\n") + 1 :]
     need = required_match(line_prefix)
+    # A cursor after the indentation alone matches deeper places part way into theirs.
+    indented_only = bool(line_prefix) and not line_prefix.strip()
     found: list[Occurrence] = []
     for index, source in enumerate(sources):
         if deadline is not None and time.monotonic() > deadline:
@@ -173,6 +187,8 @@ def find_occurrences(
         while at >= 0 and nth < _OCCURRENCES_PER_SOURCE:
             after = at + length
             raw = source[after : after + max_chars * 2]
+            if indented_only:
+                raw = reindented(raw)
             text = continuation_for(raw, scope, line_prefix, max_lines)[:max_chars].rstrip("\r")
             if text.strip():
                 around = surrounding_identifiers(

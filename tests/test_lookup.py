@@ -12,6 +12,7 @@ from ghostcomplete.backends.config import LookupSettings
 from ghostcomplete.backends.lookup import (
     find_occurrences,
     longest_match,
+    reindented,
     similarity,
     surrounding_identifiers,
 )
@@ -121,11 +122,16 @@ def test_every_place_found_matches_and_the_best_comes_first(query: str, files: l
     sources = [query, *files]
     around = surrounding_identifiers(query, "")
     found = find_occurrences(query, sources, around, Scope.BLOCK, 20, 400)
+    line_prefix = query[query.rfind("\n") + 1 :]
+    indented_only = bool(line_prefix) and not line_prefix.strip()
     for place in found:
         source = sources[place.source]
         needle = query[-place.length :]
         starts = [i for i in range(len(source)) if source.startswith(needle, i)]
-        assert any(source[i + len(needle) :].startswith(place.text) for i in starts)
+        rests = [source[i + len(needle) :] for i in starts]
+        if indented_only:
+            rests = [reindented(rest) for rest in rests]
+        assert any(rest.startswith(place.text) for rest in rests)
         assert 0.0 <= place.similarity <= 1.0
     assert [p.score for p in found] == sorted((p.score for p in found), reverse=True)
     per_source = [sum(p.source == i for p in found) for i in range(len(sources))]
@@ -181,3 +187,14 @@ async def test_nothing_when_nothing_repeats() -> None:
         await LookupBackend().generate(prompt("completely_unique_name = "), GenerationLimits())
         == []
     )
+
+
+def test_a_copy_from_a_deeper_place_is_lined_up_with_the_cursor() -> None:
+    """The match ends part way into the deeper place's indentation: the rest of it moves
+    the whole copy left, as a human would paste it."""
+    nested = "    def run(self):\n        with lock:\n            if ready:\n                go()\n"
+    assert reindented("    if ready:\n        go()\n    done()") == "if ready:\n    go()\ndone()"
+    assert reindented("\n    go()") == "\n    go()"  # the match ended its line: nothing to move
+    query = "class B:\n    def stop(self):\n        with lock:\n        "
+    found = find_occurrences(query, [query, nested], frozenset(), Scope.BLOCK, 20, 400)
+    assert found[0].text == "if ready:\n            go()"
