@@ -170,3 +170,15 @@ def test_completion_scope_deep_in_a_long_class(body: str, scope: Scope) -> None:
     text = f"class Big:\n{methods}{new}    def last(self):\n        return 1\n"
     offset = text.index("║")
     assert completion_scope(text.replace("║", ""), offset, "python") is scope
+
+
+def test_completion_scope_deep_in_a_long_javascript_class() -> None:
+    """300 lines up is inside the class, and a line at column 0 is inside a template string."""
+    methods = "".join(
+        f"  /**\n   * Method {i}.\n   */\n  m{i}(v) {{\n    return `one\nTwo ${{v}}`;\n  }}\n\n"
+        for i in range(120)
+    )
+    new = "  action(fn) {\n    ║\n  }\n\n"
+    text = f"class Big {{\n{methods}{new}  last() {{\n    return `x`;\n  }}\n}}\n"
+    offset = text.index("║")
+    assert completion_scope(text.replace("║", ""), offset, "javascript") is Scope.BLOCK
