@@ -30,6 +30,11 @@ class LookupSettings:
     # every gate had >= 30 % of shown suggestions accepted (issue 5; bench/RESULTS.md,
     # "calibrated").
     min_confidence: float = field(default=0.12, metadata=between(0.0, 1.0))
+    # Where nothing long enough matches (or the best copy is gated out): "ngram" writes the
+    # rest of the line from how shorter contexts go on in the same text, shown only when its
+    # chance is >= 0.5 (backends/lookup_ngram.py; bench/RESULTS.md, "n-gram fallback");
+    # "none" shows nothing.
+    fallback: str = field(default="ngram", metadata=one_of("ngram", "none"))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from ghostcomplete.backends.lookup_confidence import (
     acceptance_chance,
     confident_cut,
 )
+from ghostcomplete.backends.lookup_ngram import ngram_continuation
 from ghostcomplete.context.syntax import Scope
 
 _QUERY_CHARS = 2000
@@ -267,10 +268,15 @@ class LookupBackend:
             limits.deadline,
         )
         await asyncio.sleep(0)  # a point where a superseded request can be cancelled
-        if not matches:
+        fallback = self.settings.fallback == "ngram"
+        if not matches and not fallback:
             return []  # nothing to copy: no need to join the sources for counting
-        counting = self.settings.cut == "confidence"
+        counting = self.settings.cut == "confidence" or fallback
         counts = continuation_counts([source for _, source in sources]) if counting else None
+        if not matches:
+            return self._written(counts, query, limits)
+        if self.settings.cut != "confidence":
+            counts = None
         seen: set[str] = set()
         found: list[Candidate] = []
         for index, match in enumerate(matches):
@@ -287,8 +293,9 @@ class LookupBackend:
                 if cut is None or chance < self.settings.min_confidence:
                     if index == 0:
                         # The best copy is a weak guess: a lesser place is a weaker one,
-                        # so show nothing rather than promote it.
-                        return []
+                        # so show nothing rather than promote it, unless the n-gram
+                        # fallback is sure of something.
+                        return self._written(counts, query, limits) if fallback else []
                     continue
                 text = cut.text
                 details["cut_chance"], details["confidence"] = cut.confidence, chance
@@ -301,6 +308,18 @@ class LookupBackend:
                 break
             await asyncio.sleep(0)
         return found
+
+    @staticmethod
+    def _written(
+        counts: ContinuationCounts | None, query: str, limits: GenerationLimits
+    ) -> list[Candidate]:
+        """The n-gram fallback's suggestion (``lookup_ngram``), when it has one."""
+        if counts is None:
+            return []
+        cut = ngram_continuation(counts, query, deadline=limits.deadline)
+        if cut is None:
+            return []
+        return [Candidate(cut.text, "lookup:ngram", {"ngram_chance": cut.confidence})]
 
     async def aclose(self) -> None:
         return None

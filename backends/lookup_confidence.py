@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,6 +107,23 @@ class ContinuationCounts:
                     break
             at = text.find(needle, at + 1)
         return followed / places if places else 0.0
+
+    def followers(self, needle: str, limit: int) -> tuple[Counter[str], int]:
+        """The pieces that follow ``needle`` at up to ``limit`` of its places, and how many
+        places were read (the text right before the cursor is not a place)."""
+        text, cursor = self._text, len(self._before_cursor)
+        tally: Counter[str] = Counter()
+        read = 0
+        at = text.find(needle)
+        while at >= 0 and read < limit:
+            end = at + len(needle)
+            if end != cursor:
+                piece = _PIECE.match(text, end)
+                if piece is not None and _SEPARATOR not in piece.group():
+                    tally[piece.group()] += 1
+                    read += 1
+            at = text.find(needle, at + 1)
+        return tally, read
 
     def chance(self, context: str, piece: str, near: frozenset[str] = frozenset()) -> float:
         """Estimated chance that ``piece`` comes next after ``context``; ``near`` are the

@@ -51,6 +51,7 @@ from ghostcomplete.backends.lookup_confidence import (
     chance_of,
     confident_cut,
 )
+from ghostcomplete.backends.lookup_ngram import ngram_continuation
 from ghostcomplete.bench.corpus import default_cache, load_repos
 from ghostcomplete.bench.metrics import accepted
 from ghostcomplete.bench.tasks import Task, make_tasks
@@ -141,6 +142,16 @@ def default_choice(row: Row) -> str | None:
     return found[0].text
 
 
+def fallback_choice(row: Row) -> str | None:
+    """The server's default: the gated cut, or where it shows nothing (nothing matched, or
+    the best copy is too weak) the n-gram fallback (``backends.lookup_ngram``)."""
+    shown = default_choice(row) if row.found else None
+    if shown is not None:
+        return shown
+    cut = ngram_continuation(row.counts(), row.task.prefix[-_QUERY_CHARS:])
+    return cut.text if cut else None
+
+
 def fit_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]:
     """Logistic regression (Newton's method, L2 penalty ``l2``) of "accepted whole" on the
     features of the backend's cut: the weights ``lookup_confidence.CALIBRATION`` holds."""
@@ -190,7 +201,10 @@ CHOICES: dict[str, Choice] = {
     "surroundings (the backend's choice), whole": backend_choice,
     "surroundings + confidence cut": confidence_cut_choice,
     "surroundings + cut + default minConfidence": default_choice,
+    "… + n-gram fallback (the default)": fallback_choice,
 }
+# Choices that can speak where nothing matched.
+_WITHOUT_PLACES = frozenset({fallback_choice})
 
 
 def study(rows: list[Row]) -> str:
@@ -204,7 +218,8 @@ def study(rows: list[Row]) -> str:
         chars: Counter[str] = Counter()
         shown = 0
         for row in rows:
-            text = (choose(row) or "").rstrip() if row.found else ""
+            speaks = row.found or choose in _WITHOUT_PLACES
+            text = (choose(row) or "").rstrip() if speaks else ""
             if not text.strip():
                 continue  # shown = anything at all, as in the acceptance benchmark
             shown += 1

@@ -90,7 +90,7 @@ async def test_min_confidence_hides_a_weak_guess() -> None:
     assert [c.text for c in shown] == ["beta)"]
     assert 0.5 < shown[0].details["cut_chance"] < 0.9
     assert 0.3 < shown[0].details["confidence"] < 0.7
-    strict = LookupBackend(LookupSettings(min_confidence=0.7))
+    strict = LookupBackend(LookupSettings(min_confidence=0.7, fallback="none"))
     assert await strict.generate(prompt(text), GenerationLimits()) == []
 
 
@@ -110,8 +110,13 @@ async def test_a_weak_best_copy_is_not_replaced_by_a_shorter_match() -> None:
     shown = await LookupBackend().generate(ask, limits)
     assert [c.text for c in shown] == ["beta)", "alpha)"]
     assert shown[0].details["cut_chance"] < 0.7 < shown[1].details["cut_chance"]
-    strict = LookupBackend(LookupSettings(min_confidence=shown[0].details["confidence"] + 0.01))
+    gate = shown[0].details["confidence"] + 0.01
+    strict = LookupBackend(LookupSettings(min_confidence=gate, fallback="none"))
     assert await strict.generate(ask, limits) == []
+    # The n-gram fallback may still speak, from its own evidence: "load(" went on with
+    # "alpha" at 2 of its 3 places.
+    written = await LookupBackend(LookupSettings(min_confidence=gate)).generate(ask, limits)
+    assert [(c.text, c.origin) for c in written] == [("alpha)", "lookup:ngram")]
 
 
 def test_the_chance_of_acceptance_rises_with_each_piece_of_evidence() -> None:

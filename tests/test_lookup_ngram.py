@@ -1,0 +1,62 @@
+"""The n-gram fallback: the rest of the line by majority vote of shorter contexts."""
+
+from __future__ import annotations
+
+from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
+from ghostcomplete.backends.config import LookupSettings
+from ghostcomplete.backends.lookup_confidence import ContinuationCounts
+from ghostcomplete.backends.lookup_ngram import ngram_continuation
+from ghostcomplete.ranker.budget import PackedContext
+
+CALLS = (
+    "a = session.get(url, timeout=5)\n"
+    "b = session.get(url, timeout=5)\n"
+    "c = session.get(other, timeout=9)\n"
+)
+
+
+def counts(before: str, *files: str) -> ContinuationCounts:
+    return ContinuationCounts([before, "", *files])
+
+
+def test_the_majority_goes_on_and_the_chance_is_the_product_of_shares() -> None:
+    before = "z = session.get("
+    cut = ngram_continuation(counts(before, CALLS), before)
+    assert cut is not None
+    assert cut.text == "url, timeout=5)"
+    assert abs(cut.confidence - 2 / 3) < 1e-9  # "url" at 2 of 3 places; then all agree
+
+
+def test_it_writes_one_line_at_most() -> None:
+    before = "z = session.get(url, timeout=5)"
+    text = "x = session.get(url, timeout=5)\nreturn x\ny = session.get(url, timeout=5)\nreturn y\n"
+    assert ngram_continuation(counts(before, text), before) is None  # next is a line break
+
+
+def test_nothing_below_the_gate_or_without_evidence() -> None:
+    before = "z = session.get("
+    assert ngram_continuation(counts(before, CALLS), before, min_chance=0.7) is None
+    assert ngram_continuation(counts(before, "nothing alike here\n"), before) is None
+
+
+def prompt(before: str, *files: str) -> CompletionPrompt:
+    return CompletionPrompt(
+        "python",
+        "a.py",
+        PackedContext(before, "", (), 0),
+        text="",
+        before_cursor=before,
+        reference_texts=files,
+    )
+
+
+async def test_the_backend_falls_back_when_nothing_long_enough_matches() -> None:
+    # The typed line "q = zz(" occurs nowhere (the lookup needs all 7 characters of it);
+    # "= zz(" does, twice, and goes on alike.
+    ask = prompt("q = zz(", "a = zz(alpha, 1)\nb = zz(alpha, 1)\n")
+    assert (
+        await LookupBackend(LookupSettings(fallback="none")).generate(ask, GenerationLimits()) == []
+    )
+    written = await LookupBackend().generate(ask, GenerationLimits())
+    assert [(c.text, c.origin) for c in written] == [("alpha, 1)", "lookup:ngram")]
+    assert written[0].details["ngram_chance"] == 1.0
