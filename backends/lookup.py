@@ -24,7 +24,7 @@ from ghostcomplete.backends.lookup_confidence import (
     acceptance_chance,
     confident_cut,
 )
-from ghostcomplete.backends.lookup_ngram import ngram_continuation
+from ghostcomplete.backends.lookup_ngram import OVERRIDE_BELOW, ngram_continuation, written_wins
 from ghostcomplete.context.syntax import Scope
 
 _QUERY_CHARS = 2000
@@ -274,7 +274,7 @@ class LookupBackend:
         counting = self.settings.cut == "confidence" or fallback
         counts = continuation_counts([source for _, source in sources]) if counting else None
         if not matches:
-            return self._written(counts, query, limits)
+            return self._written(counts, query, limits, None)
         if self.settings.cut != "confidence":
             counts = None
         seen: set[str] = set()
@@ -295,10 +295,18 @@ class LookupBackend:
                         # The best copy is a weak guess: a lesser place is a weaker one,
                         # so show nothing rather than promote it, unless the n-gram
                         # fallback is sure of something.
-                        return self._written(counts, query, limits) if fallback else []
+                        return self._written(counts, query, limits, None) if fallback else []
                     continue
                 text = cut.text
                 details["cut_chance"], details["confidence"] = cut.confidence, chance
+                if index == 0 and fallback and chance < OVERRIDE_BELOW:
+                    # A weak copy: the n-gram's suggestion goes first when it is sure.
+                    written = self._written(counts, query, limits, chance)
+                    if written and written[0].text != text:
+                        found += written
+                        seen.add(written[0].text)
+                        if len(found) >= limits.candidates:
+                            break
             if text in seen:
                 continue
             seen.add(text)
@@ -311,13 +319,17 @@ class LookupBackend:
 
     @staticmethod
     def _written(
-        counts: ContinuationCounts | None, query: str, limits: GenerationLimits
+        counts: ContinuationCounts | None,
+        query: str,
+        limits: GenerationLimits,
+        copied_chance: float | None,
     ) -> list[Candidate]:
-        """The n-gram fallback's suggestion (``lookup_ngram``), when it has one."""
+        """The n-gram fallback's suggestion (``lookup_ngram``), when it wins over what the
+        lookup would show (its ``copied_chance``; None when it shows nothing)."""
         if counts is None:
             return []
         cut = ngram_continuation(counts, query, deadline=limits.deadline)
-        if cut is None:
+        if cut is None or not written_wins(cut, copied_chance):
             return []
         return [Candidate(cut.text, "lookup:ngram", {"ngram_chance": cut.confidence})]
 

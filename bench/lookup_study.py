@@ -51,7 +51,7 @@ from ghostcomplete.backends.lookup_confidence import (
     chance_of,
     confident_cut,
 )
-from ghostcomplete.backends.lookup_ngram import ngram_continuation
+from ghostcomplete.backends.lookup_ngram import OVERRIDE_BELOW, ngram_continuation, written_wins
 from ghostcomplete.bench.corpus import default_cache, load_repos
 from ghostcomplete.bench.metrics import accepted
 from ghostcomplete.bench.tasks import Task, make_tasks
@@ -143,13 +143,16 @@ def default_choice(row: Row) -> str | None:
 
 
 def fallback_choice(row: Row) -> str | None:
-    """The server's default: the gated cut, or where it shows nothing (nothing matched, or
-    the best copy is too weak) the n-gram fallback (``backends.lookup_ngram``)."""
-    shown = default_choice(row) if row.found else None
-    if shown is not None:
-        return shown
-    cut = ngram_continuation(row.counts(), row.task.prefix[-_QUERY_CHARS:])
-    return cut.text if cut else None
+    """The server's default: the gated cut, or the n-gram's suggestion where that shows
+    nothing or is weak and the n-gram is sure (``backends.lookup_ngram.written_wins``)."""
+    found = calibrated_cut(row) if row.found else None
+    copied = found if found and found[2] >= LookupSettings().min_confidence else None
+    if copied is not None and copied[2] >= OVERRIDE_BELOW:
+        return copied[0].text
+    written = ngram_continuation(row.counts(), row.task.prefix[-_QUERY_CHARS:])
+    if written_wins(written, copied[2] if copied else None):
+        return written.text if written else None
+    return copied[0].text if copied else None
 
 
 def fit_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]:

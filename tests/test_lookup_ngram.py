@@ -60,3 +60,26 @@ async def test_the_backend_falls_back_when_nothing_long_enough_matches() -> None
     written = await LookupBackend().generate(ask, GenerationLimits())
     assert [(c.text, c.origin) for c in written] == [("alpha, 1)", "lookup:ngram")]
     assert written[0].details["ngram_chance"] == 1.0
+
+
+async def test_a_sure_ngram_goes_before_a_weak_copy() -> None:
+    # The whole line "x.value = load(" occurs once, far from code like the cursor's, and went
+    # on with "beta" (a weak copy: chance of acceptance ~0.22 < 0.3); " = load(" went on with
+    # "alpha" at 5 of its 6 places (0.83 >= 0.7).
+    text = (
+        "import zeta\nx.value = load(beta)\nqux.run()\nfoo.bar()\n"
+        + "\n" * 6
+        + "y = load(alpha)\n" * 5
+        + "x.value = load("
+    )
+    limits = GenerationLimits(candidates=3)
+    found = await LookupBackend().generate(prompt(text), limits)
+    assert [(c.text, c.origin) for c in found] == [
+        ("alpha)", "lookup:ngram"),
+        ("beta)", "lookup:prefix"),
+    ]
+    assert found[1].details["confidence"] < 0.3 < 0.7 < found[0].details["ngram_chance"]
+    one = await LookupBackend().generate(prompt(text), GenerationLimits(candidates=1))
+    assert [c.text for c in one] == ["alpha)"]
+    copied = await LookupBackend(LookupSettings(fallback="none")).generate(prompt(text), limits)
+    assert [c.text for c in copied] == ["beta)"]
