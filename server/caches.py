@@ -83,6 +83,9 @@ class TypingThroughCache:
     def forget(self, uri: str) -> None:
         self._by_uri.pop(uri, None)
 
+    def clear(self) -> None:
+        self._by_uri.clear()
+
 
 class PromptCache:
     """A bounded LRU of backend answers keyed on the rendered prompt and the limits."""
@@ -102,6 +105,9 @@ class PromptCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

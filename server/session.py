@@ -329,6 +329,15 @@ class CompletionSession:
         self.counters.prefetches += 1
         self._start(document.uri, Anchor.of(cursor.prefix, cursor.suffix), prepared, key)
 
+    def forget_answers(self) -> None:
+        """Drop every remembered and running answer: the settings changed, and an answer
+        made under the old ones (another backend, cut or gate) must not be shown again."""
+        self.typing.clear()
+        self.prompts.clear()
+        for running in self.generations.values():
+            running.task.cancel()
+        self.generations.clear()
+
     def forget(self, uri: str) -> None:
         self.typing.forget(uri)
         running = self.generations.pop(uri, None)

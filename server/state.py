@@ -102,6 +102,8 @@ class GhostServer(LanguageServer):
         self._configured = True
         if first or settings.backend != self.settings.backend:
             self.replace_backend(settings)
+        if not first and settings != self.settings:
+            self.session.forget_answers()
         self.settings = settings
         self.pipeline.settings = settings
         self.telemetry.configure(

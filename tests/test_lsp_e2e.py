@@ -102,6 +102,29 @@ async def test_continues_a_pattern_found_in_another_open_file(client: LanguageCl
     assert item.range == types.Range(end, end)
 
 
+async def test_writes_from_shorter_contexts_where_nothing_long_matches(
+    client: LanguageClient, tmp_path
+):
+    """The n-gram fallback, through the server: the typed "x = fr(" occurs nowhere (the
+    lookup needs all 7 characters), but " = fr(" went on alike at both of its places;
+    `fallback: "none"` turns it off, and no answer made before the change is shown again."""
+    other = tmp_path / "queries.py"
+    other.write_text("a = fr(db, 'users', 100)\nb = fr(db, 'users', 100)\n")
+    open_doc(client, other)
+    text = "def report(db):\n    x = fr("
+    uri = open_doc(client, tmp_path / "report.py", text)
+    result = await ask(client, uri, 1, len(text.split("\n")[1]))
+    assert [item.insert_text for item in result.items][:1] == ["db, 'users', 100)"]
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={"ghostcomplete": {"backend": {"lookup": {"fallback": "none"}}}}
+        )
+    )
+    await asyncio.sleep(0.2)
+    result = await ask(client, uri, 1, len(text.split("\n")[1]))
+    assert result is None or not result.items
+
+
 async def test_accept_command_is_recorded(client: LanguageClient):
     models = open_doc(client, SAMPLE / "models.py")
     assert models
