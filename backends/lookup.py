@@ -269,14 +269,13 @@ class LookupBackend:
         )
         await asyncio.sleep(0)  # a point where a superseded request can be cancelled
         fallback = self.settings.fallback == "ngram"
-        if not matches and not fallback:
-            return []  # nothing to copy: no need to join the sources for counting
-        counting = self.settings.cut == "confidence" or fallback
-        counts = continuation_counts([source for _, source in sources]) if counting else None
         if not matches:
-            return self._written(counts, query, limits, None)
-        if self.settings.cut != "confidence":
-            counts = None
+            if not fallback:
+                return []  # nothing to copy: no need to join the sources for counting
+            counted = continuation_counts([source for _, source in sources])
+            return self._written(counted, query, limits, None)
+        counting = self.settings.cut == "confidence"
+        counts = continuation_counts([source for _, source in sources]) if counting else None
         seen: set[str] = set()
         found: list[Candidate] = []
         for index, match in enumerate(matches):

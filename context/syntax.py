@@ -91,7 +91,8 @@ def completion_scope(text: str, offset: int, language_id: str) -> Scope:
     parser = parser_for(language_id)
     if parser is None:
         return Scope.LINE
-    # Parse only the top-level statement around the cursor: a few hundred lines at most.
+    # Parse only the top-level statement around the cursor (a few hundred lines at most),
+    # or for brace languages the file up to it when that is short enough.
     start, end = _top_level_window(text, line_start, line_end if line_end >= 0 else len(text))
     if language_id != "python" and line_start <= _WHOLE_PARSE_CHARS:
         start = 0
