@@ -74,10 +74,17 @@ class ContinuationCounts:
         # spans two sources.
         self._text = _SEPARATOR.join(sources)
         self._before_cursor = sources[0] if sources else ""
+        # The cuts of one request's candidates start from the same text before the cursor,
+        # and so ask about the same contexts: each is searched once.
+        self._places_seen: dict[tuple[str, int], int] = {}
+        self._shares_seen: dict[tuple[str, str], float] = {}
 
     def _places(self, needle: str, enough: int) -> int:
         """Places where ``needle`` occurs, up to ``enough`` (the search stops there). The
         text right before the cursor is not a place: nothing followed it yet."""
+        seen = self._places_seen.get((needle, enough))
+        if seen is not None:
+            return seen
         text, cursor, found = self._text, len(self._before_cursor), 0
         at = text.find(needle)
         while at >= 0:
@@ -85,12 +92,19 @@ class ContinuationCounts:
             if found >= enough:
                 break
             at = text.find(needle, at + 1)
+        self._places_seen[needle, enough] = found
         return found
 
     def _share(self, needle: str, piece: str) -> float:
         """The share of the places of ``needle`` that ``piece`` follows, overlapping places
         included (in repeated lines a context and its continuation often overlap the next
         place, which ``str.count`` would miss)."""
+        seen = self._shares_seen.get((needle, piece))
+        if seen is None:
+            seen = self._shares_seen[needle, piece] = self._count_share(needle, piece)
+        return seen
+
+    def _count_share(self, needle: str, piece: str) -> float:
         text, cursor = self._text, len(self._before_cursor)
         places = followed = 0
         at = text.find(needle)

@@ -165,3 +165,17 @@ def test_the_cut_counts_only_the_document_near_the_cursor() -> None:
     counts = continuation_counts([far + near, "\n" + "#\n" * 60_000 + "x = load(gamma)\n"])
     assert counts.chance("third = load(", "alpha") == 1.0  # beta and gamma are too far
     assert ContinuationCounts([far + near]).chance("third = load(", "alpha") < 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.text("ab (\n", max_size=60), min_size=1, max_size=4),
+    st.lists(st.text("ab (\n", min_size=1, max_size=12), min_size=1, max_size=6),
+)
+def test_remembered_counts_answer_as_fresh_ones(sources: list[str], contexts: list[str]) -> None:
+    """Counts remember what they searched (one request's cuts ask alike); a remembered answer
+    is the one a fresh search gives."""
+    shared = ContinuationCounts(sources)
+    asks = [(context, piece) for context in contexts for piece in ("a", "b", "(", " ", "\n")]
+    for context, piece in asks + asks[::-1]:
+        assert shared.chance(context, piece) == ContinuationCounts(sources).chance(context, piece)
