@@ -31,9 +31,10 @@ class LookupSettings:
     # "calibrated").
     min_confidence: float = field(default=0.12, metadata=between(0.0, 1.0))
     # Where nothing long enough matches (or the best copy is gated out): "ngram" writes the
-    # rest of the line from how shorter contexts go on in the same text, shown only when its
-    # chance is >= 0.5 (backends/lookup_ngram.py; bench/RESULTS.md, "n-gram fallback");
-    # "none" shows nothing.
+    # rest of the line from how shorter contexts go on in the same text, shown when its
+    # chance is >= 0.5, and before a copy whose chance of acceptance is < 0.3 when its own is
+    # >= 0.7 (backends/lookup_ngram.py; bench/RESULTS.md, "n-gram fallback"); "none" shows
+    # nothing.
     fallback: str = field(default="ngram", metadata=one_of("ngram", "none"))
 
 

@@ -257,10 +257,11 @@ class LookupBackend:
                 break
             sources.append((f"file:{index}", text[:budget]))
             budget -= len(text)
+        texts = [source for _, source in sources]
         around_cursor = surrounding_identifiers(before[-AROUND_CHARS:], after[:AROUND_CHARS])
         matches = find_occurrences(
             query,
-            [source for _, source in sources],
+            texts,
             around_cursor,
             limits.scope,
             limits.max_lines,
@@ -272,10 +273,9 @@ class LookupBackend:
         if not matches:
             if not fallback:
                 return []  # nothing to copy: no need to join the sources for counting
-            counted = continuation_counts([source for _, source in sources])
-            return self._written(counted, query, limits, None)
+            return self._written(continuation_counts(texts), query, limits, None)
         counting = self.settings.cut == "confidence"
-        counts = continuation_counts([source for _, source in sources]) if counting else None
+        counts = continuation_counts(texts) if counting else None
         seen: set[str] = set()
         found: list[Candidate] = []
         for index, match in enumerate(matches):
@@ -318,15 +318,13 @@ class LookupBackend:
 
     @staticmethod
     def _written(
-        counts: ContinuationCounts | None,
+        counts: ContinuationCounts,
         query: str,
         limits: GenerationLimits,
         copied_chance: float | None,
     ) -> list[Candidate]:
         """The n-gram fallback's suggestion (``lookup_ngram``), when it wins over what the
         lookup would show (its ``copied_chance``; None when it shows nothing)."""
-        if counts is None:
-            return []
         cut = ngram_continuation(counts, query, deadline=limits.deadline)
         if cut is None or not written_wins(cut, copied_chance):
             return []
