@@ -282,7 +282,7 @@ class LookupBackend:
             text = match.text
             details = {"matched_chars": float(match.length), "similarity": match.similarity}
             if counts is not None:
-                cut = confident_cut(text, query, counts, deadline=limits.deadline)
+                cut = confident_cut(text, query, counts, match.length, deadline=limits.deadline)
                 chance = 0.0
                 if cut is not None:
                     lead, agreeing = lead_and_agreement(matches, index)

@@ -37,12 +37,13 @@ from dataclasses import dataclass
 
 # A word, a run of spaces or tabs, a line break with the next line's indentation, or one
 # other character: the places where a suggestion may be cut.
-_PIECE = re.compile(r"\w+|[ \t]+|\n[ \t]*|.", re.DOTALL)
+PIECE = re.compile(r"\w+|[ \t]+|\n[ \t]*|.", re.DOTALL)
 _ORDERS = (3, 6, 12, 24, 48, 96)
+MAX_ORDER = _ORDERS[-1]
 # The chance of a piece that few of the places go on with, by kind of piece.
 _FLOOR_WORD = 0.32
-_FLOOR_NEAR_WORD = 0.45  # a word that occurs in the last _NEAR_CHARS before the cursor
-_NEAR_CHARS = 300
+_FLOOR_NEAR_WORD = 0.45  # a word that occurs in the last NEAR_CHARS before the cursor
+NEAR_CHARS = 300
 _FLOOR_CLOSING = 0.68  # ) ] }
 _FLOOR_LINE_BREAK = 0.48
 _FLOOR_SPACE = 0.52
@@ -55,6 +56,14 @@ _OPENING = frozenset("([{")
 _CLOSING = frozenset(")]}")
 # A suggestion does not stop after an operator or a dot: it would leave a statement unfinished.
 _DANGLING = tuple("=+-*/%<>&|^~.@!")
+# Where the places disagree (a counted chance below this), the chance of a copied piece is
+# recalibrated by how far the place copied from matched (``place_chance``): a logistic model
+# over ``place_features`` of the pieces of the backend's copies up to their first wrong one,
+# fitted on the acceptance benchmark's seed-1 Python tasks by `python -m
+# ghostcomplete.bench.lookup_study --seed 1 --language python --fit`; checked on seeds 2-5
+# (bench/RESULTS.md, "the place's own match").
+PLACE_CALIBRATION = (-1.101, 0.976, 1.299, 0.554, 2.066)
+RECALIBRATED_BELOW = 0.97
 # Contexts with more places than this are counted without overlaps (fast, nearly the same).
 _EXACT_PLACES = 500
 
@@ -64,6 +73,13 @@ class Cut:
     text: str
     # The estimated chance that the user's code goes on with the whole of ``text``.
     confidence: float
+
+
+@dataclass(frozen=True)
+class PieceEvidence:
+    chance: float  # estimated chance that the piece comes next
+    share: float  # of the places of the context, the share the piece follows
+    order: int  # characters of context those places share (0: it occurs nowhere)
 
 
 class ContinuationCounts:
@@ -132,7 +148,7 @@ class ContinuationCounts:
         while at >= 0 and read < limit:
             end = at + len(needle)
             if end != cursor:
-                piece = _PIECE.match(text, end)
+                piece = PIECE.match(text, end)
                 if piece is not None and _SEPARATOR not in piece.group():
                     tally[piece.group()] += 1
                     read += 1
@@ -142,6 +158,13 @@ class ContinuationCounts:
     def chance(self, context: str, piece: str, near: frozenset[str] = frozenset()) -> float:
         """Estimated chance that ``piece`` comes next after ``context``; ``near`` are the
         words just before the cursor, which a next word is more often one of."""
+        return self.evidence(context, piece, near).chance
+
+    def evidence(
+        self, context: str, piece: str, near: frozenset[str] = frozenset()
+    ) -> PieceEvidence:
+        """``chance`` with what it rests on: the share of the places that ``piece`` follows
+        and the length of the context those places were counted for."""
         chosen = ""
         for order in _ORDERS:
             if order > len(context):
@@ -155,9 +178,10 @@ class ContinuationCounts:
             if found < 2:
                 break
         if not chosen:
-            return 0.0
+            return PieceEvidence(0.0, 0.0, 0)
         floor = _floor(piece, near)
-        return floor + (1 - floor) * self._share(chosen, piece)
+        share = self._share(chosen, piece)
+        return PieceEvidence(floor + (1 - floor) * share, share, len(chosen))
 
 
 def _floor(piece: str, near: frozenset[str]) -> float:
@@ -172,30 +196,65 @@ def _floor(piece: str, near: frozenset[str]) -> float:
     return _FLOOR_OTHER
 
 
+def place_features(evidence: PieceEvidence, place_match: int, typed: int) -> tuple[float, ...]:
+    """What ``PLACE_CALIBRATION`` weighs: (1, logit of the counted chance, how much longer
+    the place copied from matched than the context counted (log ratio / 3), log(1 + characters
+    of the copy already typed) / 5, that ratio times the share of places that go on
+    otherwise)."""
+    chance = min(max(evidence.chance, 1e-3), 1 - 1e-3)
+    longer = math.log(max(place_match, 1) / max(evidence.order, 1)) / 3
+    return (
+        1.0,
+        math.log(chance / (1 - chance)),
+        longer,
+        math.log1p(typed) / 5,
+        longer * (1 - evidence.share),
+    )
+
+
+def place_chance(
+    evidence: PieceEvidence,
+    place_match: int,
+    typed: int,
+    weights: Sequence[float] = PLACE_CALIBRATION,
+) -> float:
+    """The chance that a copied piece is right, once the copy was right up to it: the
+    counted chance, recalibrated where the places disagree (below RECALIBRATED_BELOW) by
+    how far the place copied from (``place_match`` characters before the piece) matched
+    beyond the context the places were counted for."""
+    if not 0.0 < evidence.chance < RECALIBRATED_BELOW:
+        return evidence.chance
+    return chance_of(place_features(evidence, place_match, typed), weights)
+
+
 def confident_cut(
     text: str,
     before: str,
     counts: ContinuationCounts,
+    matched: int = 0,
     min_chars: int = 4,
     deadline: float | None = None,
     balanced: bool = True,
 ) -> Cut | None:
     """The start of ``text`` (typed after ``before``) most worth showing, or None when no
     start of at least ``min_chars`` non-blank characters (or all of a shorter ``text``) has a
-    chance above zero."""
-    near = frozenset(_WORD.findall(before[-_NEAR_CHARS:]))
-    before = before[-_ORDERS[-1] :]
+    chance above zero. ``matched`` is how many characters before the cursor also preceded
+    ``text`` where it was copied from; 0 (not known) leaves each piece at its counted chance.
+    """
+    near = frozenset(_WORD.findall(before[-NEAR_CHARS:]))
+    before = before[-MAX_ORDER:]
     min_chars = min(min_chars, len(text.strip()))
     best: Cut | None = None
     best_value = 0.0
     chance = 1.0
     typed = 0
     opened = 0  # brackets the suggestion opened and has not closed yet
-    for match in _PIECE.finditer(text):
+    for match in PIECE.finditer(text):
         if deadline is not None and time.monotonic() > deadline:
             break
         piece = match.group()
-        chance *= counts.chance(before + text[:typed], piece, near)
+        evidence = counts.evidence(before + text[:typed], piece, near)
+        chance *= place_chance(evidence, matched + typed, typed) if matched else evidence.chance
         typed = match.end()
         if chance < _HOPELESS or len(text) * chance <= best_value:
             break  # the chance only falls: no longer start can be worth more
@@ -220,7 +279,7 @@ def confident_cut(
 # another place goes on alike, log(1 + length) / 5). Fitted on the acceptance benchmark's
 # seed-1 Python tasks by `python -m ghostcomplete.bench.lookup_study --seed 1 --language
 # python --fit`; checked on seeds 2 and 3 (bench/RESULTS.md, "calibrated").
-CALIBRATION = (-2.357, 0.249, 1.582, 0.867, 0.463, 0.703)
+CALIBRATION = (-2.133, 0.282, 1.559, 0.436, 0.618, 0.728)
 _LEAD_CAP = 50.0
 
 

@@ -27,6 +27,7 @@ continuation, as in the acceptance benchmark.
 from __future__ import annotations
 
 import argparse
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,11 +46,16 @@ from ghostcomplete.backends.lookup import (
     surrounding_identifiers,
 )
 from ghostcomplete.backends.lookup_confidence import (
+    MAX_ORDER,
+    NEAR_CHARS,
+    PIECE,
+    RECALIBRATED_BELOW,
     ContinuationCounts,
     Cut,
     acceptance_features,
     chance_of,
     confident_cut,
+    place_features,
 )
 from ghostcomplete.backends.lookup_ngram import OVERRIDE_BELOW, ngram_continuation, written_wins
 from ghostcomplete.bench.corpus import default_cache, load_repos
@@ -63,6 +69,7 @@ _SUFFIX_CHARS = MAX_DOCUMENT_CHARS
 _QUERY_CHARS = 2000
 _BLOCK_LINES = 20
 _MAX_CHARS = 400
+_WORD = re.compile(r"\w+")
 _GATES = (0, 16, 24, 32, 48, 64)
 _CONFIDENCE_GATES = (0.0, 0.05, 0.1, 0.12, 0.15, 0.2, 0.3, 0.4, 0.6)
 
@@ -109,7 +116,8 @@ def confidence_cut(row: Row, choose: Choice = backend_choice) -> Cut | None:
     if chosen is None:
         return None
     query = row.task.prefix[-_QUERY_CHARS:]
-    return confident_cut(chosen.rstrip(), query, row.counts())
+    matched = next(o.length for o in row.found if o.text == chosen)
+    return confident_cut(chosen.rstrip(), query, row.counts(), matched)
 
 
 def confidence_cut_choice(row: Row) -> str | None:
@@ -155,16 +163,8 @@ def fallback_choice(row: Row) -> str | None:
     return copied[0].text if copied else None
 
 
-def fit_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]:
-    """Logistic regression (Newton's method, L2 penalty ``l2``) of "accepted whole" on the
-    features of the backend's cut: the weights ``lookup_confidence.CALIBRATION`` holds."""
-    examples = [
-        (found[1], accepted(found[0].text, row.task.target.rstrip()))
-        for row in rows
-        if row.found and (found := calibrated_cut(row))
-    ]
-    x = np.array([features for features, _ in examples])
-    y = np.array([float(ok) for _, ok in examples])
+def _logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, ...]:
+    """Logistic regression weights by Newton's method with an L2 penalty ``l2``."""
     w = np.zeros(x.shape[1])
     for _ in range(50):
         p = 1 / (1 + np.exp(-x @ w))
@@ -172,6 +172,43 @@ def fit_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]:
         hessian = (x.T * (p * (1 - p))) @ x + l2 * np.eye(len(w))
         w -= np.linalg.solve(hessian, gradient)
     return tuple(round(float(v), 3) for v in w)
+
+
+def fit_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]:
+    """Logistic regression of "accepted whole" on the features of the backend's cut: the
+    weights ``lookup_confidence.CALIBRATION`` holds."""
+    examples = [
+        (found[1], accepted(found[0].text, row.task.target.rstrip()))
+        for row in rows
+        if row.found and (found := calibrated_cut(row))
+    ]
+    x = np.array([features for features, _ in examples])
+    y = np.array([float(ok) for _, ok in examples])
+    return _logistic(x, y, l2)
+
+
+def fit_place_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]:
+    """Logistic regression of "this piece is right" on ``place_features``, for the pieces
+    of the backend's copy (``found[0]``) up to its first wrong one whose counted chance is
+    recalibrated: the weights ``lookup_confidence.PLACE_CALIBRATION`` holds."""
+    x: list[tuple[float, ...]] = []
+    y: list[float] = []
+    for row in rows:
+        if not row.found:
+            continue
+        place, target = row.found[0], row.task.target
+        query = row.task.prefix[-_QUERY_CHARS:]
+        near = frozenset(_WORD.findall(query[-NEAR_CHARS:]))
+        before, counts, typed = query[-MAX_ORDER:], row.counts(), 0
+        for match in PIECE.finditer(place.text):
+            if not target.startswith(place.text[:typed]):
+                break
+            evidence = counts.evidence(before + place.text[:typed], match.group(), near)
+            if 0.0 < evidence.chance < RECALIBRATED_BELOW:
+                x.append(place_features(evidence, place.length + typed, typed))
+                y.append(float(target.startswith(place.text[: match.end()])))
+            typed = match.end()
+    return _logistic(np.array(x), np.array(y), l2)
 
 
 def vote_choice(row: Row) -> str | None:
@@ -380,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# Lookup choice study — seed {args.seed}{language}, {len(rows)} tasks\n")
     print(study(rows))
     if args.fit:
+        places = fit_place_calibration(rows)
+        print(f"Pieces fitted on these tasks (lookup_confidence.PLACE_CALIBRATION): {places}\n")
         weights = fit_calibration(rows)
         print(f"Calibration fitted on these tasks (lookup_confidence.CALIBRATION): {weights}")
     return 0

@@ -210,7 +210,7 @@ def test_context_bench_times_the_server_stages() -> None:
 def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ghostcomplete.backends.lookup_confidence import CALIBRATION
+    from ghostcomplete.backends.lookup_confidence import CALIBRATION, PLACE_CALIBRATION
     from ghostcomplete.bench import lookup_study
 
     assert lookup_study.main(["--quick", "--tasks", "4", "--cache", str(tmp_path), "--fit"]) == 0
@@ -238,6 +238,8 @@ def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
     assert "## Calibration: estimated chance against accepted" in report
     weights = report.split("(lookup_confidence.CALIBRATION): (", 1)[1].split(")")[0].split(",")
     assert len(weights) == len(CALIBRATION)
+    places = report.split("(lookup_confidence.PLACE_CALIBRATION): (", 1)[1].split(")")[0]
+    assert len(places.split(",")) == len(PLACE_CALIBRATION)
 
 
 def test_lookup_speed_times_requests_on_a_huge_file(capsys: pytest.CaptureFixture[str]) -> None:

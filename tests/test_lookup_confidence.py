@@ -11,8 +11,10 @@ from ghostcomplete.backends.lookup import Occurrence, continuation_counts, lead_
 from ghostcomplete.backends.lookup_confidence import (
     CALIBRATION,
     ContinuationCounts,
+    PieceEvidence,
     acceptance_chance,
     confident_cut,
+    place_chance,
 )
 from ghostcomplete.ranker.budget import PackedContext
 
@@ -51,6 +53,39 @@ def test_the_text_before_the_cursor_is_not_evidence() -> None:
     counts = ContinuationCounts([text])
     assert counts.chance(text, "alpha") == 1.0
     assert ContinuationCounts([text + "\n"]).chance(text, "alpha") < 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.floats(0.01, 0.96),
+    st.floats(0.0, 1.0),
+    st.sampled_from((3, 6, 12, 24, 48, 96)),
+    st.integers(1, 2000),
+    st.integers(0, 400),
+)
+def test_a_place_that_matched_further_makes_its_piece_likelier(
+    chance: float, share: float, order: int, matched: int, typed: int
+) -> None:
+    evidence = PieceEvidence(chance, share, order)
+    nearer = place_chance(evidence, matched, typed)
+    further = place_chance(evidence, matched + 100, typed)
+    assert 0.0 < nearer <= further < 1.0
+    sure = PieceEvidence(0.99, 1.0, order)  # the places agree: the count stands
+    assert place_chance(sure, matched, typed) == 0.99
+
+
+def test_a_twin_is_copied_further_than_the_places_agree() -> None:
+    # The header before the cursor occurs once more, above its twin's docstring; three
+    # other docstrings begin alike and go on otherwise. Copied from the twin, which matched
+    # the whole header, the docstring is shown whole; not knowing the place, only its start.
+    doc = '"""Split one header line into its name and its value, both stripped."""'
+    before = "def parse_header_line(self, line: str) -> tuple[str, str]:\n    "
+    others = "".join(f'    """Split one {word} and more"""\n' for word in ("row", "cell", "file"))
+    counts = ContinuationCounts([before, "", before + doc + "\n" + others])
+    twin = confident_cut(doc, before, counts, matched=len(before))
+    assert twin is not None and twin.text == doc
+    unknown = confident_cut(doc, before, counts)
+    assert unknown is not None and unknown.text == '"""Split one'
 
 
 def test_nothing_when_the_context_never_occurs() -> None:
@@ -95,9 +130,9 @@ async def test_min_confidence_hides_a_weak_guess() -> None:
 
 
 async def test_a_weak_best_copy_is_not_replaced_by_a_shorter_match() -> None:
-    # The longest match (in the prefix) goes on with "beta" (cut chance 0.63); a shorter
-    # match in another file goes on with the more common "alpha" (0.82). When the first is
-    # gated out nothing is shown: the shorter match is not promoted.
+    # The longest match (in the prefix) goes on with "beta"; a shorter match in another file
+    # goes on with the more common "alpha", the surer cut. When the first is gated out
+    # nothing is shown: the shorter match is not promoted.
     text = "x.value = load(alpha)\nx.value = load(beta)\nx.value = load("
     ask = CompletionPrompt(
         "python",
@@ -109,7 +144,7 @@ async def test_a_weak_best_copy_is_not_replaced_by_a_shorter_match() -> None:
     limits = GenerationLimits(candidates=3)
     shown = await LookupBackend().generate(ask, limits)
     assert [c.text for c in shown] == ["beta)", "alpha)"]
-    assert shown[0].details["cut_chance"] < 0.7 < shown[1].details["cut_chance"]
+    assert shown[0].details["cut_chance"] < shown[1].details["cut_chance"]
     gate = shown[0].details["confidence"] + 0.01
     strict = LookupBackend(LookupSettings(min_confidence=gate, fallback="none"))
     assert await strict.generate(ask, limits) == []
