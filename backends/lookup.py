@@ -26,6 +26,7 @@ from ghostcomplete.backends.lookup_confidence import (
 )
 from ghostcomplete.backends.lookup_ngram import OVERRIDE_BELOW, ngram_continuation, written_wins
 from ghostcomplete.context.syntax import Scope
+from ghostcomplete.ranker.filters import scope_text
 
 _QUERY_CHARS = 2000
 # Places compared per source, and how they are compared (bench/RESULTS.md, "surroundings").
@@ -113,27 +114,15 @@ def required_match(line_prefix: str) -> int:
 
 
 def continuation_for(text: str, scope: Scope, line_prefix: str, max_lines: int) -> str:
-    """Cut what followed a match to the line (or block) the cursor is on."""
+    """Cut what followed a match to the line (or block, of at most ``max_lines`` lines and
+    without trailing blank ones) the cursor is on, as the server's filters cut suggestions."""
+    kept = scope_text(text, scope, line_prefix)
     if scope is Scope.LINE:
-        if text.startswith("\n") and line_prefix.strip():
-            # The match ends the line: offer the next line instead.
-            end = text.find("\n", 1)
-            return text if end < 0 else text[:end]
-        end = text.find("\n")
-        return text if end < 0 else text[:end]
-    indent = len(line_prefix) - len(line_prefix.lstrip())
-    lines = text.split("\n")
-    kept = [lines[0]]
-    for line in lines[1:]:
-        if len(kept) >= max_lines:
-            break
-        stripped = line.lstrip()
-        if stripped and len(line) - len(stripped) < indent:
-            break
-        kept.append(line)
-    while len(kept) > 1 and not kept[-1].strip():
-        kept.pop()
-    return "\n".join(kept)
+        return kept
+    lines = kept.split("\n")[: max(1, max_lines)]
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines)
 
 
 def reindented(text: str) -> str:

@@ -24,10 +24,11 @@ matched the text before the cursor, and the copy up to the piece, for far longer
 where ten other docstrings that begin alike do not. So a piece whose chance is below 0.97 is
 recalibrated by a logistic model (``place_chance``) over that chance, how many times longer
 the place matched than *k*, and how much of the copy was typed before it. The chance of the
-text up to a piece is the product of its pieces' chances, and the suggestion is cut where ``length × chance`` (the characters a user
-is expected to take) is largest. Words that occur in the last 300 characters before the cursor
-get a higher floor (they were right more often), and a suggestion never ends inside brackets
-it opened or after an operator or a dot, which would leave a statement half written.
+text up to a piece is the product of its pieces' chances, and the suggestion is cut where
+``length × chance`` (the characters a user is expected to take) is largest. Words that occur
+in the last 300 characters before the cursor get a higher floor (they were right more often),
+and a suggestion never ends inside brackets it opened or after an operator or a dot, which
+would leave a statement half written.
 
 The floors were read off the benchmark's seed-1 tasks and checked on the held-out seed-2
 tasks (bench/RESULTS.md, "confidence cut"); the recalibration was fitted on seed 1 and

@@ -46,15 +46,16 @@ def strip_model_artifacts(text: str, around: Surroundings) -> str:
     return "\n".join(lines)
 
 
-def cut_to_scope(text: str, around: Surroundings) -> str:
-    """One line in line scope (the next line if the cursor ends its line); a block ends where
-    the indentation drops below the cursor's, or at ``max_lines``."""
-    if around.scope is Scope.LINE:
-        if text.startswith("\n") and around.line_prefix.strip():
+def scope_text(text: str, scope: Scope, line_prefix: str) -> str:
+    """What of ``text``, typed after ``line_prefix``, a suggestion in ``scope`` may hold: one
+    line in line scope (the next line if the cursor ends its line); a block ends where the
+    indentation drops below the cursor's."""
+    if scope is Scope.LINE:
+        if text.startswith("\n") and line_prefix.strip():
             end = text.find("\n", 1)
             return text if end < 0 else text[:end]
         return text.split("\n", 1)[0]
-    indent = len(around.line_prefix) - len(around.line_prefix.lstrip())
+    indent = len(line_prefix) - len(line_prefix.lstrip())
     lines = text.split("\n")
     kept = lines[:1]
     for line in lines[1:]:
@@ -63,6 +64,11 @@ def cut_to_scope(text: str, around: Surroundings) -> str:
             break
         kept.append(line)
     return "\n".join(kept)
+
+
+def cut_to_scope(text: str, around: Surroundings) -> str:
+    """``scope_text`` for the cursor's surroundings (``max_lines`` is the next filter's)."""
+    return scope_text(text, around.scope, around.line_prefix)
 
 
 def respect_max_lines(text: str, around: Surroundings) -> str:
