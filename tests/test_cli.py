@@ -49,7 +49,7 @@ def test_complete_uses_open_files(tmp_path) -> None:
     location = f"{target}:{len(lines)}:{len(lines[-1]) + 1}"
     result = run("complete", location, "--open", str(SAMPLE / "models.py"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "pliers[supplier.name]\n"
+    assert result.stdout == "pliers[supplier.name] = supplier\n"
 
 
 def test_complete_with_nothing_to_say_exits_1(tmp_path) -> None:

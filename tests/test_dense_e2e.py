@@ -101,4 +101,4 @@ async def test_completions_with_dense_retrieval_on(client: LanguageClient) -> No
         )
     )
     assert result is not None and result.items
-    assert result.items[0].insert_text == "pliers[supplier.name]"
+    assert result.items[0].insert_text == "pliers[supplier.name] = supplier"

@@ -62,7 +62,9 @@ def ask(client: LanguageClient, uri: str, line: int, character: int):
 
 
 INVENTORY_TAIL = "\n    def replace_supplier(self, supplier: Supplier) -> None:\n        self.sup"
-EXPECTED = "pliers[supplier.name]"  # the lookup cuts " = supplier": "] = " goes on with product too
+# The place copied from matched the whole method header, so its " = supplier" is trusted
+# though "] = " also goes on with "product" in the sample.
+EXPECTED = "pliers[supplier.name] = supplier"
 
 
 def inventory_with(tail: str) -> tuple[str, int, int]:

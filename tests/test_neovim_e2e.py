@@ -35,7 +35,9 @@ HL = "GhostcompleteSuggestion"
 TYPED = "def is_in_stock"
 LINE = "    " + TYPED
 SUGGESTION = "(self) -> bool:"
-BLOCK = "\n        return self"  # the lookup cuts ".quantity > 0": a guess in this small project
+# The place in models.py matched the whole header, so its body is trusted past "self"; the
+# cut stops before " > 0".
+BLOCK = "\n        return self.quantity"
 
 
 def server_command() -> str:

@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(40)]
 
 SAMPLE = REPO / "examples" / "sample_project"
 TAIL = "\n    def replace_supplier(self, supplier: Supplier) -> None:\n        self.sup"
-EXPECTED = "pliers[supplier.name]"  # the lookup cuts " = supplier": "] = " goes on with product too
+# The place copied from matched the whole method header, so its " = supplier" is trusted
+# though "] = " also goes on with "product" in the sample.
+EXPECTED = "pliers[supplier.name] = supplier"
 
 
 @pytest.fixture(autouse=True)
