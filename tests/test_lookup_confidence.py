@@ -88,6 +88,28 @@ def test_a_twin_is_copied_further_than_the_places_agree() -> None:
     assert unknown is not None and unknown.text == '"""Split one'
 
 
+async def test_the_backend_follows_a_twin_method_it_matched_whole() -> None:
+    # The new method's header occurs in another file, above a docstring; three other
+    # methods' docstrings begin alike and go on otherwise. The backend passes the place's
+    # match to the cut, and the docstring is shown whole.
+    doc = '"""Split one header line into its name and its value, both stripped."""'
+    header = "    def parse_header_line(self, line: str) -> tuple[str, str]:\n        "
+    others = "".join(
+        f'    def parse_{word}(self):\n        """Split one {word} and more"""\n'
+        for word in ("row", "cell", "file")
+    )
+    twin = "class Old:\n" + header + doc + "\n        return line.split(':')\n" + others
+    ask = CompletionPrompt(
+        "python",
+        "a.py",
+        PackedContext("class New:\n" + header, "", (), 0),
+        text="",
+        reference_texts=(twin,),
+    )
+    shown = await LookupBackend().generate(ask, GenerationLimits())
+    assert [c.text for c in shown] == [doc]
+
+
 def test_nothing_when_the_context_never_occurs() -> None:
     counts = ContinuationCounts(["unrelated text"])
     assert counts.chance("zzzz", "q") == 0.0
