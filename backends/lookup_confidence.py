@@ -51,8 +51,8 @@ _ORDERS = (3, 6, 12, 24, 48, 96)
 MAX_ORDER = _ORDERS[-1]
 # The chance of a piece that few of the places go on with, by kind of piece.
 _FLOOR_WORD = 0.32
-_FLOOR_NEAR_WORD = 0.45  # a word that occurs in the last NEAR_CHARS before the cursor
-NEAR_CHARS = 300
+_FLOOR_NEAR_WORD = 0.45  # a word that occurs in the last _NEAR_CHARS before the cursor
+_NEAR_CHARS = 300
 _FLOOR_CLOSING = 0.68  # ) ] }
 _FLOOR_LINE_BREAK = 0.48
 _FLOOR_SPACE = 0.52
@@ -205,6 +205,12 @@ def _floor(piece: str, near: frozenset[str]) -> float:
     return _FLOOR_OTHER
 
 
+def near_words(before: str) -> frozenset[str]:
+    """The words of the last _NEAR_CHARS before the cursor: a next word is more often one of
+    them (their pieces get _FLOOR_NEAR_WORD)."""
+    return frozenset(_WORD.findall(before[-_NEAR_CHARS:]))
+
+
 def place_features(evidence: PieceEvidence, place_match: int, typed: int) -> tuple[float, ...]:
     """What ``PLACE_CALIBRATION`` weighs: (1, logit of the counted chance, how much longer
     the place copied from matched than the context counted (log ratio / 3), log(1 + characters
@@ -250,7 +256,7 @@ def confident_cut(
     chance above zero. ``matched`` is how many characters before the cursor also preceded
     ``text`` where it was copied from; 0 (not known) leaves each piece at its counted chance.
     """
-    near = frozenset(_WORD.findall(before[-NEAR_CHARS:]))
+    near = near_words(before)
     before = before[-MAX_ORDER:]
     min_chars = min(min_chars, len(text.strip()))
     best: Cut | None = None

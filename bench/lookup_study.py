@@ -27,7 +27,6 @@ continuation, as in the acceptance benchmark.
 from __future__ import annotations
 
 import argparse
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,6 @@ from ghostcomplete.backends.lookup import (
 )
 from ghostcomplete.backends.lookup_confidence import (
     MAX_ORDER,
-    NEAR_CHARS,
     PIECE,
     RECALIBRATED_BELOW,
     ContinuationCounts,
@@ -55,6 +53,7 @@ from ghostcomplete.backends.lookup_confidence import (
     acceptance_features,
     chance_of,
     confident_cut,
+    near_words,
     place_features,
 )
 from ghostcomplete.backends.lookup_ngram import OVERRIDE_BELOW, ngram_continuation, written_wins
@@ -69,7 +68,6 @@ _SUFFIX_CHARS = MAX_DOCUMENT_CHARS
 _QUERY_CHARS = 2000
 _BLOCK_LINES = 20
 _MAX_CHARS = 400
-_WORD = re.compile(r"\w+")
 _GATES = (0, 16, 24, 32, 48, 64)
 _CONFIDENCE_GATES = (0.0, 0.05, 0.1, 0.12, 0.15, 0.2, 0.3, 0.4, 0.6)
 
@@ -198,7 +196,7 @@ def fit_place_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]
             continue
         place, target = row.found[0], row.task.target
         query = row.task.prefix[-_QUERY_CHARS:]
-        near = frozenset(_WORD.findall(query[-NEAR_CHARS:]))
+        near = near_words(query)
         before, counts, typed = query[-MAX_ORDER:], row.counts(), 0
         for match in PIECE.finditer(place.text):
             if not target.startswith(place.text[:typed]):
