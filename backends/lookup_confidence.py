@@ -41,7 +41,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 # A word, a run of spaces or tabs, a line break with the next line's indentation, or one
@@ -104,19 +104,26 @@ class ContinuationCounts:
         self._places_seen: dict[tuple[str, int], int] = {}
         self._shares_seen: dict[tuple[str, str], float] = {}
 
+    def _place_ends(self, needle: str) -> Iterator[int]:
+        """Where the places of ``needle`` end, in order, overlapping ones included. The text
+        right before the cursor is not a place: nothing followed it yet."""
+        text, cursor, length = self._text, len(self._before_cursor), len(needle)
+        at = text.find(needle)
+        while at >= 0:
+            if at + length != cursor:
+                yield at + length
+            at = text.find(needle, at + 1)
+
     def _places(self, needle: str, enough: int) -> int:
-        """Places where ``needle`` occurs, up to ``enough`` (the search stops there). The
-        text right before the cursor is not a place: nothing followed it yet."""
+        """Places where ``needle`` occurs, up to ``enough`` (the search stops there)."""
         seen = self._places_seen.get((needle, enough))
         if seen is not None:
             return seen
-        text, cursor, found = self._text, len(self._before_cursor), 0
-        at = text.find(needle)
-        while at >= 0:
-            found += at + len(needle) != cursor
+        found = 0
+        for _ in self._place_ends(needle):
+            found += 1
             if found >= enough:
                 break
-            at = text.find(needle, at + 1)
         self._places_seen[needle, enough] = found
         return found
 
@@ -130,38 +137,32 @@ class ContinuationCounts:
         return seen
 
     def _count_share(self, needle: str, piece: str) -> float:
-        text, cursor = self._text, len(self._before_cursor)
+        text = self._text
         places = followed = 0
-        at = text.find(needle)
-        while at >= 0:
-            end = at + len(needle)
-            if end != cursor:
-                places += 1
-                followed += text.startswith(piece, end)
-                if places > _EXACT_PLACES:
-                    # A context this common (a run of spaces): counting without overlaps
-                    # is nearly the same, and runs in C.
-                    places = text.count(needle) - self._before_cursor.endswith(needle)
-                    followed = min(text.count(needle + piece), places)
-                    break
-            at = text.find(needle, at + 1)
+        for end in self._place_ends(needle):
+            places += 1
+            followed += text.startswith(piece, end)
+            if places > _EXACT_PLACES:
+                # A context this common (a run of spaces): counting without overlaps is
+                # nearly the same, and runs in C.
+                places = text.count(needle) - self._before_cursor.endswith(needle)
+                followed = min(text.count(needle + piece), places)
+                break
         return followed / places if places else 0.0
 
     def followers(self, needle: str, limit: int) -> tuple[Counter[str], int]:
         """The pieces that follow ``needle`` at up to ``limit`` of its places, and how many
-        places were read (the text right before the cursor is not a place)."""
-        text, cursor = self._text, len(self._before_cursor)
+        places were read."""
+        text = self._text
         tally: Counter[str] = Counter()
         read = 0
-        at = text.find(needle)
-        while at >= 0 and read < limit:
-            end = at + len(needle)
-            if end != cursor:
-                piece = PIECE.match(text, end)
-                if piece is not None and _SEPARATOR not in piece.group():
-                    tally[piece.group()] += 1
-                    read += 1
-            at = text.find(needle, at + 1)
+        for end in self._place_ends(needle):
+            if read >= limit:
+                break
+            piece = PIECE.match(text, end)
+            if piece is not None and _SEPARATOR not in piece.group():
+                tally[piece.group()] += 1
+                read += 1
         return tally, read
 
     def chance(self, context: str, piece: str, near: frozenset[str] = frozenset()) -> float:
