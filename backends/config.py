@@ -21,6 +21,11 @@ class LookupSettings:
     # and the whole recently used files; "prompt" = only what the prompt holds, as a model
     # sees it (the benchmarks use it to measure the snippet choice).
     copy_from: str = field(default="files", metadata=one_of("files", "prompt"))
+    # Which of the places that match to copy from: "surroundings" = the longest match plus
+    # the similarity of the lines around it (bench/RESULTS.md, "surroundings"); "nearest" =
+    # the longest match, in the current file first, nearest the cursor first: the plain
+    # lookup issue 5 measures the default against.
+    place: str = field(default="surroundings", metadata=one_of("surroundings", "nearest"))
     # "confidence": cut each suggestion where it stops being likely (backends/
     # lookup_confidence.py); "none": the whole line or block that followed the match.
     cut: str = field(default="confidence", metadata=one_of("confidence", "none"))

@@ -194,6 +194,12 @@ def find_occurrences(
     return found
 
 
+def nearest_first(place: Occurrence) -> tuple[int, int, int]:
+    """The plain lookup's order: the longest match, then the current file's text before the
+    cursor, after it, the other sources in turn, and in each the place nearest the end."""
+    return (-place.length, place.source, place.nth)
+
+
 def continuation_counts(sources: Sequence[str]) -> ContinuationCounts:
     """What the confidence cut counts in: ``sources`` as the lookup reads them (the text
     before the cursor, the text after it, then the rest), the document cut to
@@ -257,6 +263,8 @@ class LookupBackend:
             limits.max_chars,
             limits.deadline,
         )
+        if self.settings.place == "nearest":
+            matches.sort(key=nearest_first)
         await asyncio.sleep(0)  # a point where a superseded request can be cancelled
         fallback = self.settings.fallback == "ngram"
         if not matches:

@@ -42,6 +42,7 @@ from ghostcomplete.backends.lookup import (
     continuation_counts,
     find_occurrences,
     lead_and_agreement,
+    nearest_first,
     surrounding_identifiers,
 )
 from ghostcomplete.backends.lookup_confidence import (
@@ -99,7 +100,7 @@ def occurrences(task: Task, files: Sequence[str]) -> list[Occurrence]:
 
 def longest_choice(row: Row) -> str | None:
     """The backend before it compared surroundings: longest match, prefix first."""
-    best = min(row.found, key=lambda o: (-o.length, o.source, o.nth))
+    best = min(row.found, key=nearest_first)
     return best.text
 
 

@@ -113,6 +113,14 @@ async def test_of_equal_matches_the_one_in_similar_surroundings_wins() -> None:
     assert found[0].details["matched_chars"] == found[1].details["matched_chars"]
     assert found[0].details["similarity"] > found[1].details["similarity"]
 
+    # place "nearest", the plain lookup: the nearer place, whatever its surroundings.
+    nearest = LookupBackend(LookupSettings(cut="none", place="nearest"))
+    found = await nearest.generate(asked, GenerationLimits(candidates=2))
+    assert [c.text for c in found] == [
+        "f'/orders/{order.id}/total')",
+        "f'/users/{user.id}/profile')",
+    ]
+
 
 @settings(max_examples=200, deadline=None)
 @given(
