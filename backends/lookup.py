@@ -24,7 +24,7 @@ from ghostcomplete.backends.lookup_confidence import (
     acceptance_chance,
     confident_cut,
 )
-from ghostcomplete.backends.lookup_ngram import OVERRIDE_BELOW, ngram_continuation, written_wins
+from ghostcomplete.backends.lookup_ngram import ngram_continuation, written_first
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.filters import scope_text
 
@@ -295,7 +295,7 @@ class LookupBackend:
                     continue
                 text = cut.text
                 details["cut_chance"], details["confidence"] = cut.confidence, chance
-                if index == 0 and fallback and chance < OVERRIDE_BELOW:
+                if index == 0 and fallback:
                     # A weak copy: the n-gram's suggestion goes first when it is sure.
                     written = self._written(counts, query, limits, chance)
                     if written and written[0].text != text:
@@ -320,12 +320,14 @@ class LookupBackend:
         limits: GenerationLimits,
         copied_chance: float | None,
     ) -> list[Candidate]:
-        """The n-gram fallback's suggestion (``lookup_ngram``), when it wins over what the
-        lookup would show (its ``copied_chance``; None when it shows nothing)."""
-        cut = ngram_continuation(counts, query, deadline=limits.deadline)
-        if cut is None or not written_wins(cut, copied_chance):
-            return []
-        return [Candidate(cut.text, "lookup:ngram", {"ngram_chance": cut.confidence})]
+        """The n-gram fallback's suggestion where it goes before what the lookup would show
+        (its ``copied_chance``; None when it shows nothing): ``written_first``."""
+        cut = written_first(
+            copied_chance, lambda: ngram_continuation(counts, query, deadline=limits.deadline)
+        )
+        return (
+            [Candidate(cut.text, "lookup:ngram", {"ngram_chance": cut.confidence})] if cut else []
+        )
 
     async def aclose(self) -> None:
         return None

@@ -243,6 +243,22 @@ def place_chance(
     return chance_of(place_features(evidence, place_match, typed), weights)
 
 
+def piece_evidence(
+    text: str,
+    before: str,
+    counts: ContinuationCounts,
+    near: frozenset[str],
+    deadline: float | None = None,
+) -> Iterator[tuple[re.Match[str], PieceEvidence]]:
+    """Each piece of ``text`` (typed after ``before``) with the evidence that it comes next,
+    the copy before it taken as typed; counted only when asked for, until ``deadline``."""
+    before = before[-MAX_ORDER:]
+    for match in PIECE.finditer(text):
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        yield match, counts.evidence(before + text[: match.start()], match.group(), near)
+
+
 def confident_cut(
     text: str,
     before: str,
@@ -257,21 +273,17 @@ def confident_cut(
     chance above zero. ``matched`` is how many characters before the cursor also preceded
     ``text`` where it was copied from; 0 (not known) leaves each piece at its counted chance.
     """
-    near = near_words(before)
-    before = before[-MAX_ORDER:]
     min_chars = min(min_chars, len(text.strip()))
     best: Cut | None = None
     best_value = 0.0
     chance = 1.0
-    typed = 0
     opened = 0  # brackets the suggestion opened and has not closed yet
-    for match in PIECE.finditer(text):
-        if deadline is not None and time.monotonic() > deadline:
-            break
-        piece = match.group()
-        evidence = counts.evidence(before + text[:typed], piece, near)
-        chance *= place_chance(evidence, matched + typed, typed) if matched else evidence.chance
-        typed = match.end()
+    for match, evidence in piece_evidence(text, before, counts, near_words(before), deadline):
+        piece, before_piece, typed = match.group(), match.start(), match.end()
+        if matched:
+            chance *= place_chance(evidence, matched + before_piece, before_piece)
+        else:
+            chance *= evidence.chance
         if chance < _HOPELESS or len(text) * chance <= best_value:
             break  # the chance only falls: no longer start can be worth more
         if piece in _OPENING:

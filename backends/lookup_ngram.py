@@ -19,6 +19,7 @@ Chosen on the acceptance benchmark's seed-1 Python tasks and checked on seeds 2â
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut
 
@@ -43,6 +44,17 @@ def written_wins(written: Cut | None, copied_chance: float | None) -> bool:
     if copied_chance is None:
         return written.confidence >= MIN_CHANCE
     return written.confidence >= OVERRIDE_CHANCE and copied_chance < OVERRIDE_BELOW
+
+
+def written_first(copied_chance: float | None, write: Callable[[], Cut | None]) -> Cut | None:
+    """The n-gram's suggestion where it goes before the lookup's copy (``written_wins``),
+    else None. ``copied_chance`` is the copy's estimated chance of acceptance, None when the
+    lookup shows nothing; ``write`` (the n-gram's suggestion) is only called when it could
+    win."""
+    if copied_chance is not None and copied_chance >= OVERRIDE_BELOW:
+        return None
+    written = write()
+    return written if written_wins(written, copied_chance) else None
 
 
 def ngram_continuation(

@@ -46,8 +46,6 @@ from ghostcomplete.backends.lookup import (
     surrounding_identifiers,
 )
 from ghostcomplete.backends.lookup_confidence import (
-    MAX_ORDER,
-    PIECE,
     RECALIBRATED_BELOW,
     ContinuationCounts,
     Cut,
@@ -55,9 +53,10 @@ from ghostcomplete.backends.lookup_confidence import (
     chance_of,
     confident_cut,
     near_words,
+    piece_evidence,
     place_features,
 )
-from ghostcomplete.backends.lookup_ngram import OVERRIDE_BELOW, ngram_continuation, written_wins
+from ghostcomplete.backends.lookup_ngram import ngram_continuation, written_first
 from ghostcomplete.bench.corpus import default_cache, load_repos
 from ghostcomplete.bench.metrics import accepted
 from ghostcomplete.bench.tasks import Task, make_tasks
@@ -151,15 +150,15 @@ def default_choice(row: Row) -> str | None:
 
 def fallback_choice(row: Row) -> str | None:
     """The server's default: the gated cut, or the n-gram's suggestion where that shows
-    nothing or is weak and the n-gram is sure (``backends.lookup_ngram.written_wins``)."""
+    nothing or is weak and the n-gram is sure (``written_first``, as the backend decides)."""
     found = calibrated_cut(row) if row.found else None
     copied = found if found and found[2] >= LookupSettings().min_confidence else None
-    if copied is not None and copied[2] >= OVERRIDE_BELOW:
-        return copied[0].text
-    written = ngram_continuation(row.counts(), row.task.prefix[-_QUERY_CHARS:])
-    if written_wins(written, copied[2] if copied else None):
-        return written.text if written else None
-    return copied[0].text if copied else None
+    written = written_first(
+        copied[2] if copied else None,
+        lambda: ngram_continuation(row.counts(), row.task.prefix[-_QUERY_CHARS:]),
+    )
+    shown = written or (copied[0] if copied else None)
+    return shown.text if shown else None
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, ...]:
@@ -195,18 +194,15 @@ def fit_place_calibration(rows: list[Row], l2: float = 1.0) -> tuple[float, ...]
     for row in rows:
         if not row.found:
             continue
-        place, target = row.found[0], row.task.target
+        place, target, counts = row.found[0], row.task.target, row.counts()
         query = row.task.prefix[-_QUERY_CHARS:]
-        near = near_words(query)
-        before, counts, typed = query[-MAX_ORDER:], row.counts(), 0
-        for match in PIECE.finditer(place.text):
+        for match, evidence in piece_evidence(place.text, query, counts, near_words(query)):
+            typed = match.start()
             if not target.startswith(place.text[:typed]):
                 break
-            evidence = counts.evidence(before + place.text[:typed], match.group(), near)
             if 0.0 < evidence.chance < RECALIBRATED_BELOW:
                 x.append(place_features(evidence, place.length + typed, typed))
                 y.append(float(target.startswith(place.text[: match.end()])))
-            typed = match.end()
     return _logistic(np.array(x), np.array(y), l2)
 
 

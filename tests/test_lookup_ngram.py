@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup_confidence import ContinuationCounts
-from ghostcomplete.backends.lookup_ngram import ngram_continuation
+from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut
+from ghostcomplete.backends.lookup_ngram import ngram_continuation, written_first
 from ghostcomplete.ranker.budget import PackedContext
 
 CALLS = (
@@ -31,6 +33,23 @@ def test_it_writes_one_line_at_most() -> None:
     before = "z = session.get(url, timeout=5)"
     text = "x = session.get(url, timeout=5)\nreturn x\ny = session.get(url, timeout=5)\nreturn y\n"
     assert ngram_continuation(counts(before, text), before) is None  # next is a line break
+
+
+def test_written_first_speaks_where_the_copy_is_absent_or_weak_and_it_is_sure() -> None:
+    asked: list[float | None] = []
+
+    def write(chance: float) -> Callable[[], Cut]:
+        return lambda: asked.append(chance) or Cut("url, timeout=5)", chance)
+
+    # No copy shown: the n-gram at >= 0.5.
+    assert written_first(None, write(0.5)) == Cut("url, timeout=5)", 0.5)
+    assert written_first(None, write(0.49)) is None
+    # A weak copy (< 0.3) gives way to an n-gram at >= 0.7 only.
+    assert written_first(0.29, write(0.7)) == Cut("url, timeout=5)", 0.7)
+    assert written_first(0.29, write(0.69)) is None
+    # A copy at 0.3 or more goes first, and the n-gram is not even written.
+    assert written_first(0.3, write(1.0)) is None
+    assert asked == [0.5, 0.49, 0.7, 0.69]
 
 
 def test_nothing_below_the_gate_or_without_evidence() -> None:
