@@ -200,5 +200,5 @@ def prefill(
             past = cached[1].truncated(keep)
         else:
             keep = 0
-    logits, past = model.forward(tokens[keep:], past)
+    logits, past = model.forward(tokens[keep:], past, last=1)
     return Start(list(tokens), logits[-1], past), keep

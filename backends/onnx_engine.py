@@ -4,6 +4,13 @@
 ``past_key_values.N.key/value`` (batch, kv heads, past length, head dim), and returns
 ``logits`` and ``present.N.key/value``. Everything here is synchronous: the backend runs it
 in a worker thread.
+
+An exported decoder computes the logits of every position of its input, but a prompt needs
+only the last one: for a 2,000-token prompt and Qwen2.5's 151,936 tokens that is 1.2 GB of
+logits and a quarter of the prefill's work. So where the graph ends in a ``MatMul`` that makes
+``logits``, the session is built from a copy of the graph (in memory; the weights stay where
+they are) that first slices the hidden states to the last ``LOGITS_KEPT`` positions, an input
+``forward`` feeds.
 """
 
 from __future__ import annotations
@@ -25,6 +32,11 @@ from ghostcomplete.backends.base import BackendError
 log = logging.getLogger("ghostcomplete.onnx")
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+# The input the sliced graph adds: how many of the last positions get logits.
+LOGITS_KEPT = "ghostcomplete_logits_kept"
+# Graph files larger than this hold their weights inline: copying one in memory to slice it
+# would double the memory it takes to load, so it is loaded as it is.
+_MAX_INLINE_BYTES = 256 * 1024 * 1024
 # model_type in config.json -> the FIM template family (ranker/prompt.py TEMPLATES).
 FAMILIES = {
     "gpt_bigcode": "starcoder",
@@ -98,29 +110,78 @@ def session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
+def last_logits_graph(model_file: Path) -> bytes | None:
+    """``model_file``'s graph with the hidden states sliced to the last ``LOGITS_KEPT``
+    positions before the ``MatMul`` that makes ``logits``; None where the ``onnx`` package,
+    the file's size or the graph's shape does not allow it."""
+    if model_file.stat().st_size > _MAX_INLINE_BYTES:
+        return None
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    try:
+        model = onnx.load(str(model_file), load_external_data=False)
+    except Exception as error:  # a broken file: the session's own load says why
+        log.debug("onnx: cannot read %s to slice its logits: %s", model_file, error)
+        return None
+    graph = model.graph
+    if LOGITS_KEPT in {i.name for i in graph.input}:
+        return None
+    makers = [n for n in graph.node if "logits" in n.output]
+    if len(makers) != 1 or makers[0].op_type != "MatMul":
+        return None
+    head = makers[0]
+    graph.input.append(helper.make_tensor_value_info(LOGITS_KEPT, TensorProto.INT64, [1]))
+    graph.initializer.extend(
+        [
+            helper.make_tensor("ghostcomplete_end", TensorProto.INT64, [1], [2**62]),
+            helper.make_tensor("ghostcomplete_axis", TensorProto.INT64, [1], [1]),
+        ]
+    )
+    start = helper.make_node("Neg", [LOGITS_KEPT], ["ghostcomplete_start"])
+    sliced = helper.make_node(
+        "Slice",
+        [head.input[0], "ghostcomplete_start", "ghostcomplete_end", "ghostcomplete_axis"],
+        ["ghostcomplete_kept_hidden"],
+    )
+    at = list(graph.node).index(head)
+    head.input[0] = "ghostcomplete_kept_hidden"
+    graph.node.insert(at, sliced)
+    graph.node.insert(at, start)
+    return bytes(model.SerializeToString())
+
+
 class OnnxModel:
     """The session plus what the model's inputs and config say about it."""
 
     def __init__(self, model_file: Path, provider: str = "auto", threads: int = 0) -> None:
         folder = model_file.parent
+        self.model_file = model_file
         self.config = read_json(folder / "config.json")
         self.generation_config = read_json(folder / "generation_config.json", required=False)
         providers, why = choose_providers(provider)
         started = time.monotonic()
-        try:
-            self.session = ort.InferenceSession(
-                str(model_file), sess_options=session_options(threads), providers=providers
-            )
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise BackendError(f"cannot load {model_file}: {error}") from error
+        sliced = self._sliced_session(model_file, threads, providers)
+        if sliced is not None:
+            self.session = sliced
+        else:
+            try:
+                self.session = ort.InferenceSession(
+                    str(model_file), sess_options=session_options(threads), providers=providers
+                )
+            except Exception as error:  # onnxruntime raises its own exception types
+                raise BackendError(f"cannot load {model_file}: {error}") from error
         used = self.session.get_providers()[0]
         if providers[0] == "CUDAExecutionProvider" and used != providers[0]:
             why = "the CUDA provider failed to start (see onnxruntime's log)"
         log.info(
-            "onnx: %s on %s (%s); loaded in %.0f ms",
+            "onnx: %s on %s (%s)%s; loaded in %.0f ms",
             model_file,
             used,
             why,
+            ", logits of the last positions only" if sliced is not None else "",
             (time.monotonic() - started) * 1000,
         )
         self.provider = used
@@ -161,16 +222,42 @@ class OnnxModel:
             config.get("max_position_embeddings") or config.get("n_positions") or 1 << 30
         )
 
+    @staticmethod
+    def _sliced_session(
+        model_file: Path, threads: int, providers: list[str]
+    ) -> ort.InferenceSession | None:
+        """A session over ``last_logits_graph``, its weights read from the model's folder;
+        None where there is no such graph or it does not load (the file is then loaded as
+        it is)."""
+        graph = last_logits_graph(model_file)
+        if graph is None:
+            return None
+        options = session_options(threads)
+        options.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(model_file.parent)
+        )
+        try:
+            return ort.InferenceSession(graph, sess_options=options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types
+            log.info("onnx: %s loads without sliced logits: %s", model_file, error)
+            return None
+
     def empty_cache(self) -> KvCache:
         shape = (1, self.kv_heads, 0, self.head_dim)
         return KvCache([np.zeros(shape, self.past_dtype) for _ in self.past_names])
 
-    def forward(self, ids: list[int], past: KvCache) -> tuple[np.ndarray, KvCache]:
-        """Logits (len(ids), vocab) as float32 for ``ids`` following ``past``, and the
+    def forward(
+        self, ids: list[int], past: KvCache, last: int | None = None
+    ) -> tuple[np.ndarray, KvCache]:
+        """Logits as float32 for ``ids`` following ``past`` — (len(ids), vocab), or at least
+        those of the ``last`` positions (only those where the graph is sliced) — and the
         cache extended by them."""
         start = past.length
         total = start + len(ids)
         feed: dict[str, Any] = {"input_ids": np.asarray([ids], dtype=np.int64)}
+        if LOGITS_KEPT in self.input_names:
+            kept = len(ids) if last is None else min(max(1, last), len(ids))
+            feed[LOGITS_KEPT] = np.asarray([kept], dtype=np.int64)
         if "attention_mask" in self.input_names:
             feed["attention_mask"] = np.ones((1, total), dtype=np.int64)
         if "position_ids" in self.input_names:
@@ -185,7 +272,7 @@ class OnnxModel:
     def warm_up(self) -> float:
         """Run the shapes a completion runs (a prefill, then single tokens); milliseconds."""
         started = time.monotonic()
-        logits, past = self.forward([0] * 16, self.empty_cache())
+        logits, past = self.forward([0] * 16, self.empty_cache(), last=1)
         for _ in range(2):
             logits, past = self.forward([int(np.argmax(logits[-1]))], past)
         return (time.monotonic() - started) * 1000

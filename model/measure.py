@@ -2,6 +2,7 @@
 
     python -m ghostcomplete.model.measure [--path FOLDER] [--file model.onnx] [--threads 2]
         [--loss FILE ...] [--json OUT]
+    python -m ghostcomplete.model.measure --path FOLDER --request 2000:16 [--repeat 5]
 
 Prints prefill latency by prompt length (the first token's latency), decode tokens/s with the
 KV cache, the gain of prompt-lookup decoding on repetitive code, the gain of reusing the KV
@@ -9,6 +10,11 @@ cache when the prompt grows by a few characters (a keystroke), and the latency o
 through the backend while typing into the sample project (``--no-reuse``, ``--no-lookup``
 turn the two off, to compare). ``--loss`` adds the mean next-token loss
 on the given files (to compare model.onnx with model_quantized.onnx).
+
+``--request P:N`` times only the engine's core on one request shape: a prompt of P token ids
+(random, so a folder without a tokenizer will do: ``model.random_export``), then N new tokens
+by greedy decoding with the KV cache; the first run is a warm-up, the rest give p50 and p95
+of the whole request and of its prefill (issue 5's GPU target is 2,000 + 16 at p50 ≤ 60 ms).
 """
 
 from __future__ import annotations
@@ -94,6 +100,38 @@ def speed(backend: OnnxBackend, model: OnnxModel) -> dict[str, Any]:
     return out
 
 
+def request_latency(
+    model: OnnxModel, prompt_tokens: int, new_tokens: int, repeat: int
+) -> dict[str, Any]:
+    """p50 / p95 of a prompt of ``prompt_tokens`` random ids plus ``new_tokens`` greedy
+    tokens (``prefill``, then one ``forward`` per token), after one warm-up run."""
+    vocab = int(model.config.get("vocab_size") or 256)
+    rng = np.random.default_rng(0)
+    whole: list[float] = []
+    prefills: list[float] = []
+    for run in range(repeat + 1):
+        ids = [int(i) for i in rng.integers(0, vocab, prompt_tokens)]
+        began = time.perf_counter()
+        start, _ = prefill(model, ids)
+        prefilled = time.perf_counter()
+        token, past = int(np.argmax(start.logits)), start.past
+        for _ in range(new_tokens - 1):
+            logits, past = model.forward([token], past)
+            token = int(np.argmax(logits[-1]))
+        if run:  # the first run at a new shape is slower (warm-up)
+            whole.append(time.perf_counter() - began)
+            prefills.append(prefilled - began)
+    decoding = statistics.median(whole) - statistics.median(prefills)
+    return {
+        "request": f"{prompt_tokens}+{new_tokens}",
+        "request_p50_ms": _ms(whole),
+        "request_p95_ms": round(float(np.percentile(whole, 95)) * 1000, 2),
+        "request_prefill_p50_ms": _ms(prefills),
+        "request_decode_ms_per_token": round(decoding / max(1, new_tokens - 1) * 1000, 2),
+        "request_runs": repeat,
+    }
+
+
 async def completions(backend: OnnxBackend, family: str) -> dict[str, Any]:
     """Typing: the last 12 characters of 20 lines of the sample file typed one at a time, a
     single-line completion asked at every keystroke (the rest of the file is the suffix)."""
@@ -162,7 +200,32 @@ def main(argv: list[str] | None = None) -> None:
         help="generate to the end of the line even where the model would end early (a weak "
         "model often does): the latency a model that answers every time would have",
     )
+    parser.add_argument(
+        "--request",
+        default=None,
+        metavar="P:N",
+        help="only time requests of P prompt tokens plus N new ones (random ids; no tokenizer)",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of --request")
+    parser.add_argument("--provider", default="auto", help="auto, cuda or cpu")
     args = parser.parse_args(argv)
+    if args.request:
+        prompt_tokens, new_tokens = (int(n) for n in args.request.split(":"))
+        settings = OnnxSettings(path=args.path, file=args.file, threads=args.threads)
+        started = time.perf_counter()
+        model = OnnxModel(model_file(settings), args.provider, args.threads)
+        timing: dict[str, Any] = {
+            "model": str(model_file(settings)),
+            "provider": model.provider,
+            "threads": args.threads,
+            "load_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        timing.update(request_latency(model, prompt_tokens, new_tokens, args.repeat))
+        text = json.dumps(timing, indent=1)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return
     settings = OnnxSettings(
         path=args.path,
         file=args.file,

@@ -123,9 +123,11 @@ async def test_a_cancelled_request_stops_between_tokens() -> None:
     model = backend.model
     forward = model.forward
 
-    def slow_forward(ids: list[int], past: KvCache) -> tuple[np.ndarray, KvCache]:
+    def slow_forward(
+        ids: list[int], past: KvCache, last: int | None = None
+    ) -> tuple[np.ndarray, KvCache]:
         time.sleep(0.01)  # a big model: 10 ms a token
-        return forward(ids, past)
+        return forward(ids, past, last)
 
     model.forward = slow_forward  # type: ignore[method-assign]
     limits = GenerationLimits(scope=Scope.BLOCK, max_lines=4000, max_chars=100_000)

@@ -15,7 +15,13 @@ import pytest
 
 from ghostcomplete.backends.base import BackendError
 from ghostcomplete.backends.onnx_decode import Limits, Sampling, decode, prefill
-from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel, choose_providers, fim_family_of
+from ghostcomplete.backends.onnx_engine import (
+    LOGITS_KEPT,
+    KvCache,
+    OnnxModel,
+    choose_providers,
+    fim_family_of,
+)
 from ghostcomplete.backends.onnx_stops import StopRule
 from ghostcomplete.backends.onnx_tokenizer import (
     HfTokenizer,
@@ -106,7 +112,9 @@ class BigramModel:
     def empty_cache(self) -> KvCache:
         return KvCache([np.zeros((1, 1, 0, 1), np.float32)])
 
-    def forward(self, ids: list[int], past: KvCache) -> tuple[np.ndarray, KvCache]:
+    def forward(
+        self, ids: list[int], past: KvCache, last: int | None = None
+    ) -> tuple[np.ndarray, KvCache]:
         self.calls.append(len(ids))
         grown = np.zeros((1, 1, past.length + len(ids), 1), np.float32)
         return self.table[ids], KvCache([grown])
@@ -217,3 +225,66 @@ def test_broken_model_file_is_a_backend_error(tmp_path: Path) -> None:
         OnnxModel(tmp_path / "model.onnx", "cpu")
     with pytest.raises(BackendError, match="no tokenizer"):
         load_tokenizer(tmp_path)
+
+
+def test_measure_times_a_request_of_token_ids_without_a_tokenizer(tmp_path: Path) -> None:
+    """`model.measure --request P:N`: a prompt of P random ids plus N greedy tokens, on a
+    folder with only the model and its config (what `model.random_export` writes)."""
+    import shutil
+
+    from ghostcomplete.model import measure
+
+    folder = tmp_path / "no-tokenizer"
+    folder.mkdir()
+    for name in ("model.onnx", "config.json", "generation_config.json"):
+        shutil.copy(FIXTURES / "tiny-llama" / name, folder / name)
+    out = tmp_path / "timing.json"
+    measure.main(["--path", str(folder), "--request", "40:4", "--repeat", "2", "--json", str(out)])
+    timing = json.loads(out.read_text())
+    assert timing["request"] == "40+4" and timing["request_runs"] == 2
+    assert 0 < timing["request_prefill_p50_ms"] <= timing["request_p50_ms"]
+    assert timing["request_p50_ms"] <= timing["request_p95_ms"]
+    assert timing["provider"] == "CPUExecutionProvider"
+
+
+def test_the_sliced_graph_gives_the_exported_graphs_last_logits(tiny) -> None:
+    """The session runs a copy of the graph that computes logits for the last positions
+    only; they are the exported graph's own, run as the file is (onnxruntime directly)."""
+    import onnxruntime as ort
+
+    model, tokenizer, _ = tiny
+    assert LOGITS_KEPT in model.input_names
+    ids = tokenizer.encode(REPEATING)
+    logits, past = model.forward(ids, model.empty_cache(), last=1)
+    assert logits.shape[0] == 1
+    every, _ = model.forward(ids, model.empty_cache())
+    assert every.shape[0] == len(ids)
+    assert np.allclose(every[-1], logits[-1], atol=1e-5)
+    plain = ort.InferenceSession(str(model.model_file), providers=["CPUExecutionProvider"])
+    names = {i.name for i in plain.get_inputs()}
+    feed = {"input_ids": np.asarray([ids], np.int64)}
+    feed["attention_mask"] = np.ones((1, len(ids)), np.int64)
+    if "position_ids" in names:
+        feed["position_ids"] = np.arange(len(ids), dtype=np.int64)[None, :]
+    empty = model.empty_cache()
+    feed.update(zip(model.past_names, empty.arrays, strict=True))
+    exported = plain.run(["logits"], feed)[0][0]
+    assert exported.shape[0] == len(ids)
+    assert np.allclose(exported, every, atol=1e-4)
+    assert np.allclose(exported[-1], logits[-1], atol=1e-4)
+    # The cache is the same either way: the next token's logits agree.
+    after, _ = model.forward([int(np.argmax(logits[-1]))], past)
+    assert after.shape[0] == 1
+
+
+def test_graphs_that_do_not_end_in_a_matmul_are_loaded_as_they_are(tmp_path: Path) -> None:
+    """The built-in int8 model's logits come out of a dequantizing Mul: left as exported. A
+    file that is not a graph is not sliced either (the session's own load reports it)."""
+    from ghostcomplete.backends.onnx_engine import last_logits_graph
+
+    shipped = Path(__file__).parent.parent / "model"
+    assert last_logits_graph(shipped / "model_quantized.onnx") is None
+    assert last_logits_graph(shipped / "model.onnx") is not None
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"\x00not a graph")
+    assert last_logits_graph(broken) is None
