@@ -37,6 +37,10 @@ LOGITS_KEPT = "ghostcomplete_logits_kept"
 # Graph files larger than this hold their weights inline: copying one in memory to slice it
 # would double the memory it takes to load, so it is loaded as it is.
 _MAX_INLINE_BYTES = 256 * 1024 * 1024
+# Below this vocabulary the logits of every position cost little (the built-in model has
+# 4,096 tokens), and importing onnx to slice them costs 0.7-0.9 s at load on the 2-core
+# machine: such models load as exported.
+SLICED_FROM_VOCAB = 16_384
 # model_type in config.json -> the FIM template family (ranker/prompt.py TEMPLATES).
 FAMILIES = {
     "gpt_bigcode": "starcoder",
@@ -156,14 +160,25 @@ def last_logits_graph(model_file: Path) -> bytes | None:
 class OnnxModel:
     """The session plus what the model's inputs and config say about it."""
 
-    def __init__(self, model_file: Path, provider: str = "auto", threads: int = 0) -> None:
+    def __init__(
+        self,
+        model_file: Path,
+        provider: str = "auto",
+        threads: int = 0,
+        slice_logits: bool | None = None,
+    ) -> None:
+        """``slice_logits``: run ``last_logits_graph`` where the graph allows (True), never
+        (False), or when the vocabulary has at least SLICED_FROM_VOCAB tokens (None)."""
         folder = model_file.parent
         self.model_file = model_file
         self.config = read_json(folder / "config.json")
         self.generation_config = read_json(folder / "generation_config.json", required=False)
         providers, why = choose_providers(provider)
         started = time.monotonic()
-        sliced = self._sliced_session(model_file, threads, providers)
+        if slice_logits is None:
+            vocab = self.config.get("vocab_size")
+            slice_logits = isinstance(vocab, int) and vocab >= SLICED_FROM_VOCAB
+        sliced = self._sliced_session(model_file, threads, providers) if slice_logits else None
         if sliced is not None:
             self.session = sliced
         else:
