@@ -118,9 +118,9 @@ def last_logits_graph(model_file: Path) -> bytes | None:
     """``model_file``'s graph with the hidden states sliced to the last ``LOGITS_KEPT``
     positions before the ``MatMul`` that makes ``logits``; None where the ``onnx`` package,
     the file's size or the graph's shape does not allow it."""
-    if model_file.stat().st_size > _MAX_INLINE_BYTES:
-        return None
     try:
+        if model_file.stat().st_size > _MAX_INLINE_BYTES:
+            return None
         import onnx
         from onnx import TensorProto, helper
     except ImportError:
@@ -179,15 +179,7 @@ class OnnxModel:
             vocab = self.config.get("vocab_size")
             slice_logits = isinstance(vocab, int) and vocab >= SLICED_FROM_VOCAB
         sliced = self._sliced_session(model_file, threads, providers) if slice_logits else None
-        if sliced is not None:
-            self.session = sliced
-        else:
-            try:
-                self.session = ort.InferenceSession(
-                    str(model_file), sess_options=session_options(threads), providers=providers
-                )
-            except Exception as error:  # onnxruntime raises its own exception types
-                raise BackendError(f"cannot load {model_file}: {error}") from error
+        self.session = sliced or self._exported_session(model_file, threads, providers)
         used = self.session.get_providers()[0]
         if providers[0] == "CUDAExecutionProvider" and used != providers[0]:
             why = "the CUDA provider failed to start (see onnxruntime's log)"
@@ -236,6 +228,36 @@ class OnnxModel:
         self.max_positions = int(
             config.get("max_position_embeddings") or config.get("n_positions") or 1 << 30
         )
+        if sliced is not None and not self._slices_positions():
+            log.info("onnx: %s: sliced logits do not match; loaded as exported", model_file)
+            self.session = self._exported_session(model_file, threads, providers)
+            self.input_names.discard(LOGITS_KEPT)
+
+    def _slices_positions(self) -> bool:
+        """Whether the sliced graph keeps positions (not hidden units, say, where a graph
+        flattened its hidden states first): the last logits of 3 tokens are the same kept
+        alone and kept with the others."""
+        try:
+            alone, _ = self.forward([0, 1, 2], self.empty_cache(), last=1)
+            every, _ = self.forward([0, 1, 2], self.empty_cache())
+        except Exception:  # onnxruntime raises its own exception types
+            return False
+        return (
+            alone.shape[0] == 1
+            and every.shape[0] == 3
+            and bool(np.allclose(alone[-1], every[-1], rtol=1e-3, atol=1e-4))
+        )
+
+    @staticmethod
+    def _exported_session(
+        model_file: Path, threads: int, providers: list[str]
+    ) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(
+                str(model_file), sess_options=session_options(threads), providers=providers
+            )
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise BackendError(f"cannot load {model_file}: {error}") from error
 
     @staticmethod
     def _sliced_session(

@@ -298,3 +298,24 @@ def test_small_vocabularies_load_as_exported() -> None:
     assert LOGITS_KEPT in OnnxModel(shipped, "cpu", 1, slice_logits=True).input_names
     tiny = FIXTURES / "tiny-llama" / "model.onnx"
     assert LOGITS_KEPT not in OnnxModel(tiny, "cpu", 1, slice_logits=False).input_names
+
+
+def test_a_slice_that_does_not_keep_positions_falls_back_to_the_exported_graph(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A graph whose hidden states are not (batch, position, hidden) would be sliced wrong:
+    the load checks the sliced logits against the whole ones and runs the file as exported."""
+    import onnx
+
+    from ghostcomplete.backends import onnx_engine
+
+    tiny = FIXTURES / "tiny-llama" / "model.onnx"
+    wrong = onnx.load_from_string(onnx_engine.last_logits_graph(tiny))
+    for tensor in wrong.graph.initializer:
+        if tensor.name == "ghostcomplete_axis":
+            tensor.CopyFrom(onnx.helper.make_tensor(tensor.name, onnx.TensorProto.INT64, [1], [2]))
+    monkeypatch.setattr(onnx_engine, "last_logits_graph", lambda _: wrong.SerializeToString())
+    model = OnnxModel(tiny, "cpu", 1, slice_logits=True)
+    assert LOGITS_KEPT not in model.input_names
+    logits, _ = model.forward([1, 2, 3], model.empty_cache(), last=1)
+    assert logits.shape[0] == 3  # the exported graph: every position
