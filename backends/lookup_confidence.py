@@ -46,9 +46,9 @@ from dataclasses import dataclass
 
 # A word, a run of spaces or tabs, a line break with the next line's indentation, or one
 # other character: the places where a suggestion may be cut.
-PIECE = re.compile(r"\w+|[ \t]+|\n[ \t]*|.", re.DOTALL)
+_PIECE = re.compile(r"\w+|[ \t]+|\n[ \t]*|.", re.DOTALL)
 _ORDERS = (3, 6, 12, 24, 48, 96)
-MAX_ORDER = _ORDERS[-1]
+_MAX_ORDER = _ORDERS[-1]
 # The chance of a piece that few of the places go on with, by kind of piece.
 _FLOOR_WORD = 0.32
 _FLOOR_NEAR_WORD = 0.45  # a word that occurs in the last _NEAR_CHARS before the cursor
@@ -159,7 +159,7 @@ class ContinuationCounts:
         for end in self._place_ends(needle):
             if read >= limit:
                 break
-            piece = PIECE.match(text, end)
+            piece = _PIECE.match(text, end)
             if piece is not None and _SEPARATOR not in piece.group():
                 tally[piece.group()] += 1
                 read += 1
@@ -252,8 +252,8 @@ def piece_evidence(
 ) -> Iterator[tuple[re.Match[str], PieceEvidence]]:
     """Each piece of ``text`` (typed after ``before``) with the evidence that it comes next,
     the copy before it taken as typed; counted only when asked for, until ``deadline``."""
-    before = before[-MAX_ORDER:]
-    for match in PIECE.finditer(text):
+    before = before[-_MAX_ORDER:]
+    for match in _PIECE.finditer(text):
         if deadline is not None and time.monotonic() > deadline:
             return
         yield match, counts.evidence(before + text[: match.start()], match.group(), near)
