@@ -207,49 +207,37 @@ def main(argv: list[str] | None = None) -> None:
         help="only time requests of P prompt tokens plus N new ones (random ids; no tokenizer)",
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of --request")
-    parser.add_argument("--provider", default="auto", help="auto, cuda or cpu")
+    parser.add_argument("--provider", default="auto", choices=("auto", "cuda", "cpu"))
     args = parser.parse_args(argv)
-    if args.request:
-        prompt_tokens, new_tokens = (int(n) for n in args.request.split(":"))
-        settings = OnnxSettings(path=args.path, file=args.file, threads=args.threads)
-        started = time.perf_counter()
-        model = OnnxModel(model_file(settings), args.provider, args.threads)
-        timing: dict[str, Any] = {
-            "model": str(model_file(settings)),
-            "provider": model.provider,
-            "threads": args.threads,
-            "load_ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-        timing.update(request_latency(model, prompt_tokens, new_tokens, args.repeat))
-        text = json.dumps(timing, indent=1)
-        print(text)
-        if args.json:
-            args.json.write_text(text + "\n")
-        return
     settings = OnnxSettings(
         path=args.path,
         file=args.file,
+        provider=args.provider,
         threads=args.threads,
         reuse_cache=not args.no_reuse,
         prompt_lookup=not args.no_lookup,
     )
     started = time.perf_counter()
-    backend = OnnxBackend(settings)
-    model = backend.model
-    if args.ignore_eos:
-        backend._eos = set()
-    result: dict[str, Any] = {
-        "model": str(model_file(settings)),
-        "load_and_warmup_ms": round((time.perf_counter() - started) * 1000, 1),
-        "threads": args.threads,
-        "reuse_cache": settings.reuse_cache,
-        "prompt_lookup": settings.prompt_lookup,
-        "ignore_eos": args.ignore_eos,
-    }
-    result.update(speed(backend, model))
-    result.update(asyncio.run(completions(backend, backend.fim_family or "starcoder")))
-    if args.loss:
-        result["loss"] = loss(model, backend, args.loss)
+    result: dict[str, Any] = {"model": str(model_file(settings)), "threads": args.threads}
+    if args.request:
+        prompt_tokens, new_tokens = (int(n) for n in args.request.split(":"))
+        model = OnnxModel(model_file(settings), settings.provider, settings.threads)
+        result["provider"] = model.provider
+        result["load_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        result.update(request_latency(model, prompt_tokens, new_tokens, args.repeat))
+    else:
+        backend = OnnxBackend(settings)
+        model = backend.model
+        if args.ignore_eos:
+            backend._eos = set()
+        result["load_and_warmup_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        result["reuse_cache"] = settings.reuse_cache
+        result["prompt_lookup"] = settings.prompt_lookup
+        result["ignore_eos"] = args.ignore_eos
+        result.update(speed(backend, model))
+        result.update(asyncio.run(completions(backend, backend.fim_family or "starcoder")))
+        if args.loss:
+            result["loss"] = loss(model, backend, args.loss)
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:
