@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy server context ranker backends telemetry bench model
+	$(BIN)/mypy server completion context ranker postprocess backends edit modelserver telemetry bench model
 
 ## make unit: every test, end-to-end ones included, against the dev venv.
 unit: $(STAMP)

@@ -10,7 +10,7 @@ from ghostcomplete.backends.base import (
     GenerationLimits,
 )
 from ghostcomplete.backends.config import KINDS, BackendSettings
-from ghostcomplete.backends.lookup import LookupBackend
+from ghostcomplete.backends.lookup.backend import LookupBackend
 
 
 def create_backend(settings: BackendSettings) -> Backend:
@@ -22,11 +22,11 @@ def create_backend(settings: BackendSettings) -> Backend:
     if settings.kind == "lookup":
         return LookupBackend(settings.lookup)
     if settings.kind == "http":
-        from ghostcomplete.backends.http_backend import HttpBackend
+        from ghostcomplete.backends.http.backend import HttpBackend
 
         return HttpBackend(settings.http)
     if settings.kind == "onnx":
-        from ghostcomplete.backends.onnx_backend import OnnxBackend
+        from ghostcomplete.backends.onnx.backend import OnnxBackend
 
         return OnnxBackend(settings.onnx)
     raise BackendError(f"backend {settings.kind!r} is not available in this build")

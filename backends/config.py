@@ -1,15 +1,15 @@
 """Backend settings (the ``backend`` section): which backend, and each backend's options.
 
-Each backend owns its own section class (``backends/http_config.py``,
-``backends/onnx_config.py``); server/settings.py parses them like every other section.
+Each backend owns its own section class (``backends/http/config.py``,
+``backends/onnx/config.py``); completion/settings.py parses them like every other section.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ghostcomplete.backends.http_config import HttpSettings
-from ghostcomplete.backends.onnx_config import OnnxSettings
+from ghostcomplete.backends.http.config import HttpSettings
+from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.setting_checks import between, one_of
 
 KINDS = ("lookup", "http", "onnx")
@@ -38,7 +38,7 @@ class LookupSettings:
     # Where nothing long enough matches (or the best copy is gated out): "ngram" writes the
     # rest of the line from how shorter contexts go on in the same text, shown when its
     # chance is >= 0.5, and before a copy whose chance of acceptance is < 0.3 when its own is
-    # >= 0.7 (backends/lookup_ngram.py; bench/RESULTS.md, "n-gram fallback"); "none" shows
+    # >= 0.7 (backends/lookup/ngram.py; bench/RESULTS.md, "n-gram fallback"); "none" shows
     # nothing.
     fallback: str = field(default="ngram", metadata=one_of("ngram", "none"))
 

@@ -1,6 +1,6 @@
 """The validation a settings field carries: ``field(metadata=between(0, 20))``.
 
-server/settings.py checks every value it parses against its field's ``check``: a predicate and
+completion/settings.py checks every value it parses against its field's ``check``: a predicate and
 the words that complete "… must be …" in the message a user sees when it fails.
 """
 

@@ -9,7 +9,7 @@ For each context method the client types one character at the end of a random li
 (``ghostcomplete/didComplete``) give the cost of ``context`` (cut, gate, syntax facts) and
 ``rank`` (snippet choice, packing, prompt rendering). Peak memory comes from /proc.
 
-``--dense FOLDER`` adds ``ranked+dense``: ranked with dense retrieval on (``context.dense``)
+``--dense FOLDER`` adds ``ranked+dense``: ranked with dense retrieval on (``ranker.dense``)
 and that embedding model; its row also says how long the server took to embed the 20 files'
 chunks in its indexing thread (the completions are asked once that is done).
 """

@@ -3,7 +3,7 @@
 ``python -m ghostcomplete.bench.lookup_study [--seed N] [--tasks N] [--only NAME]``
 
 For every acceptance task (the same seeded tasks as ``bench acceptance``) it lists the places
-the backend compares (``backends.lookup.find_occurrences``: in the prefix, the suffix — the
+the backend compares (``backends.lookup.backend.find_occurrences``: in the prefix, the suffix — the
 whole document, as the server gives a local backend — and the 20 nearest files, up to 16
 places per source of the longest text that ends at the cursor there), with what followed
 each, cut to the line or block as the server cuts it. Then, in-process and without the
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup import (
+from ghostcomplete.backends.lookup.backend import (
     AROUND_CHARS,
     MAX_DOCUMENT_CHARS,
     Occurrence,
@@ -45,7 +45,7 @@ from ghostcomplete.backends.lookup import (
     nearest_first,
     surrounding_identifiers,
 )
-from ghostcomplete.backends.lookup_confidence import (
+from ghostcomplete.backends.lookup.confidence import (
     RECALIBRATED_BELOW,
     ContinuationCounts,
     Cut,
@@ -56,7 +56,7 @@ from ghostcomplete.backends.lookup_confidence import (
     piece_evidence,
     place_features,
 )
-from ghostcomplete.backends.lookup_ngram import ngram_continuation, written_first
+from ghostcomplete.backends.lookup.ngram import ngram_continuation, written_first
 from ghostcomplete.bench.corpus import default_cache, load_repos
 from ghostcomplete.bench.metrics import accepted
 from ghostcomplete.bench.tasks import Task, make_tasks

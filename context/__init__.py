@@ -1,1 +1,4 @@
-"""Pure functions over document snapshots: cursor, prefix/suffix, recent files, syntax facts."""
+"""Document facts.
+
+Positions, the cursor gate, tree-sitter facts, recent files, imports, exclusion.
+"""

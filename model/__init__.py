@@ -1,1 +1,1 @@
-"""The built-in model's artifacts and the script that trains and exports it."""
+"""Tools for models: train and export the built-in model, measure an engine, export the embedder."""

@@ -1,4 +1,4 @@
-"""Build the ONNX sentence embedder that dense retrieval loads (``context.dense``).
+"""Build the ONNX sentence embedder that dense retrieval loads (``ranker.dense``).
 
     python -m ghostcomplete.model.embedder [--out FOLDER] [--source FOLDER]
 
@@ -12,9 +12,9 @@ quantized dynamically by onnxruntime, and copies the tokenizer:
     FOLDER/model.onnx  FOLDER/model.int8.onnx  FOLDER/tokenizer.json  FOLDER/config.json
 
 Pooling (mean over the attention mask, then L2 normalization) happens at run time
-(context/embedder.py), in numpy. Needs torch and transformers (the ``train`` extra); the
+(backends/onnx/embedder.py), in numpy. Needs torch and transformers (the ``train`` extra); the
 server never imports this module. The default FOLDER is where the server looks when
-``context.dense.path`` is null (context/embedder.py ``default_embedder_path``).
+``context.dense.path`` is null (backends/onnx/embedder.py ``default_embedder_path``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ghostcomplete.context.embedder import (
+from ghostcomplete.backends.onnx.embedder import (
     MODEL_FILE,
     QUANTIZED_FILE,
     default_embedder_path,

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
-from ghostcomplete.backends.onnx_backend import OnnxBackend, model_file
-from ghostcomplete.backends.onnx_config import OnnxSettings
-from ghostcomplete.backends.onnx_decode import Limits, decode, prefill
-from ghostcomplete.backends.onnx_engine import OnnxModel
-from ghostcomplete.backends.onnx_stops import StopRule
+from ghostcomplete.backends.onnx.backend import OnnxBackend, model_file
+from ghostcomplete.backends.onnx.config import OnnxSettings
+from ghostcomplete.backends.onnx.decode import Limits, decode, prefill
+from ghostcomplete.backends.onnx.engine import OnnxModel
+from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim

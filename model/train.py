@@ -7,7 +7,7 @@ Steps (each resumable, each skipped when its output exists): ``data`` downloads 
 corpus.toml and reads their .py files; ``tokenizer`` trains a byte-level BPE with FIM tokens;
 ``train`` trains (checkpointing to --work, resuming from the last checkpoint; CUDA when
 present); ``export`` writes model.onnx (optimum, with the KV cache), config.json,
-generation_config.json, tokenizer.tiktoken, tiktoken.json and card.json into model/.
+generation_config.json, tokenizer.tiktoken, tiktoken.json and card.json into backends/onnx/builtin/.
 
 Needs the ``train`` extra: torch, transformers, tokenizers, optimum-onnx.
 """
@@ -194,7 +194,7 @@ def step_export(work: Path, tokenizer: Any, result: dict[str, Any], out: Path) -
     from optimum.exporters.onnx import main_export
     from transformers import PreTrainedTokenizerFast
 
-    from ghostcomplete.backends.onnx_tokenizer import tiktoken_from_hf, write_tiktoken_file
+    from ghostcomplete.backends.onnx.tokenizer import tiktoken_from_hf, write_tiktoken_file
 
     with tempfile.TemporaryDirectory() as temp:
         fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=fim.END)
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("step", choices=["data", "tokenizer", "train", "export", "all"])
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ghostcomplete-train")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=HERE.parent / "backends" / "onnx" / "builtin")
     parser.add_argument("--minutes", type=float, default=32.0)
     parser.add_argument("--tokens", type=int, default=7_000_000)
     parser.add_argument("--examples", type=int, default=12_000)

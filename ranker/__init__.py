@@ -1,1 +1,4 @@
-"""Snippet scoring, token-budget packing, prompt templates and candidate post-processing."""
+"""Retrieval and packing.
+
+The chunk index, BM25 and dense scores, snippets, the token budget, FIM templates, redaction.
+"""

@@ -1,6 +1,6 @@
 """Our snippet choice: definitions of imported names used near the cursor, then BM25 chunks.
 
-With dense retrieval on (``context.dense``), the chunks are BM25's ranking and the embedding
+With dense retrieval on (``ranker.dense``), the chunks are BM25's ranking and the embedding
 model's ranking fused by reciprocal rank fusion, as Tabby's server fuses them.
 
 Definitions come first: when the cursor is about to use an API from another file, its
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ghostcomplete.context.dense import DenseIndex
 from ghostcomplete.context.exclusion import ContentExclusion, path_of_uri
 from ghostcomplete.context.imports import (
     DefinitionFinder,
@@ -26,8 +25,9 @@ from ghostcomplete.context.imports import (
     names_used_near,
     resolve_module,
 )
-from ghostcomplete.context.index import Chunk, SnippetIndex
+from ghostcomplete.ranker.dense import DenseIndex
 from ghostcomplete.ranker.identifiers import identifiers
+from ghostcomplete.ranker.index import Chunk, SnippetIndex
 from ghostcomplete.ranker.snippets import Snippet
 
 _QUERY_LINES = 20

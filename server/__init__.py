@@ -1,1 +1,4 @@
-"""The LSP surface: handlers, settings, the custom protocol and the completion session."""
+"""The LSP surface only.
+
+Thin handlers (snapshot, complete, items, telemetry), the wire, the custom protocol, the CLI.
+"""

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn, cast
 
 from ghostcomplete.backends import BackendError, create_backend
+from ghostcomplete.completion.pipeline import CompletionRequest, Pipeline
+from ghostcomplete.completion.settings import resolve
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.languages import language_of_path
 from ghostcomplete.context.positions import utf16_length
-from ghostcomplete.server.pipeline import CompletionRequest, Pipeline
-from ghostcomplete.server.settings import resolve
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-file", metavar="PATH", help="write the server log here")
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
-    from ghostcomplete.server.serve_model import add_serve_model_parser
+    from ghostcomplete.modelserver.service import add_serve_model_parser
 
     add_serve_model_parser(commands)
 
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "complete":
         return _complete(parser, args)
     if args.command == "serve-model":
-        from ghostcomplete.server.serve_model import run_serve_model
+        from ghostcomplete.modelserver.service import run_serve_model
 
         return run_serve_model(parser, args)
     if args.command == "bench":

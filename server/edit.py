@@ -1,7 +1,7 @@
 """``ghostcomplete.edit``: rewrite a selection as the user instructs, in one workspace/applyEdit.
 
-validate -> prompt (ranker/edit_prompt.py, with the completion pipeline's snippets) -> chat
-with an instruction-following backend -> read the answer (ranker/edit_answer.py) -> one
+validate -> prompt (edit/prompt.py, with the completion pipeline's snippets) -> chat
+with an instruction-following backend -> read the answer (edit/answer.py) -> one
 versioned TextEdit, the smallest that does it -> workspace/applyEdit -> ``{applied, message}``.
 
 The editor sees nothing until the whole answer is in and checked: an edit is applied whole or
@@ -18,140 +18,40 @@ local instruct model). The lookup backend and the built-in completion model cann
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pygls.protocol import LanguageServerProtocol
-from pygls.protocol.language_server import lsp_method
 
 from ghostcomplete.backends import BackendError
+from ghostcomplete.completion.settings import Settings
 from ghostcomplete.context.cursor import Cursor
-from ghostcomplete.context.display_paths import display_path
-from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.positions import offset_at
-from ghostcomplete.ranker.edit_answer import (
-    AnswerProblem,
-    Change,
-    extract_code,
-    fit_to_selection,
-    minimal_change,
-    position_of,
-)
-from ghostcomplete.ranker.edit_prompt import (
-    EditContext,
-    redacted,
-    render_edit_messages,
-    surroundings,
+from ghostcomplete.edit.answer import position_of
+from ghostcomplete.edit.prompt import render_edit_messages
+from ghostcomplete.edit.request import (
+    Outcome,
+    Planned,
+    Selection,
+    edit_context,
+    instruct_backend,
+    plan,
 )
 from ghostcomplete.ranker.snippets import Snippet
 from ghostcomplete.server import protocol
-from ghostcomplete.server.settings import Settings
+from ghostcomplete.server.wire import command_params
 
 if TYPE_CHECKING:
     from ghostcomplete.server.state import GhostServer
 
 log = logging.getLogger("ghostcomplete.edit")
 
-# The executeCommand request being handled (its workDoneToken), seen by the command's task.
-_COMMAND_PARAMS: contextvars.ContextVar[types.ExecuteCommandParams | None] = contextvars.ContextVar(
-    "ghostcomplete_command_params", default=None
-)
 # How long the editor may take to answer workspace/applyEdit (seconds).
 _APPLY_TIMEOUT_S = 30.0
-
-_CANNOT_FOLLOW = {
-    "lookup": "the lookup backend copies text from open files and has no model",
-    "onnx": (
-        "the onnx backend's model is a code-completion (fill-in-the-middle) model with no chat "
-        "template (backend.onnx.path may name an instruct model exported by optimum instead)"
-    ),
-}
-
-
-class CommandProtocol(LanguageServerProtocol):
-    """pygls with two fixes for commands that run a while (edits).
-
-    pygls hands command handlers only the arguments: this keeps the whole request's params (its
-    ``workDoneToken``) where the handler's task can read them. And pygls' shutdown cancels the
-    pending requests while iterating over their dict, which a pending executeCommand changes
-    under it (its future's callbacks run at once): cancel them first, from a copy."""
-
-    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
-    def lsp_workspace__execute_command(
-        self, params: types.ExecuteCommandParams
-    ) -> Generator[Any, Any, Any]:
-        _COMMAND_PARAMS.set(params)
-        return (yield from super().lsp_workspace__execute_command(params))
-
-    @lsp_method(types.SHUTDOWN)
-    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
-        current = self.msg_id
-        for msg_id, future in list(self._request_futures.items()):
-            if msg_id != current and not future.done():
-                future.cancel()
-        return (yield from super().lsp_shutdown(*args))
-
-
-class InstructBackend(Protocol):
-    async def chat(
-        self, messages: list[dict[str, str]], deadline: float | None = None, max_tokens: int = 1024
-    ) -> str: ...
-
-
-def instruct_backend(backend: object, kind: str) -> InstructBackend | str:
-    """The backend when it can follow instructions; otherwise what the user must configure."""
-    if callable(getattr(backend, "chat", None)) and getattr(backend, "follows_instructions", True):
-        return cast(InstructBackend, backend)
-    why = _CANNOT_FOLLOW.get(kind, f"the {kind} backend cannot follow instructions")
-    return (
-        f"edit requests need a model that follows instructions, and {why}. Set "
-        'backend.kind = "http" and backend.http.url to an OpenAI-compatible server with a '
-        "chat model (one that answers /v1/chat/completions: llama.cpp, Ollama, vLLM, a hosted "
-        "API); see the README, Edit requests"
-    )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    applied: bool
-    message: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"applied": self.applied, "message": self.message}
-
-
-@dataclass(frozen=True)
-class Selection:
-    document: DocumentSnapshot
-    instruction: str
-    start: int  # string offsets into document.text
-    end: int
-
-    @property
-    def text(self) -> str:
-        return self.document.text[self.start : self.end]
-
-    @property
-    def line_head(self) -> str:
-        """The selection's first line up to the selection."""
-        text = self.document.text
-        return text[text.rfind("\n", 0, self.start) + 1 : self.start]
-
-
-@dataclass(frozen=True)
-class Planned:
-    """An edit ready to send: ``change`` is relative to the selection's start."""
-
-    selection: Selection
-    change: Change
 
 
 def _position(value: Any) -> tuple[int, int] | None:
@@ -195,46 +95,6 @@ def select(arguments: Sequence[Any], ls: GhostServer, settings: Settings) -> Sel
             f"{limit} (edit.maxSelectionChars): select less",
         )
     return selection
-
-
-def edit_context(
-    selection: Selection,
-    snippets: Sequence[Snippet],
-    settings: Settings,
-    remote: bool,
-    roots: Sequence[Path] = (),
-) -> EditContext:
-    """What the model is shown; without obvious secrets when the text leaves the machine.
-    Files are named relative to the workspace folder that holds them."""
-    document = selection.document
-    lines = settings.edit.context_lines
-    before, after = surroundings(document.text, selection.start, selection.end, lines)
-    path = display_path(document.uri, roots)
-    paths = {snippet.uri: display_path(snippet.uri, roots) for snippet in snippets}
-    context = EditContext(
-        selection.instruction,
-        document.language_id,
-        path,
-        before,
-        selection.text,
-        after,
-        snippets,
-        paths,
-    )
-    return redacted(context) if remote else context
-
-
-def plan(answer: str, selection: Selection) -> Planned | Outcome:
-    """The edit the answer asks for, or why there is none to apply."""
-    try:
-        code = extract_code(answer)
-    except AnswerProblem as problem:
-        return Outcome(False, str(problem))
-    fitted = fit_to_selection(code, selection.text, selection.line_head)
-    change = minimal_change(selection.text, fitted)
-    if change is None:
-        return Outcome(False, "the model left the selection as it was; nothing to change")
-    return Planned(selection, change)
 
 
 def _snippets(ls: GhostServer, selection: Selection) -> list[Snippet]:
@@ -302,7 +162,9 @@ async def _prepare(ls: GhostServer, arguments: Sequence[Any], progress: _Progres
     if isinstance(backend, str):
         return Outcome(False, backend)
     remote = bool(getattr(ls.pipeline.backend, "remote", True))
-    context = edit_context(chosen, _snippets(ls, chosen), settings, remote, ls.pipeline.roots)
+    context = edit_context(
+        chosen, _snippets(ls, chosen), settings.edit.context_lines, remote, ls.pipeline.roots
+    )
     messages = render_edit_messages(context)
     timeout = settings.edit.timeout_ms / 1000
     progress.report(f"asking {getattr(ls.pipeline.backend, 'name', 'the model')}")
@@ -368,7 +230,7 @@ async def _apply(ls: GhostServer, planned: Planned) -> Outcome:
 async def run_edit(ls: GhostServer, arguments: Sequence[Any]) -> dict[str, Any]:
     """The ``ghostcomplete.edit`` command."""
     edit_id = uuid.uuid4().hex[:12]
-    params = _COMMAND_PARAMS.get()
+    params = command_params()
     token = params.work_done_token if params and params.command == protocol.COMMAND_EDIT else None
     progress = _Progress(ls, token)
     loop = asyncio.get_running_loop()

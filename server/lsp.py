@@ -11,11 +11,11 @@ from typing import Any
 from lsprotocol import types
 
 from ghostcomplete.backends import BackendError
+from ghostcomplete.completion.pipeline import CompletionRequest
 from ghostcomplete.context.exclusion import path_of_uri
 from ghostcomplete.context.positions import utf16_length
 from ghostcomplete.server import protocol
 from ghostcomplete.server.edit import run_edit
-from ghostcomplete.server.pipeline import CompletionRequest
 from ghostcomplete.server.state import VERSION, GhostServer, plain
 from ghostcomplete.server.text_sync import use_lsp_line_rules
 

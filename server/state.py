@@ -19,14 +19,13 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
 from ghostcomplete.backends import Backend, BackendError, LookupBackend, create_backend
+from ghostcomplete.completion.pipeline import CompletionResult, Pipeline
+from ghostcomplete.completion.session import CompletionSession
+from ghostcomplete.completion.settings import Settings, resolve
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.recent_files import RecentFiles
 from ghostcomplete.server import protocol
-from ghostcomplete.server.edit import CommandProtocol
-from ghostcomplete.server.pipeline import CompletionResult, Pipeline
-from ghostcomplete.server.session import CompletionSession
-from ghostcomplete.server.settings import Settings, resolve
-from ghostcomplete.server.wire import WireProtocol
+from ghostcomplete.server.wire import GhostProtocol
 from ghostcomplete.telemetry.recorder import TelemetryRecorder
 from ghostcomplete.telemetry.store import resolve_path
 
@@ -55,10 +54,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-class _Protocol(WireProtocol, CommandProtocol):
-    """Answers malformed requests (server/wire.py); keeps command params (server/edit.py)."""
-
-
 class GhostServer(LanguageServer):
     """Server state: settings, the pipeline, recent files, offers, in-flight requests."""
 
@@ -67,7 +62,7 @@ class GhostServer(LanguageServer):
             "ghostcomplete",
             VERSION,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
-            protocol_cls=_Protocol,
+            protocol_cls=GhostProtocol,
         )
         self.settings = Settings()
         self.pipeline = Pipeline(LookupBackend(), self.settings)

@@ -12,11 +12,15 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Generator
 from typing import Any, BinaryIO
 
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 
 log = logging.getLogger("ghostcomplete")
 
@@ -93,3 +97,42 @@ class ChunkedReads:
             parts.append(part)
             wanted -= len(part)
         return b"".join(parts)
+
+
+# The executeCommand request being handled (its workDoneToken), seen by the command's task.
+_COMMAND_PARAMS: contextvars.ContextVar[types.ExecuteCommandParams | None] = contextvars.ContextVar(
+    "ghostcomplete_command_params", default=None
+)
+
+
+class CommandProtocol(LanguageServerProtocol):
+    """pygls with two fixes for commands that run a while (edits).
+
+    pygls hands command handlers only the arguments: this keeps the whole request's params (its
+    ``workDoneToken``) where the handler's task can read them. And pygls' shutdown cancels the
+    pending requests while iterating over their dict, which a pending executeCommand changes
+    under it (its future's callbacks run at once): cancel them first, from a copy."""
+
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    def lsp_workspace__execute_command(
+        self, params: types.ExecuteCommandParams
+    ) -> Generator[Any, Any, Any]:
+        _COMMAND_PARAMS.set(params)
+        return (yield from super().lsp_workspace__execute_command(params))
+
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        current = self.msg_id
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current and not future.done():
+                future.cancel()
+        return (yield from super().lsp_shutdown(*args))
+
+
+def command_params() -> types.ExecuteCommandParams | None:
+    """The params of the executeCommand request whose handler is running in this task."""
+    return _COMMAND_PARAMS.get()
+
+
+class GhostProtocol(WireProtocol, CommandProtocol):
+    """Answers malformed requests; keeps command params for commands that run a while."""

@@ -210,7 +210,7 @@ def test_context_bench_times_the_server_stages() -> None:
 def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ghostcomplete.backends.lookup_confidence import CALIBRATION, PLACE_CALIBRATION
+    from ghostcomplete.backends.lookup.confidence import CALIBRATION, PLACE_CALIBRATION
     from ghostcomplete.bench import lookup_study
 
     assert lookup_study.main(["--quick", "--tasks", "4", "--cache", str(tmp_path), "--fit"]) == 0

@@ -13,14 +13,14 @@ import pytest
 from support import REPO
 
 from ghostcomplete.backends import LookupBackend
+from ghostcomplete.backends.onnx.embedder import EmbedderError, OnnxEmbedder
+from ghostcomplete.completion.pipeline import Pipeline
+from ghostcomplete.completion.settings import resolve
 from ghostcomplete.context.cursor import cut_at
-from ghostcomplete.context.dense import DenseIndex
 from ghostcomplete.context.documents import DocumentSnapshot
-from ghostcomplete.context.embedder import EmbedderError, OnnxEmbedder
-from ghostcomplete.context.index import SnippetIndex
+from ghostcomplete.ranker.dense import DenseIndex
+from ghostcomplete.ranker.index import SnippetIndex
 from ghostcomplete.ranker.retrieval import bm25_snippets, reciprocal_rank_fusion
-from ghostcomplete.server.pipeline import Pipeline
-from ghostcomplete.server.settings import resolve
 
 pytestmark = pytest.mark.timeout(60)
 

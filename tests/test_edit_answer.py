@@ -1,11 +1,11 @@
 """Edit requests, the pure parts: the prompt, reading the answer, re-indenting, the smallest
-edit (ranker/edit_prompt.py, ranker/edit_answer.py)."""
+edit (edit/prompt.py, edit/answer.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ghostcomplete.ranker.edit_answer import (
+from ghostcomplete.edit.answer import (
     AnswerProblem,
     Change,
     extract_code,
@@ -13,7 +13,7 @@ from ghostcomplete.ranker.edit_answer import (
     minimal_change,
     position_of,
 )
-from ghostcomplete.ranker.edit_prompt import (
+from ghostcomplete.edit.prompt import (
     EditContext,
     fence_for,
     redacted,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ghostcomplete.context.syntax import Scope
-from ghostcomplete.ranker.filters import PIPELINE, Surroundings, apply_filters
+from ghostcomplete.postprocess.filters import PIPELINE, Surroundings, apply_filters
 
 CASES = tomllib.loads((Path(__file__).parent / "golden" / "filters.toml").read_text())["case"]
 

@@ -11,9 +11,9 @@ import pytest
 from http_fakes import PREFIX, SNIPPET, SUFFIX, FakeModelServer, Recorded, Reply, prompt_for, sse
 
 from ghostcomplete.backends.base import BackendError, GenerationLimits
-from ghostcomplete.backends.http_adapters import endpoint_url
-from ghostcomplete.backends.http_backend import HttpBackend
-from ghostcomplete.backends.http_config import HttpSettings
+from ghostcomplete.backends.http.adapters import endpoint_url
+from ghostcomplete.backends.http.backend import HttpBackend
+from ghostcomplete.backends.http.config import HttpSettings
 from ghostcomplete.context.syntax import Scope
 
 pytestmark = pytest.mark.timeout(10)

@@ -14,9 +14,9 @@ from http_fakes import FakeModelServer, Recorded, Reply, prompt_for, sse
 
 from ghostcomplete.backends import BackendSettings, create_backend
 from ghostcomplete.backends.base import BackendError, GenerationLimits
-from ghostcomplete.backends.http_backend import HttpBackend
-from ghostcomplete.backends.http_config import HttpSettings
-from ghostcomplete.backends.http_failures import redacted_url, retry_after_seconds
+from ghostcomplete.backends.http.backend import HttpBackend
+from ghostcomplete.backends.http.config import HttpSettings
+from ghostcomplete.backends.http.failures import redacted_url, retry_after_seconds
 from ghostcomplete.context.syntax import Scope
 
 pytestmark = pytest.mark.timeout(15)

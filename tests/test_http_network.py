@@ -13,8 +13,8 @@ import pytest
 from http_fakes import FakeModelServer, Recorded, Reply, prompt_for
 
 from ghostcomplete.backends.base import BackendError, GenerationLimits
-from ghostcomplete.backends.http_backend import HttpBackend
-from ghostcomplete.backends.http_config import HttpSettings
+from ghostcomplete.backends.http.backend import HttpBackend
+from ghostcomplete.backends.http.config import HttpSettings
 from ghostcomplete.context.syntax import Scope
 
 pytestmark = pytest.mark.timeout(20)

@@ -17,11 +17,11 @@ from http_fakes import prompt_for
 from support import server_executable
 
 from ghostcomplete.backends.base import BackendError, Candidate, CompletionPrompt, GenerationLimits
-from ghostcomplete.backends.http_backend import HttpBackend
-from ghostcomplete.backends.http_config import HttpSettings
+from ghostcomplete.backends.http.backend import HttpBackend
+from ghostcomplete.backends.http.config import HttpSettings
 from ghostcomplete.context.syntax import Scope
-from ghostcomplete.server.model_api import split_fim
-from ghostcomplete.server.serve_model import ModelService, ServeOptions
+from ghostcomplete.modelserver.api import split_fim
+from ghostcomplete.modelserver.service import ModelService, ServeOptions
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup import (
+from ghostcomplete.backends.lookup.backend import (
     find_occurrences,
     longest_match,
     reindented,

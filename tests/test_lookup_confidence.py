@@ -7,8 +7,12 @@ from hypothesis import strategies as st
 
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup import Occurrence, continuation_counts, lead_and_agreement
-from ghostcomplete.backends.lookup_confidence import (
+from ghostcomplete.backends.lookup.backend import (
+    Occurrence,
+    continuation_counts,
+    lead_and_agreement,
+)
+from ghostcomplete.backends.lookup.confidence import (
     CALIBRATION,
     ContinuationCounts,
     PieceEvidence,

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from ghostcomplete.backends import CompletionPrompt, GenerationLimits, LookupBackend
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut
-from ghostcomplete.backends.lookup_ngram import ngram_continuation, written_first
+from ghostcomplete.backends.lookup.confidence import ContinuationCounts, Cut
+from ghostcomplete.backends.lookup.ngram import ngram_continuation, written_first
 from ghostcomplete.ranker.budget import PackedContext
 
 CALLS = (

@@ -11,10 +11,10 @@ import pytest
 
 from ghostcomplete.backends import BackendSettings, create_backend
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
-from ghostcomplete.backends.onnx_backend import OnnxBackend, shipped_model_folder
-from ghostcomplete.backends.onnx_config import OnnxSettings
-from ghostcomplete.backends.onnx_decode import Limits, decode, prefill
-from ghostcomplete.backends.onnx_stops import StopRule
+from ghostcomplete.backends.onnx.backend import OnnxBackend, shipped_model_folder
+from ghostcomplete.backends.onnx.config import OnnxSettings
+from ghostcomplete.backends.onnx.decode import Limits, decode, prefill
+from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.model import corpus
 from ghostcomplete.ranker.budget import PackedContext

@@ -13,16 +13,16 @@ import pytest
 
 from ghostcomplete.backends import BackendError, BackendSettings, create_backend
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
-from ghostcomplete.backends.onnx_backend import OnnxBackend
-from ghostcomplete.backends.onnx_config import OnnxSettings
-from ghostcomplete.backends.onnx_engine import KvCache
-from ghostcomplete.backends.onnx_prompt import fit_prompt
-from ghostcomplete.backends.onnx_stops import StopRule
-from ghostcomplete.backends.onnx_tokenizer import load_tokenizer
+from ghostcomplete.backends.onnx.backend import OnnxBackend
+from ghostcomplete.backends.onnx.config import OnnxSettings
+from ghostcomplete.backends.onnx.engine import KvCache
+from ghostcomplete.backends.onnx.prompt import fit_prompt
+from ghostcomplete.backends.onnx.stops import StopRule
+from ghostcomplete.backends.onnx.tokenizer import load_tokenizer
+from ghostcomplete.completion.settings import resolve
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
-from ghostcomplete.server.settings import resolve
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from ghostcomplete.backends.base import BackendError
-from ghostcomplete.backends.onnx_backend import OnnxBackend
-from ghostcomplete.backends.onnx_chat import load_chat_template
-from ghostcomplete.backends.onnx_config import OnnxSettings
-from ghostcomplete.server.edit import instruct_backend
+from ghostcomplete.backends.onnx.backend import OnnxBackend
+from ghostcomplete.backends.onnx.chat import load_chat_template
+from ghostcomplete.backends.onnx.config import OnnxSettings
+from ghostcomplete.edit.request import instruct_backend
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from ghostcomplete.backends.base import BackendError
-from ghostcomplete.backends.onnx_decode import Limits, Sampling, decode, prefill
-from ghostcomplete.backends.onnx_engine import (
+from ghostcomplete.backends.onnx.decode import Limits, Sampling, decode, prefill
+from ghostcomplete.backends.onnx.engine import (
     LOGITS_KEPT,
     KvCache,
     OnnxModel,
     choose_providers,
     fim_family_of,
 )
-from ghostcomplete.backends.onnx_stops import StopRule
-from ghostcomplete.backends.onnx_tokenizer import (
+from ghostcomplete.backends.onnx.stops import StopRule
+from ghostcomplete.backends.onnx.tokenizer import (
     HfTokenizer,
     IncrementalDecoder,
     TiktokenTokenizer,
@@ -281,9 +281,9 @@ def test_the_sliced_graph_gives_the_exported_graphs_last_logits(tiny) -> None:
 def test_graphs_that_do_not_end_in_a_matmul_are_loaded_as_they_are(tmp_path: Path) -> None:
     """The built-in int8 model's logits come out of a dequantizing Mul: left as exported. A
     file that is not a graph is not sliced either (the session's own load reports it)."""
-    from ghostcomplete.backends.onnx_engine import last_logits_graph
+    from ghostcomplete.backends.onnx.engine import last_logits_graph
 
-    shipped = Path(__file__).parent.parent / "model"
+    shipped = Path(__file__).parent.parent / "backends" / "onnx" / "builtin"
     assert last_logits_graph(shipped / "model_quantized.onnx") is None
     assert last_logits_graph(shipped / "model.onnx") is not None
     broken = tmp_path / "model.onnx"
@@ -293,7 +293,7 @@ def test_graphs_that_do_not_end_in_a_matmul_are_loaded_as_they_are(tmp_path: Pat
 
 def test_small_vocabularies_load_as_exported() -> None:
     """4,096 tokens (the built-in model): slicing would save little and cost onnx's import."""
-    shipped = Path(__file__).parent.parent / "model" / "model.onnx"
+    shipped = Path(__file__).parent.parent / "backends" / "onnx" / "builtin" / "model.onnx"
     assert LOGITS_KEPT not in OnnxModel(shipped, "cpu", 1).input_names
     assert LOGITS_KEPT in OnnxModel(shipped, "cpu", 1, slice_logits=True).input_names
     tiny = FIXTURES / "tiny-llama" / "model.onnx"
@@ -307,7 +307,7 @@ def test_a_slice_that_does_not_keep_positions_falls_back_to_the_exported_graph(
     the load checks the sliced logits against the whole ones and runs the file as exported."""
     import onnx
 
-    from ghostcomplete.backends import onnx_engine
+    from ghostcomplete.backends.onnx import engine as onnx_engine
 
     tiny = FIXTURES / "tiny-llama" / "model.onnx"
     wrong = onnx.load_from_string(onnx_engine.last_logits_graph(tiny))

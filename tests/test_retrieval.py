@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ghostcomplete.context.chunks import chunk_spans
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import (
@@ -22,9 +21,10 @@ from ghostcomplete.context.imports import (
     python_imports,
     resolve_module,
 )
-from ghostcomplete.context.index import SnippetIndex
 from ghostcomplete.ranker.budget import Budget, PackedContext, pack
+from ghostcomplete.ranker.chunks import chunk_spans
 from ghostcomplete.ranker.identifiers import identifiers
+from ghostcomplete.ranker.index import SnippetIndex
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, snippet_tokens
 from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
 from ghostcomplete.ranker.snippets import Snippet

@@ -10,12 +10,12 @@ import dataclasses
 import pytest
 
 from ghostcomplete.backends import Candidate, CompletionPrompt, GenerationLimits
+from ghostcomplete.completion.caches import Anchor, PromptCache, TypingThroughCache
+from ghostcomplete.completion.debounce import AdaptiveDebounce
+from ghostcomplete.completion.pipeline import CompletionRequest, Pipeline
+from ghostcomplete.completion.session import CompletionSession
+from ghostcomplete.completion.settings import Settings
 from ghostcomplete.context.documents import DocumentSnapshot
-from ghostcomplete.server.caches import Anchor, PromptCache, TypingThroughCache
-from ghostcomplete.server.debounce import AdaptiveDebounce
-from ghostcomplete.server.pipeline import CompletionRequest, Pipeline
-from ghostcomplete.server.session import CompletionSession
-from ghostcomplete.server.settings import Settings
 
 pytestmark = pytest.mark.timeout(20)
 

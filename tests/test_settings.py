@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ghostcomplete.server.settings import Settings, resolve, to_json
+from ghostcomplete.completion.settings import Settings, resolve, to_json
 
 
 def test_defaults() -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from support import REPO
 
+from ghostcomplete.completion.settings import Settings, _camel
 from ghostcomplete.server import protocol
-from ghostcomplete.server.settings import Settings, _camel
 
 EXTENSION = REPO / "vscode-extension"
 MANIFEST = json.loads((EXTENSION / "package.json").read_text())
@@ -128,7 +128,7 @@ def test_same_type_default_and_allowed_values(key: str):
 def test_defaults_resolve_on_the_server_without_complaint():
     """The tree of contributed defaults (what VS Code hands the extension when the user set
     nothing) is accepted by the server's own parser as it is."""
-    from ghostcomplete.server.settings import resolve, to_json
+    from ghostcomplete.completion.settings import resolve, to_json
 
     tree: dict[str, Any] = {}
     for key in SHARED:

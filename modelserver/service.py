@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ghostcomplete.backends import Backend, BackendError, create_backend
-from ghostcomplete.server import http11
-from ghostcomplete.server.model_api import (
+from ghostcomplete.completion.settings import resolve
+from ghostcomplete.modelserver.api import (
     Ask,
     cut_at_stops,
     infill_ask,
@@ -33,7 +33,7 @@ from ghostcomplete.server.model_api import (
     openai_ask,
     stream_pieces,
 )
-from ghostcomplete.server.settings import resolve
+from ghostcomplete.modelserver import http11
 
 log = logging.getLogger("ghostcomplete.serve_model")
 

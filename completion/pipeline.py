@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ghostcomplete.backends import Backend, Candidate, CompletionPrompt, GenerationLimits
+from ghostcomplete.backends.onnx.embedder import EmbedderError, OnnxEmbedder, default_embedder_path
+from ghostcomplete.completion.settings import DenseSettings, Settings
 from ghostcomplete.context.cursor import Cursor, Skip, cut_at, should_complete
-from ghostcomplete.context.dense import DenseIndex
 from ghostcomplete.context.display_paths import display_path
 from ghostcomplete.context.documents import DocumentSnapshot
-from ghostcomplete.context.embedder import EmbedderError, OnnxEmbedder, default_embedder_path
 from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import DefinitionFinder
-from ghostcomplete.context.index import SnippetIndex
 from ghostcomplete.context.syntax import Scope, completion_scope
+from ghostcomplete.postprocess.filters import Surroundings, apply_filters
 from ghostcomplete.ranker.budget import Budget, PackedContext, pack
-from ghostcomplete.ranker.filters import Surroundings, apply_filters
+from ghostcomplete.ranker.dense import DenseIndex
+from ghostcomplete.ranker.index import SnippetIndex
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, snippet_tokens
 from ghostcomplete.ranker.redaction import redact
 from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
@@ -36,7 +37,6 @@ from ghostcomplete.ranker.snippets import (
     copilot_snippets,
 )
 from ghostcomplete.ranker.tokens import TokenCounter
-from ghostcomplete.server.settings import DenseSettings, Settings
 
 log = logging.getLogger("ghostcomplete")
 
@@ -98,7 +98,7 @@ class Pipeline:
         self.index = SnippetIndex()
         self.definitions = DefinitionFinder()
         self.roots = tuple(roots)
-        # Dense retrieval (context.dense): None while off or when its model cannot be loaded.
+        # Dense retrieval (ranker.dense): None while off or when its model cannot be loaded.
         self.dense: DenseIndex | None = None
         self.dense_problem: str | None = None
         # Told, once per problem, why dense retrieval is off (may be called from a thread).
@@ -320,7 +320,7 @@ class Pipeline:
     def finish(
         self, prepared: Prepared, candidates: list[Candidate], result: CompletionResult
     ) -> None:
-        """Post-processing: the named filters of ranker/filters.py."""
+        """Post-processing: the named filters of postprocess/filters.py."""
         started = time.monotonic()
         result.texts = apply_filters([c.text for c in candidates], prepared.around)
         by_text = {c.text: c.origin for c in candidates}

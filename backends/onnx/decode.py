@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel
-from ghostcomplete.backends.onnx_stops import StopRule
-from ghostcomplete.backends.onnx_tokenizer import IncrementalDecoder, Tokenizer
+from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel
+from ghostcomplete.backends.onnx.stops import StopRule
+from ghostcomplete.backends.onnx.tokenizer import IncrementalDecoder, Tokenizer
 
 
 @dataclass(frozen=True)

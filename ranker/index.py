@@ -1,6 +1,6 @@
 """The snippet index: chunks of the recently used files with their term statistics, and BM25.
 
-Each file is chunked (context/chunks.py) and its chunks' identifier counts go into one
+Each file is chunked (ranker/chunks.py) and its chunks' identifier counts go into one
 inverted index. A file is re-indexed only when its text changed since it was indexed, and only
 when it is needed as context: a keystroke in the file being edited costs nothing here (that
 file is never its own context), and switching to another file re-indexes the one left behind
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ghostcomplete.context.chunks import chunk_spans
 from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.ranker.chunks import chunk_spans
 from ghostcomplete.ranker.identifiers import identifiers
 
 K1 = 1.2
@@ -56,7 +56,7 @@ class SnippetIndex:
         # chunk, each row's file, and per query term its rows and saturated term frequencies.
         self._rows: _Rows | None = None
         # Told a file's new chunks each time it is (re)indexed, and [] when it leaves: the
-        # dense index (context/dense.py) follows this one.
+        # dense index (ranker/dense.py) follows this one.
         self.listener: Callable[[str, list[Chunk]], None] | None = None
 
     # --- maintenance ---------------------------------------------------------------------

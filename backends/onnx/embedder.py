@@ -65,7 +65,7 @@ class OnnxEmbedder:
             ) from error
         import onnxruntime as ort
 
-        from ghostcomplete.backends.onnx_engine import session_options
+        from ghostcomplete.backends.onnx.engine import session_options
 
         model = model_file_in(folder, quantized)
         tokenizer_file = folder / "tokenizer.json"

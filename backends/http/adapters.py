@@ -1,5 +1,5 @@
 """The wire formats of model servers: a closed set of adapters, each a request builder, an
-answer parser and a stream-chunk parser. No I/O here; backends/http_backend.py sends.
+answer parser and a stream-chunk parser. No I/O here; backends/http/backend.py sends.
 
 | api       | endpoint              | fill-in-the-middle                       | stream  |
 |-----------|-----------------------|------------------------------------------|---------|
@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ghostcomplete.backends.base import CompletionPrompt
-from ghostcomplete.backends.http_stream import MalformedAnswer
+from ghostcomplete.backends.http.stream import MalformedAnswer
 from ghostcomplete.ranker.prompt import comment_prefix
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ghostcomplete.backends.setting_checks import check
 from ghostcomplete.ranker.prompt import TEMPLATES
 
-# The closed set of wire formats (backends/http_adapters.py has one adapter for each).
+# The closed set of wire formats (backends/http/adapters.py has one adapter for each).
 APIS = ("openai", "llamacpp", "ollama", "codestral", "tgi")
 
 

@@ -1,7 +1,7 @@
 """Reading streamed answers: server-sent events and newline-delimited JSON, and knowing when
 the text we want is complete so that the stream can be closed early.
 
-``wanted_end`` mirrors ranker/filters.py ``cut_to_scope`` and ``respect_max_lines``: it never
+``wanted_end`` mirrors postprocess/filters.py ``cut_to_scope`` and ``respect_max_lines``: it never
 cuts more than the filters would, so stopping early changes no suggestion, only its latency.
 """
 

@@ -1,6 +1,6 @@
 """Dense vectors of the snippet index's chunks, and brute-force cosine search over them.
 
-The snippet index (context/index.py) tells this index which chunks a file has each time it
+The snippet index (ranker/index.py) tells this index which chunks a file has each time it
 re-chunks the file, and that the file left. A chunk is embedded once: vectors are keyed by
 the hash of the chunk's text, so a file re-chunked after an edit only sends its changed
 chunks to the model. The work happens in one worker thread, never on the request path: a
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ghostcomplete.context.index import Chunk
+from ghostcomplete.ranker.index import Chunk
 
 log = logging.getLogger("ghostcomplete.dense")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import httpx
 
 from ghostcomplete.backends.base import BackendError
-from ghostcomplete.backends.http_config import HttpSettings
+from ghostcomplete.backends.http.config import HttpSettings
 
 
 class Secrets:

@@ -1,7 +1,7 @@
 """The chat prompt of an edit request: the instruction, the selection, the code around it and
 the most relevant snippets of other files, as OpenAI-style chat messages.
 
-Pure: no I/O and no LSP. server/edit.py gathers the parts; ranker/edit_answer.py reads the
+Pure: no I/O and no LSP. server/edit.py gathers the parts; edit/answer.py reads the
 model's answer.
 """
 

@@ -17,10 +17,10 @@ from typing import Any
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
 from ghostcomplete.context.languages import language_of_path
 from ghostcomplete.context.syntax import Scope
+from ghostcomplete.modelserver.http11 import BadRequest
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, comment_prefix
 from ghostcomplete.ranker.snippets import Snippet
-from ghostcomplete.server.http11 import BadRequest
 
 _CHARS_PER_TOKEN = 4
 _DEFAULT_TOKENS = 64

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ghostcomplete.backends.base import BackendError, Candidate, CompletionPrompt, GenerationLimits
-from ghostcomplete.backends.http_adapters import (
+from ghostcomplete.backends.http.adapters import (
     ADAPTERS,
     CHAT_ENDPOINT,
     Chunk,
@@ -32,10 +32,10 @@ from ghostcomplete.backends.http_adapters import (
     parse_chat,
     parse_chat_chunk,
 )
-from ghostcomplete.backends.http_client import build_client
-from ghostcomplete.backends.http_config import HttpSettings
-from ghostcomplete.backends.http_failures import redacted_url, status_failure, transport_failure
-from ghostcomplete.backends.http_stream import (
+from ghostcomplete.backends.http.client import build_client
+from ghostcomplete.backends.http.config import HttpSettings
+from ghostcomplete.backends.http.failures import redacted_url, status_failure, transport_failure
+from ghostcomplete.backends.http.stream import (
     MalformedAnswer,
     cut_at_stop,
     ndjson_events,

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 from ghostcomplete.backends.base import Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.config import LookupSettings
-from ghostcomplete.backends.lookup_confidence import (
+from ghostcomplete.backends.lookup.confidence import (
     ContinuationCounts,
     acceptance_chance,
     confident_cut,
 )
-from ghostcomplete.backends.lookup_ngram import ngram_continuation, written_first
+from ghostcomplete.backends.lookup.ngram import ngram_continuation, written_first
 from ghostcomplete.context.syntax import Scope
-from ghostcomplete.ranker.filters import scope_text
+from ghostcomplete.postprocess.filters import scope_text
 
 _QUERY_CHARS = 2000
 # Places compared per source, and how they are compared (bench/RESULTS.md, "surroundings").

@@ -1,6 +1,6 @@
 """When to stop generating: rules checked on the text as tokens arrive.
 
-They end generation at the point where ranker/filters.py's ``cut_to_scope`` would cut anyway
+They end generation at the point where postprocess/filters.py's ``cut_to_scope`` would cut anyway
 (one line, or a block that ends where the indentation drops below the cursor's line), at a
 stop string, or at ``max_chars``; every token not generated is time saved on a CPU.
 """

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ghostcomplete.backends.lookup_confidence import ContinuationCounts, Cut
+from ghostcomplete.backends.lookup.confidence import ContinuationCounts, Cut
 
 _ORDERS = (24, 16, 12, 8, 6, 4)
 _MIN_PLACES = 2

@@ -2,7 +2,7 @@
 our http backend, reporting throughput, latency and the HTTP overhead (client latency minus
 the generation time the server reports in Server-Timing).
 
-    python -m ghostcomplete.server.serve_model_load --url http://127.0.0.1:8000 --editors 8
+    python -m ghostcomplete.bench.serve_model_load --url http://127.0.0.1:8000 --editors 8
 
 Prompts are holes cut at random lines of the source files under ``--files`` (default: this
 package), so that answers are of realistic size.
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
-from ghostcomplete.backends.http_backend import HttpBackend
-from ghostcomplete.backends.http_config import HttpSettings
+from ghostcomplete.backends.http.backend import HttpBackend
+from ghostcomplete.backends.http.config import HttpSettings
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ghostcomplete.backends.base import CompletionPrompt
-from ghostcomplete.backends.onnx_tokenizer import Tokenizer
+from ghostcomplete.backends.onnx.tokenizer import Tokenizer
 from ghostcomplete.ranker.prompt import render_fim
 
 SUFFIX_SHARE = 0.2

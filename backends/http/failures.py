@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 
 import httpx
 
-from ghostcomplete.backends.http_client import Secrets
-from ghostcomplete.backends.http_config import HttpSettings
-from ghostcomplete.backends.http_stream import MalformedAnswer, parse_json
+from ghostcomplete.backends.http.client import Secrets
+from ghostcomplete.backends.http.config import HttpSettings
+from ghostcomplete.backends.http.stream import MalformedAnswer, parse_json
 
 MAX_BACKOFF_S = 600.0
 

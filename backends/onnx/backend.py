@@ -19,13 +19,13 @@ from ghostcomplete.backends.base import (
     CompletionPrompt,
     GenerationLimits,
 )
-from ghostcomplete.backends.onnx_chat import ChatTemplate, load_chat_template
-from ghostcomplete.backends.onnx_config import OnnxSettings
-from ghostcomplete.backends.onnx_decode import Limits, Sampling, Start, decode, prefill
-from ghostcomplete.backends.onnx_engine import KvCache, OnnxModel, fim_family_of, read_json
-from ghostcomplete.backends.onnx_prompt import fit_prompt
-from ghostcomplete.backends.onnx_stops import StopRule
-from ghostcomplete.backends.onnx_tokenizer import Tokenizer, load_tokenizer
+from ghostcomplete.backends.onnx.chat import ChatTemplate, load_chat_template
+from ghostcomplete.backends.onnx.config import OnnxSettings
+from ghostcomplete.backends.onnx.decode import Limits, Sampling, Start, decode, prefill
+from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel, fim_family_of, read_json
+from ghostcomplete.backends.onnx.prompt import fit_prompt
+from ghostcomplete.backends.onnx.stops import StopRule
+from ghostcomplete.backends.onnx.tokenizer import Tokenizer, load_tokenizer
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.prompt import TEMPLATES
 
@@ -38,10 +38,10 @@ DRAFT_TOKENS = 8
 
 
 def shipped_model_folder() -> Path:
-    """Where the built-in model's files lie (package data of ghostcomplete.model)."""
-    import ghostcomplete.model
+    """Where the built-in model's files lie (package data of backends/onnx/builtin)."""
+    import ghostcomplete.backends.onnx.builtin
 
-    return Path(ghostcomplete.model.__file__).resolve().parent
+    return Path(ghostcomplete.backends.onnx.builtin.__file__).resolve().parent
 
 
 def model_file(settings: OnnxSettings) -> Path:

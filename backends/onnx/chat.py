@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostcomplete.backends.base import BackendError
-from ghostcomplete.backends.onnx_engine import read_json
+from ghostcomplete.backends.onnx.engine import read_json
 
 log = logging.getLogger("ghostcomplete.onnx")
 

@@ -17,16 +17,21 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from ghostcomplete.backends import BackendError, Candidate
-from ghostcomplete.context.documents import DocumentSnapshot
-from ghostcomplete.context.positions import offset_at, position_at
-from ghostcomplete.server.caches import Anchor, PromptCache, TypingThroughCache, rest_after_typing
-from ghostcomplete.server.debounce import AdaptiveDebounce
-from ghostcomplete.server.pipeline import (
+from ghostcomplete.completion.caches import (
+    Anchor,
+    PromptCache,
+    TypingThroughCache,
+    rest_after_typing,
+)
+from ghostcomplete.completion.debounce import AdaptiveDebounce
+from ghostcomplete.completion.pipeline import (
     CompletionRequest,
     CompletionResult,
     Pipeline,
     Prepared,
 )
+from ghostcomplete.context.documents import DocumentSnapshot
+from ghostcomplete.context.positions import offset_at, position_at
 
 log = logging.getLogger("ghostcomplete")
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from ghostcomplete.context.positions import unit_width
-from ghostcomplete.ranker.edit_prompt import SELECTION_CLOSE, SELECTION_OPEN
+from ghostcomplete.edit.prompt import SELECTION_CLOSE, SELECTION_OPEN
 
 _OPENING = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 # A sentence that introduces the code ("Here is the updated code:", "Sure! ...").

@@ -1,0 +1,1 @@
+"""The lookup engine: copies continuations from the context, with no weights at all."""

@@ -1,0 +1,1 @@
+"""The local ONNX engine: any decoder in the optimum layout, KV cache, CUDA or CPU."""

@@ -1,0 +1,4 @@
+"""The engine of one completion request, without pygls.
+
+Pipeline, session (debounce, caches, supersede), settings.
+"""

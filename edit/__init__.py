@@ -1,0 +1,1 @@
+"""Edit requests: the instruction prompt, the answer's parsing and the minimal edit it makes."""

@@ -1,0 +1,1 @@
+"""``ghostcomplete serve-model``: one backend behind an OpenAI-compatible HTTP API."""

@@ -1,0 +1,1 @@
+"""Post-processing: small named filters over a backend's candidates."""
