@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ghostcomplete.backends import Backend, Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.onnx.embedder import EmbedderError, OnnxEmbedder, default_embedder_path
+from ghostcomplete.completion.offers import item_id
 from ghostcomplete.completion.settings import DenseSettings, Settings
 from ghostcomplete.context.cursor import Cursor, Skip, cut_at, should_complete
 from ghostcomplete.context.display_paths import display_path
@@ -72,6 +73,20 @@ class CompletionResult:
     prompt: str | None = None
     prompt_tokens: int | None = None
     snippets: tuple[Snippet, ...] = ()
+    # The request answered; None for a result made outside a request.
+    request: CompletionRequest | None = None
+    # Typed by the user or asked for by the editor (an explicit invoke).
+    automatic: bool = True
+    # The backend kind and the model's name, as configured when the request ran.
+    backend: str = ""
+    model: str | None = None
+    # Superseded by a newer request, or failed: nothing to show, record or report.
+    dropped: bool = False
+
+    @property
+    def item_ids(self) -> list[str]:
+        """The ids of the items made of ``texts``, in order."""
+        return [item_id(self.completion_id, index) for index in range(len(self.texts))]
 
     def record_prompt(self, prompt: CompletionPrompt) -> None:
         self.prompt = prompt.text
@@ -105,14 +120,16 @@ class Pipeline:
         self.on_dense_problem: Callable[[str], None] | None = None
         self._dense_settings: DenseSettings | None = None
         self.settings = settings
+        self.exclusion = ContentExclusion((), True, self.roots)
+        self.disabled_files = ContentExclusion((), respect_gitignore=False, roots=self.roots)
+        self.configure(settings)
 
-    @property
-    def settings(self) -> Settings:
-        return self._settings
-
-    @settings.setter
-    def settings(self, settings: Settings) -> None:
-        self._settings = settings
+    def configure(self, settings: Settings, roots: Sequence[Path] | None = None) -> None:
+        """Take new settings (and workspace folders): the exclusions are rebuilt, and the dense
+        index is restarted when its own settings changed."""
+        if roots is not None:
+            self.roots = tuple(roots)
+        self.settings = settings
         self.exclusion = ContentExclusion(
             settings.context.exclude, settings.context.respect_gitignore, self.roots
         )
@@ -153,10 +170,6 @@ class Pipeline:
             self.on_dense_problem(message)
         else:
             log.warning("%s", message)
-
-    def set_roots(self, roots: Sequence[Path]) -> None:
-        self.roots = tuple(roots)
-        self.settings = self._settings
 
     def index_for_context(self, document: DocumentSnapshot) -> None:
         """Index a document that may serve as context, if the settings use the index."""
@@ -331,7 +344,9 @@ class Pipeline:
         """One completion with no caches, debounce or sharing (the ``complete`` CLI)."""
         started = time.monotonic()
         deadline = started + self.settings.completion.timeout_ms / 1000
-        result = CompletionResult(request.completion_id, [])
+        result = CompletionResult(request.completion_id, [], request=request)
+        result.backend = self.settings.backend.kind
+        result.model = getattr(self.backend, "name", None)
         cursor = self.cut(request, result)
         if cursor is None:
             return result

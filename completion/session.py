@@ -1,10 +1,12 @@
-"""The completion session: caches, debounce, shared generations, prefetch and deadlines.
+"""The completion session: supersede, caches, debounce, shared generations, prefetch, deadlines.
 
-One request goes: cut at the cursor -> typed through a shown suggestion? answer the rest ->
-a running generation this request extends? share it -> debounce (cancellable) -> context and
-ranking -> same prompt as before? answer from the LRU -> start a generation -> wait for it
-until the deadline -> filters. Generations are tasks of their own so that a newer request can
-adopt one instead of starting again; one that nobody adopts is cancelled, down to the backend.
+A newer request for the same document supersedes the one in flight: this is the one place
+that cancels it. One request goes: cut at the cursor -> typed through a shown suggestion?
+answer the rest -> a running generation this request extends? share it -> debounce
+(cancellable) -> context and ranking -> same prompt as before? answer from the LRU -> start a
+generation -> wait for it until the deadline -> filters. Generations are tasks of their own so
+that a newer request can adopt one instead of starting again; one that nobody adopts is
+cancelled, down to the backend.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from ghostcomplete.completion.caches import (
     rest_after_typing,
 )
 from ghostcomplete.completion.debounce import AdaptiveDebounce
+from ghostcomplete.completion.offers import Offer, OfferLedger
 from ghostcomplete.completion.pipeline import (
     CompletionRequest,
     CompletionResult,
@@ -38,7 +40,6 @@ log = logging.getLogger("ghostcomplete")
 # A generation whose requester went away is cancelled unless a newer request adopts it
 # within this many seconds.
 _ADOPTION_WINDOW_S = 0.05
-_MAX_REMEMBERED_OFFERS = 512
 
 
 @dataclass
@@ -55,15 +56,6 @@ class Generation:
 
 class _GenerationLost(Exception):
     """The generation a request waited for was cancelled under it (not the request itself)."""
-
-
-@dataclass(frozen=True)
-class OfferedAt:
-    uri: str
-    line: int
-    character: int
-    text: str
-    encoding: str = "utf-16"
 
 
 @dataclass
@@ -83,17 +75,22 @@ class CompletionSession:
         self,
         pipeline: Pipeline,
         on_backend_error: Callable[[BackendError], None] | None = None,
+        on_backend_recovered: Callable[[], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
-        # Told about backend failures nobody waits for any more (a generation that raised
-        # after its requester's deadline) and about a backend that keeps missing deadlines.
+        # Told about every backend failure (also those of generations nobody waits for any
+        # more) and about a backend that keeps missing deadlines.
         self.on_backend_error = on_backend_error
+        # Told when the backend answered in time (the only proof that it works again).
+        self.on_backend_recovered = on_backend_recovered
         self.deadline_misses = 0
         self.typing = TypingThroughCache()
         self.prompts = PromptCache()
         self.debounce = AdaptiveDebounce()
         self.generations: dict[str, Generation] = {}
-        self.offers: OrderedDict[str, OfferedAt] = OrderedDict()
+        # The request in flight per document: a newer one cancels it.
+        self.requests: dict[str, asyncio.Task[CompletionResult]] = {}
+        self.offers = OfferLedger()
         self.counters = SessionCounters()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -101,20 +98,77 @@ class CompletionSession:
     async def complete(
         self, request: CompletionRequest, automatic: bool = True
     ) -> CompletionResult:
+        """The answer to one request; a newer request for the same document supersedes it
+        (its result is empty, skipped "superseded"). The caller's own cancellation (the
+        client's $/cancelRequest) propagates."""
+        uri = request.document.uri
+        previous = self.requests.get(uri)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.ensure_future(self._answer(request, automatic))
+        self.requests[uri] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            log.info("[%s] superseded", request.completion_id)
+            result = self._result(request, automatic, skipped="superseded")
+            result.dropped = True
+            return result
+        finally:
+            if self.requests.get(uri) is task:
+                del self.requests[uri]
+
+    def _result(
+        self, request: CompletionRequest, automatic: bool, skipped: str | None = None
+    ) -> CompletionResult:
+        result = CompletionResult(request.completion_id, [], skipped, request=request)
+        result.automatic = automatic
+        result.backend = self.pipeline.settings.backend.kind
+        result.model = getattr(self.pipeline.backend, "name", None)
+        return result
+
+    async def _answer(self, request: CompletionRequest, automatic: bool) -> CompletionResult:
         settings = self.pipeline.settings.completion
         started = time.monotonic()
         deadline = started + settings.timeout_ms / 1000
         self.counters.requests += 1
-        result = CompletionResult(request.completion_id, [])
+        result = self._result(request, automatic)
         try:
             await self._complete(request, automatic, started, deadline, result)
+        except BackendError as error:
+            log.warning("[%s] backend failed: %s", request.completion_id, error)
+            self._backend_failed(error)
+            result.texts, result.skipped, result.dropped = [], "backend failed", True
+        except Exception:
+            log.exception("[%s] completion failed", request.completion_id)
+            result.texts, result.skipped, result.dropped = [], "failed", True
         finally:
             result.timings_ms["total"] = round((time.monotonic() - started) * 1000, 3)
         if result.cache:
             self.counters.cache_hits[result.cache] = (
                 self.counters.cache_hits.get(result.cache, 0) + 1
             )
+        answered = result.backend_called or result.cache == "inflight"
+        recovered = answered and self.deadline_misses == 0 and not result.dropped
+        if recovered and self.on_backend_recovered is not None:
+            self.on_backend_recovered()
+        self._record_offers(result)
         return result
+
+    def _backend_failed(self, error: BackendError) -> None:
+        if self.on_backend_error is not None:
+            self.on_backend_error(error)
+
+    def _record_offers(self, result: CompletionResult) -> None:
+        request = result.request
+        if request is None:
+            return
+        for item, text in zip(result.item_ids, result.texts, strict=True):
+            where = (request.document.uri, request.line, request.character)
+            self.offers.record(item, Offer(*where, text, request.encoding))
 
     async def _complete(
         self,
@@ -208,8 +262,8 @@ class CompletionSession:
             return
         error = task.exception()
         if error is not None:
-            if isinstance(error, BackendError) and self.on_backend_error is not None:
-                self.on_backend_error(error)
+            if isinstance(error, BackendError):
+                self._backend_failed(error)
             return
         candidates = task.result()
         if candidates:
@@ -257,9 +311,9 @@ class CompletionSession:
 
     def _missed_deadline(self) -> None:
         self.deadline_misses += 1
-        if self.deadline_misses == DEADLINE_MISSES_BEFORE_ERROR and self.on_backend_error:
+        if self.deadline_misses == DEADLINE_MISSES_BEFORE_ERROR:
             budget = self.pipeline.settings.completion.timeout_ms
-            self.on_backend_error(
+            self._backend_failed(
                 BackendError(
                     f"the {self.pipeline.backend.name} backend gave no answer within "
                     f"completion.timeoutMs ({budget} ms) {self.deadline_misses} times in a row; "
@@ -275,13 +329,6 @@ class CompletionSession:
         asyncio.get_running_loop().call_later(_ADOPTION_WINDOW_S, check)
 
     # --- offers and prefetch ---------------------------------------------------------------
-    def offered(
-        self, item_id: str, uri: str, line: int, character: int, text: str, encoding: str = "utf-16"
-    ) -> None:
-        self.offers[item_id] = OfferedAt(uri, line, character, text, encoding)
-        while len(self.offers) > _MAX_REMEMBERED_OFFERS:
-            self.offers.popitem(last=False)
-
     def prefetch_after_show(
         self, item_id: str, document: DocumentSnapshot, neighbours: list[DocumentSnapshot]
     ) -> None:
@@ -344,6 +391,9 @@ class CompletionSession:
         self.generations.clear()
 
     def forget(self, uri: str) -> None:
+        request = self.requests.pop(uri, None)
+        if request is not None:
+            request.cancel()
         self.typing.forget(uri)
         running = self.generations.pop(uri, None)
         if running is not None:

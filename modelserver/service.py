@@ -25,6 +25,7 @@ from typing import Any
 
 from ghostcomplete.backends import Backend, BackendError, create_backend
 from ghostcomplete.completion.settings import resolve
+from ghostcomplete.modelserver import http11
 from ghostcomplete.modelserver.api import (
     Ask,
     cut_at_stops,
@@ -33,7 +34,6 @@ from ghostcomplete.modelserver.api import (
     openai_ask,
     stream_pieces,
 )
-from ghostcomplete.modelserver import http11
 
 log = logging.getLogger("ghostcomplete.serve_model")
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from ghostcomplete.backends import BackendError
+from ghostcomplete.completion.problems import edit_failure
 from ghostcomplete.completion.settings import Settings
 from ghostcomplete.context.cursor import Cursor
 from ghostcomplete.context.positions import offset_at
@@ -156,8 +157,8 @@ async def _prepare(ls: GhostServer, arguments: Sequence[Any], progress: _Progres
     workspace = ls.client_capabilities.workspace
     if not (workspace and workspace.apply_edit):
         return Outcome(False, "this editor cannot apply edits (no workspace/applyEdit support)")
-    if ls.backend_broken is not None:
-        return Outcome(False, f"the backend is not working: {ls.backend_broken}")
+    if ls.backends.broken is not None:
+        return Outcome(False, f"the backend is not working: {ls.backends.broken}")
     backend = instruct_backend(ls.pipeline.backend, settings.backend.kind)
     if isinstance(backend, str):
         return Outcome(False, backend)
@@ -182,7 +183,7 @@ async def _prepare(ls: GhostServer, arguments: Sequence[Any], progress: _Progres
             "nothing was applied",
         )
     except BackendError as error:
-        return Outcome(False, f"the edit failed: {error}")
+        return Outcome(False, edit_failure(error))
     elapsed_ms = (time.monotonic() - started) * 1000
     log.info("edit answer after %.0f ms: %d characters", elapsed_ms, len(answer))
     progress.report("applying")

@@ -10,8 +10,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from ghostcomplete.backends import BackendError
-from ghostcomplete.completion.pipeline import CompletionRequest
+from ghostcomplete.completion.pipeline import CompletionRequest, CompletionResult
 from ghostcomplete.context.exclusion import path_of_uri
 from ghostcomplete.context.positions import utf16_length
 from ghostcomplete.server import protocol
@@ -38,7 +37,7 @@ def on_initialize(ls: GhostServer, params: types.InitializeParams) -> None:
     if not roots and params.root_uri:
         roots = [params.root_uri]
     paths = [path_of_uri(root) for root in roots]
-    ls.pipeline.set_roots([path for path in paths if path is not None])
+    ls.pipeline.configure(ls.pipeline.settings, [path for path in paths if path is not None])
     ls.apply_settings(ls.init_options)
 
 
@@ -107,9 +106,6 @@ def on_did_close(ls: GhostServer, params: types.DidCloseTextDocumentParams) -> N
     ls.recent.forget(uri)
     ls.session.forget(uri)
     ls.telemetry.document_closed(uri)
-    task = ls.in_flight.pop(uri, None)
-    if task is not None:
-        task.cancel()
 
 
 @server.feature(protocol.DID_FOCUS)
@@ -151,50 +147,50 @@ def _completion_id_of(item: Any) -> str | None:
 async def on_inline_completion(
     ls: GhostServer, params: types.InlineCompletionParams
 ) -> types.InlineCompletionList:
-    uri = params.text_document.uri
-    document = ls.snapshot(uri)
-    empty = types.InlineCompletionList(items=[])
+    document = ls.snapshot(params.text_document.uri)
     if document is None:
-        log.info("inlineCompletion for a document that is not open: %s", uri)
-        return empty
-    if ls.backend_broken is not None and not ls.retry_broken_backend():
-        return empty
-    encoding = ls.position_encoding()
+        log.info("inlineCompletion for a document that is not open: %s", params.text_document.uri)
+        return types.InlineCompletionList(items=[])
+    if not ls.backend_ready():
+        return types.InlineCompletionList(items=[])
+    position = params.position
     request = CompletionRequest(
         document,
-        params.position.line,
-        params.position.character,
+        position.line,
+        position.character,
         ls.neighbours(document),
-        encoding=encoding,
+        encoding=ls.position_encoding(),
     )
-    previous = ls.in_flight.get(uri)
-    if previous is not None:
-        previous.cancel()  # superseded: the newer request wins
-    ls.telemetry.request_started(uri)
+    ls.telemetry.request_started(document.uri)
     automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
-    task = asyncio.ensure_future(ls.session.complete(request, automatic=automatic))
-    ls.in_flight[uri] = task
-    try:
-        result = await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise  # $/cancelRequest for this very request: pygls answers RequestCancelled
-        log.info("[%s] superseded", request.completion_id)
-        return empty
-    except BackendError as error:
-        log.warning("[%s] backend failed: %s", request.completion_id, error)
-        ls.backend_failed(error)
-        return empty
-    except Exception:
-        log.exception("[%s] completion failed", request.completion_id)
-        return empty
-    finally:
-        if ls.in_flight.get(uri) is task:
-            del ls.in_flight[uri]
-    if ls.session.deadline_misses == 0 and (result.backend_called or result.cache == "inflight"):
-        ls.backend_recovered()  # only an answer from the backend proves it works again
+    result = await ls.session.complete(request, automatic=automatic)
+    if result.dropped:
+        return types.InlineCompletionList(items=[])
     ls.show_file_activity(result.skipped)
+    _log_result(result)
+    ls.telemetry.completed(result)
+    if ls.settings.debug.report_timings:
+        ls.protocol.notify(protocol.DID_COMPLETE, _timings_report(ls, result))
+    return types.InlineCompletionList(items=_items(result, position))
+
+
+def _items(result: CompletionResult, position: types.Position) -> list[types.InlineCompletionItem]:
+    """One item per text, inserted at the cursor; accepting runs ghostcomplete.accept."""
+    return [
+        types.InlineCompletionItem(
+            insert_text=text,
+            range=types.Range(position, position),
+            command=types.Command(
+                title="Accept ghostcomplete suggestion",
+                command=protocol.COMMAND_ACCEPT,
+                arguments=[item_id],
+            ),
+        )
+        for item_id, text in zip(result.item_ids, result.texts, strict=True)
+    ]
+
+
+def _log_result(result: CompletionResult) -> None:
     log.info(
         "[%s] %s items=%d %s",
         result.completion_id,
@@ -202,59 +198,23 @@ async def on_inline_completion(
         len(result.texts),
         " ".join(f"{stage}={ms}ms" for stage, ms in result.timings_ms.items()),
     )
-    ls.telemetry.completed(
-        completion_id=result.completion_id,
-        uri=uri,
-        language=document.language_id,
-        automatic=automatic,
-        backend=ls.settings.backend.kind,
-        model=getattr(ls.pipeline.backend, "name", None),
-        texts=result.texts,
-        origins=result.origins,
-        timings_ms=result.timings_ms,
-        cache=result.cache,
-        skipped=result.skipped,
-        line=params.position.line,
-        character=params.position.character,
-        encoding=encoding,
-        prompt_tokens=result.prompt_tokens,
-        snippets=result.snippets,
-    )
-    items = []
-    position = params.position
-    for index, text in enumerate(result.texts):
-        item_id = f"{result.completion_id}-{index}"
-        ls.session.offered(
-            item_id, uri, params.position.line, params.position.character, text, encoding
-        )
-        items.append(
-            types.InlineCompletionItem(
-                insert_text=text,
-                range=types.Range(position, position),
-                command=types.Command(
-                    title="Accept ghostcomplete suggestion",
-                    command=protocol.COMMAND_ACCEPT,
-                    arguments=[item_id],
-                ),
-            )
-        )
-    if ls.settings.debug.report_timings:
-        ls.protocol.notify(
-            protocol.DID_COMPLETE,
-            {
-                "id": result.completion_id,
-                "uri": uri,
-                "skipped": result.skipped,
-                "items": result.texts,
-                "timingsMs": result.timings_ms,
-                "cache": result.cache,
-                "backendCalled": result.backend_called,
-                "backendCalls": ls.session.counters.backend_calls,
-                "prefetches": ls.session.counters.prefetches,
-                "prompt": result.prompt,
-            },
-        )
-    return types.InlineCompletionList(items=items)
+
+
+def _timings_report(ls: GhostServer, result: CompletionResult) -> dict[str, Any]:
+    """ghostcomplete/didComplete: what a benchmark needs to know about one answer."""
+    request = result.request
+    return {
+        "id": result.completion_id,
+        "uri": request.document.uri if request is not None else None,
+        "skipped": result.skipped,
+        "items": result.texts,
+        "timingsMs": result.timings_ms,
+        "cache": result.cache,
+        "backendCalled": result.backend_called,
+        "backendCalls": ls.session.counters.backend_calls,
+        "prefetches": ls.session.counters.prefetches,
+        "prompt": result.prompt,
+    }
 
 
 @server.command(protocol.COMMAND_ACCEPT)

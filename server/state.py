@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import unquote
@@ -18,8 +17,18 @@ from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
-from ghostcomplete.backends import Backend, BackendError, LookupBackend, create_backend
-from ghostcomplete.completion.pipeline import CompletionResult, Pipeline
+from ghostcomplete.backends import BackendError, LookupBackend
+from ghostcomplete.completion.backend_slot import BackendSlot
+from ghostcomplete.completion.pipeline import Pipeline
+from ghostcomplete.completion.problems import (
+    MessageThrottle,
+    Problem,
+    Severity,
+    backend_problem,
+    dense_problem,
+    internal_problem,
+    settings_problem,
+)
 from ghostcomplete.completion.session import CompletionSession
 from ghostcomplete.completion.settings import Settings, resolve
 from ghostcomplete.context.documents import DocumentSnapshot
@@ -36,12 +45,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     VERSION = "0+unknown"
 
-# A lasting problem is told to the user at most this often (seconds).
-_MESSAGE_INTERVAL_S = 3600.0
-# A backend that could not be built (its model file missing, say) is tried again this often
-# (seconds), so that it comes back by itself when the fault goes.
-_BACKEND_RETRY_S = 5.0
-
 
 def plain(value: Any) -> Any:
     """Client-sent params of methods pygls does not know arrive as namedtuples: make dicts."""
@@ -55,7 +58,7 @@ def plain(value: Any) -> Any:
 
 
 class GhostServer(LanguageServer):
-    """Server state: settings, the pipeline, recent files, offers, in-flight requests."""
+    """Server state: settings, the pipeline and session, recent files, status and messages."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -68,25 +71,26 @@ class GhostServer(LanguageServer):
         self.pipeline = Pipeline(LookupBackend(), self.settings)
         self.pipeline.on_dense_problem = self.dense_failed
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.session = CompletionSession(self.pipeline, on_backend_error=self.backend_failed)
-        # Set when the configured backend could not be built; completions answer nothing.
-        self.backend_broken: str | None = None
+        self.session = CompletionSession(
+            self.pipeline,
+            on_backend_error=self.backend_failed,
+            on_backend_recovered=self.backend_recovered,
+        )
+        self.backends = BackendSlot(self.pipeline)
         self.recent = RecentFiles()
         self.telemetry = TelemetryRecorder(
             read_document=self.open_text,
+            offers=self.session.offers,
             on_problem=lambda message: self.tell_once(
                 "telemetry", message, types.MessageType.Warning
             ),
         )
-        self.in_flight: dict[str, asyncio.Task[CompletionResult]] = {}
         self.init_options: Any = None
         # Bumped by every configuration change, so that a slow pull cannot undo a newer push.
         self.config_generation = 0
-        self._last_message: dict[str, float] = {}
+        self.messages = MessageThrottle()
         self.status = (protocol.StatusKind.NORMAL, "")
-        self._background: set[asyncio.Future[None]] = set()
         self._configured = False
-        self._backend_built_at = 0.0
 
     # --- settings -----------------------------------------------------------------------
     def apply_settings(self, *layers: Any) -> None:
@@ -96,62 +100,39 @@ class GhostServer(LanguageServer):
         first = not self._configured
         self._configured = True
         if first or settings.backend != self.settings.backend:
-            self.replace_backend(settings)
+            self.build_backend(settings)
         if not first and settings != self.settings:
             self.session.forget_answers()
         self.settings = settings
-        self.pipeline.settings = settings
+        self.pipeline.configure(settings)
         self.telemetry.configure(
             settings.telemetry.mode == "on",
             resolve_path(settings.telemetry.path),
             settings.telemetry.capture_content,
         )
         if errors:
-            self.tell_once(
-                "settings",
-                "ghostcomplete: ignored invalid settings (defaults used): " + "; ".join(errors),
-                types.MessageType.Warning,
-            )
-            self.set_status(protocol.StatusKind.WARNING, "invalid settings: " + "; ".join(errors))
+            self.report(settings_problem(errors))
         elif self.pipeline.dense_problem is not None:
             self.set_status(protocol.StatusKind.WARNING, self.pipeline.dense_problem)
         elif self.status[0] is protocol.StatusKind.WARNING:
             self.set_status(protocol.StatusKind.NORMAL, "")
 
-    def replace_backend(self, settings: Settings) -> None:
-        old: Backend = self.pipeline.backend
-        self._backend_built_at = time.monotonic()
-        try:
-            self.pipeline.backend = create_backend(settings.backend)
-            self.backend_broken = None
-        except BackendError as error:
-            self.backend_broken = str(error)
-            self.tell_once("backend", f"ghostcomplete: {error}", types.MessageType.Error)
-            if self.status != (protocol.StatusKind.ERROR, str(error)):
-                self.set_status(protocol.StatusKind.ERROR, str(error))
-            return
-        if old is not self.pipeline.backend:
-            closing = asyncio.ensure_future(old.aclose())
-            self._background.add(closing)
-            closing.add_done_callback(self._background.discard)
+    def build_backend(self, settings: Settings) -> None:
+        error = self.backends.build(settings.backend)
+        if error is not None:
+            self.report(backend_problem(error))
 
-    def retry_broken_backend(self) -> bool:
-        """Build the backend again if it could not be built and a while has passed since the
-        last try; True when it now works."""
-        if time.monotonic() - self._backend_built_at < _BACKEND_RETRY_S:
-            return False
-        self.replace_backend(self.settings)
-        return self.backend_broken is None
+    def backend_ready(self) -> bool:
+        """False while the configured backend cannot be built (tried again now and then)."""
+        if self.backends.retry_due():
+            self.build_backend(self.settings)
+        return self.backends.broken is None
 
     def backend_failed(self, error: BackendError) -> None:
-        self.tell_once("backend", f"ghostcomplete: {error}", types.MessageType.Error)
-        if self.status[0] is not protocol.StatusKind.ERROR:
-            self.set_status(protocol.StatusKind.ERROR, str(error))
-        else:
-            self.status = (protocol.StatusKind.ERROR, str(error))  # the latest word, no new event
+        self.report(backend_problem(error), per_request=True)
 
     def backend_recovered(self) -> None:
-        if self.status[0] is protocol.StatusKind.ERROR and self.backend_broken is None:
+        if self.status[0] is protocol.StatusKind.ERROR and self.backends.broken is None:
             self.set_status(protocol.StatusKind.NORMAL, "")
 
     def dense_failed(self, message: str) -> None:
@@ -165,8 +146,7 @@ class GhostServer(LanguageServer):
         if loop is not None and running is not loop:
             loop.call_soon_threadsafe(self.dense_failed, message)
             return
-        self.tell_once("dense", f"ghostcomplete: {message}", types.MessageType.Warning)
-        self.set_status(protocol.StatusKind.WARNING, message)
+        self.report(dense_problem(message))
 
     def show_file_activity(self, skipped: str | None) -> None:
         """Inactive while the user is in a file we will not complete in; Normal again after."""
@@ -177,15 +157,26 @@ class GhostServer(LanguageServer):
             self.set_status(protocol.StatusKind.NORMAL, "")
 
     # --- messages and status ------------------------------------------------------------
-    def tell_once(self, key: str, message: str, kind: types.MessageType) -> None:
-        """Show ``message`` unless the same kind of message was shown within the hour."""
-        now = time.monotonic()
-        previous = self._last_message.get(key)
-        log.warning("%s", message)
-        if previous is not None and now - previous < _MESSAGE_INTERVAL_S:
+    def report(self, problem: Problem, *, per_request: bool = False) -> None:
+        """One message (at most one per topic within the hour) and, for a lasting problem,
+        the status. A problem met by a request (``per_request``) while an error is shown
+        updates the status without a new event: no status flicker per keystroke."""
+        error = problem.severity is Severity.ERROR
+        kind = protocol.StatusKind.ERROR if error else protocol.StatusKind.WARNING
+        message_type = types.MessageType.Error if error else types.MessageType.Warning
+        self.tell_once(problem.topic, problem.message, message_type)
+        if not problem.lasting or self.status == (kind, problem.summary):
             return
-        self._last_message[key] = now
-        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+        if per_request and self.status[0] is protocol.StatusKind.ERROR:
+            self.status = (kind, problem.summary)  # the latest word, no new event
+        else:
+            self.set_status(kind, problem.summary)
+
+    def tell_once(self, key: str, message: str, kind: types.MessageType) -> None:
+        """Log ``message``, and show it unless a message on ``key`` was shown within the hour."""
+        log.warning("%s", message)
+        if self.messages.allows(key):
+            self.window_show_message(types.ShowMessageParams(type=kind, message=message))
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Out-of-band errors (a notification handler failed, a message could not be read;
@@ -193,8 +184,7 @@ class GhostServer(LanguageServer):
         Requests answer with their own error instead."""
         if source is FeatureRequestError:
             return
-        message = f"ghostcomplete: internal error ({error}); see the log"
-        self.tell_once("internal", message, types.MessageType.Error)
+        self.report(internal_problem(error))
 
     def set_status(self, kind: protocol.StatusKind, message: str, busy: bool = False) -> None:
         self.status = (kind, message)

@@ -14,12 +14,12 @@ import functools
 import logging
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from ghostcomplete.completion.offers import Offer, OfferLedger
 from ghostcomplete.context.exclusion import path_of_uri
 from ghostcomplete.context.positions import offset_at, utf16_length
 from ghostcomplete.telemetry.events import (
@@ -37,12 +37,14 @@ from ghostcomplete.telemetry.retention import RetentionTracker
 from ghostcomplete.telemetry.stats import collect
 from ghostcomplete.telemetry.store import TelemetryStore
 
+if TYPE_CHECKING:
+    from ghostcomplete.completion.pipeline import CompletionResult
+
 log = logging.getLogger("ghostcomplete.telemetry")
 
 # Testing knob: multiplies every telemetry interval (still-in-code checks, the 10 s reject
 # timeout, the 250 ms noise limit). 0.01 runs the 10-minute check after 6 s.
 TIME_SCALE_VARIABLE = "GHOSTCOMPLETE_TELEMETRY_TIME_SCALE"
-_MAX_PLACED = 2000
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,31 +88,23 @@ def time_scale_from_environment() -> float:
     return scale if scale > 0 else 1.0
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where an item would go: its text and LSP position."""
-
-    uri: str
-    text: str
-    line: int
-    character: int
-    encoding: str
-
-
 class TelemetryRecorder:
     """``read_document(uri)``: the text of an open document, or None (the file on disk is
-    read then). ``on_problem(message)`` is called on the event loop that last called
-    ``configure`` (the store reports from its writer thread)."""
+    read then). ``offers``: the ledger of the items given to the client (the completion
+    session's), where an accepted item is found. ``on_problem(message)`` is called on the
+    event loop that last called ``configure`` (the store reports from its writer thread)."""
 
     def __init__(
         self,
         read_document: Callable[[str], str | None] = lambda uri: None,
+        offers: OfferLedger | None = None,
         on_problem: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         time_scale: float | None = None,
     ) -> None:
         self.read_document = read_document
+        self.offers = offers if offers is not None else OfferLedger()
         self.on_problem = on_problem
         self.clock = clock
         self.wall_clock = wall_clock
@@ -121,7 +115,6 @@ class TelemetryRecorder:
         self.store: TelemetryStore | None = None
         self.enabled = False
         self.capture_content = False
-        self._placed: OrderedDict[str, Placement] = OrderedDict()
         # When a newer request for a document started; what was shown there is resolved when
         # that request answers (typed through, or superseded).
         self._superseded_at: dict[str, float] = {}
@@ -184,27 +177,13 @@ class TelemetryRecorder:
         self._superseded_at.setdefault(uri, self.clock())
 
     @_never_raises(list[str]())
-    def completed(
-        self,
-        *,
-        completion_id: str,
-        uri: str,
-        language: str,
-        automatic: bool,
-        backend: str,
-        texts: Sequence[str],
-        origins: Sequence[str],
-        timings_ms: dict[str, float],
-        cache: str | None,
-        skipped: str | None,
-        line: int,
-        character: int,
-        encoding: str,
-        model: str | None = None,
-        prompt_tokens: int | None = None,
-        snippets: Sequence[Any] = (),
-    ) -> list[str]:
-        """Record a finished request and its items; returns the item ids to give the client."""
+    def completed(self, result: CompletionResult) -> list[str]:
+        """Record a finished request and its items; returns the ids of the items."""
+        request = result.request
+        document = request.document if request is not None else None
+        uri = document.uri if document is not None else ""
+        language = document.language_id if document is not None else ""
+        texts, cache = result.texts, result.cache
         now, wall = self.clock(), self.wall_clock()
         self.counts["requested"] += 1
         gone_at = self._superseded_at.pop(uri, None)
@@ -212,32 +191,31 @@ class TelemetryRecorder:
             self._record_all(self.lifecycle.typed_through(uri, gone_at))
         elif gone_at is not None:
             self._record_all(self.lifecycle.superseded(uri, gone_at))
-        uses = tuple(_snippet_use(snippet, self.capture_content) for snippet in snippets)
+        uses = tuple(_snippet_use(snippet, self.capture_content) for snippet in result.snippets)
         events: list[TelemetryEvent] = [
             Requested(
-                completion_id,
+                result.completion_id,
                 wall,
                 language,
-                "automatic" if automatic else "invoked",
-                backend,
-                model,
-                prompt_tokens,
+                "automatic" if result.automatic else "invoked",
+                result.backend,
+                result.model,
+                result.prompt_tokens,
                 uses,
-                dict(timings_ms),
+                dict(result.timings_ms),
                 cache,
-                skipped,
+                result.skipped,
                 len(texts),
             )
         ]
-        item_ids: list[str] = []
-        for index, text in enumerate(texts):
-            item_id = f"{completion_id}-{index}"
-            item_ids.append(item_id)
+        item_ids = result.item_ids
+        origins = result.origins
+        for index, (item_id, text) in enumerate(zip(item_ids, texts, strict=True)):
             length = utf16_length(text)
             events.append(
                 Offered(
                     item_id,
-                    completion_id,
+                    result.completion_id,
                     index,
                     length,
                     text.count("\n") + 1,
@@ -246,12 +224,9 @@ class TelemetryRecorder:
                     text if self.capture_content else None,
                 )
             )
-            item = OpenItem(item_id, completion_id, uri, index, length, now, wall)
+            item = OpenItem(item_id, result.completion_id, uri, index, length, now, wall)
             events += self.lifecycle.offered(item)
-            self._placed[item_id] = Placement(uri, text, line, character, encoding)
             self.counts["offered"] += 1
-        while len(self._placed) > _MAX_PLACED:
-            self._placed.popitem(last=False)
         self._record_all(events)
         return item_ids
 
@@ -268,11 +243,11 @@ class TelemetryRecorder:
         if events is None:
             return False
         self._record_all(events)
-        placed = self._placed.get(item_id)
-        document = self.read_document(placed.uri) if placed is not None else None
-        if placed is not None and document is not None and self.enabled:
-            offset = _inserted_at(document, placed)
-            self.retention.track(item_id, placed.uri, placed.text, document, offset, now)
+        offer = self.offers.get(item_id)
+        document = self.read_document(offer.uri) if offer is not None else None
+        if offer is not None and document is not None and self.enabled:
+            offset = _inserted_at(document, offer)
+            self.retention.track(item_id, offer.uri, offer.text, document, offset, now)
         return True
 
     @_never_raises(False)
@@ -371,7 +346,7 @@ class TelemetryRecorder:
                 self.store.record(event)
 
 
-def _inserted_at(document: str, placed: Placement) -> int:
+def _inserted_at(document: str, placed: Offer) -> int:
     """Where the accepted text went: at its LSP position if it is there, else the nearest
     occurrence, else that position anyway (the checks search around it)."""
     offset = offset_at(document, placed.line, placed.character, placed.encoding)

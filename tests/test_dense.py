@@ -220,12 +220,12 @@ def test_missing_model_means_bm25_only_with_one_message(tmp_path: Path) -> None:
     pipeline.on_dense_problem = told.append
     broken, errors = resolve({"context": {"dense": {"enabled": True, "path": str(tmp_path)}}})
     assert errors == []
-    pipeline.settings = broken
+    pipeline.configure(broken)
     assert pipeline.dense is None
     assert pipeline.dense_problem is not None
     assert pipeline.dense_problem.startswith("dense retrieval is off (BM25 only): no embedding")
     assert len(told) == 1
-    pipeline.settings = broken  # the same settings again: no second message
+    pipeline.configure(broken)  # the same settings again: no second message
     assert len(told) == 1
     neighbour = DocumentSnapshot("file:///w/b.py", "python", functions("load_rows", "other"), 1)
     document = DocumentSnapshot("file:///w/a.py", "python", "rows = load_rows(", 1)
@@ -239,7 +239,7 @@ def test_pipeline_embeds_the_index_it_already_has_and_fuses() -> None:
     neighbour = DocumentSnapshot("file:///w/b.py", "python", functions("load_rows", "other"), 1)
     pipeline.index_for_context(neighbour)
     on, _ = resolve({"context": {"dense": {"enabled": True, "path": str(TINY_BERT)}}})
-    pipeline.settings = on
+    pipeline.configure(on)
     assert pipeline.dense is not None and pipeline.dense_problem is None
     assert pipeline.dense.wait_idle(20)
     assert pipeline.dense.vectors == 2
@@ -247,7 +247,7 @@ def test_pipeline_embeds_the_index_it_already_has_and_fuses() -> None:
     cursor = cut_at(document, 0, len(document.text), max_bytes=1_000_000)
     snippets = pipeline.choose_snippets(cursor, [neighbour])  # type: ignore[arg-type]
     assert {s.text.split("(")[0] for s in snippets} == {"def load_rows", "def other"}
-    pipeline.settings = resolve()[0]  # off again: the index no longer follows
+    pipeline.configure(resolve()[0])  # off again: the index no longer follows
     assert pipeline.dense is None and pipeline.index.listener is None
 
 

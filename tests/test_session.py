@@ -220,10 +220,11 @@ async def test_prefetch_after_accept_makes_the_next_request_free() -> None:
     session = make_session(backend)
     request = at_end(HEAD)
     first = await session.complete(request)
-    session.offered("id-0", URI, request.line, request.character, first.texts[0])
+    (item,) = first.item_ids  # the session keeps what it offered
+    assert session.offers.get(item) is not None
     backend.answer = "  # parsed"
     accepted = at_end(HEAD + first.texts[0], 2)
-    session.prefetch_after_accept("id-0", accepted.document, [])
+    session.prefetch_after_accept(item, accepted.document, [])
     await asyncio.sleep(0.05)
     nxt = await session.complete(accepted)
     assert nxt.cache in ("typing", "inflight") and nxt.texts == ["  # parsed"]
@@ -235,9 +236,9 @@ async def test_prefetch_after_show_computes_as_if_accepted() -> None:
     session = make_session(backend)
     request = at_end(HEAD)
     first = await session.complete(request)
-    session.offered("id-0", URI, request.line, request.character, first.texts[0])
+    (item,) = first.item_ids
     backend.answer = "  # parsed"
-    session.prefetch_after_show("id-0", request.document, [])
+    session.prefetch_after_show(item, request.document, [])
     await asyncio.sleep(0.05)
     nxt = await session.complete(at_end(HEAD + first.texts[0], 2))
     assert nxt.cache == "typing" and nxt.texts == ["  # parsed"]

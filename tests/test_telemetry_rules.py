@@ -9,6 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ghostcomplete.completion.offers import Offer, OfferLedger
+from ghostcomplete.completion.pipeline import CompletionRequest, CompletionResult
+from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.telemetry.events import Outcome
 from ghostcomplete.telemetry.lifecycle import OpenItem, SuggestionLifecycle
 from ghostcomplete.telemetry.recorder import TelemetryRecorder, time_scale_from_environment
@@ -215,23 +218,42 @@ def test_time_scale_from_environment(monkeypatch: pytest.MonkeyPatch):
     assert time_scale_from_environment() == 1.0
 
 
+def _result(
+    cid: str,
+    texts: list[str],
+    *,
+    line: int = 1,
+    character: int = 4,
+    cache: str | None = None,
+    skipped: str | None = None,
+    timings_ms: dict[str, float] | None = None,
+    snippets: tuple = (),
+    prompt_tokens: int | None = None,
+    offers: OfferLedger | None = None,
+) -> CompletionResult:
+    """A finished request as the session hands it over; its offers go into ``offers``."""
+    document = DocumentSnapshot("file:///a.py", "python", "")
+    request = CompletionRequest(document, line, character, completion_id=cid)
+    result = CompletionResult(cid, texts, skipped, dict(timings_ms or {}), ["lookup"] * len(texts))
+    result.request, result.cache, result.backend = request, cache, "lookup"
+    result.snippets, result.prompt_tokens = snippets, prompt_tokens
+    for item, text in zip(result.item_ids, texts, strict=True):
+        if offers is not None:
+            offers.record(item, Offer("file:///a.py", line, character, text))
+    return result
+
+
 def _offer(recorder: TelemetryRecorder, cid: str, text: str, line: int = 1, character: int = 4):
-    return recorder.completed(
-        completion_id=cid,
-        uri="file:///a.py",
-        language="python",
-        automatic=True,
-        backend="lookup",
-        texts=[text],
-        origins=["lookup"],
-        timings_ms={"total": 5.0},
-        cache=None,
-        skipped=None,
+    result = _result(
+        cid,
+        [text],
         line=line,
         character=character,
-        encoding="utf-16",
-        snippets=[("file:///b.py", 3, 0.5)],
+        timings_ms={"total": 5.0},
+        snippets=(("file:///b.py", 3, 0.5),),
+        offers=recorder.offers,
     )
+    return recorder.completed(result)
 
 
 def test_recorder_accept_to_still_in_code(tmp_path: Path):
@@ -277,19 +299,7 @@ def test_recorder_typing_through_then_accept(tmp_path: Path):
     clock.now += 2
     recorder.request_started("file:///a.py")  # typed "r": the rest is served from the cache
     recorder.completed(
-        completion_id="c2",
-        uri="file:///a.py",
-        language="python",
-        automatic=True,
-        backend="lookup",
-        texts=["eturn 42"],
-        origins=["lookup"],
-        timings_ms={"total": 0.1},
-        cache="typing",
-        skipped=None,
-        line=1,
-        character=5,
-        encoding="utf-16",
+        _result("c2", ["eturn 42"], character=5, cache="typing", offers=recorder.offers)
     )
     assert recorder.accepted("c2-0")
     counts = recorder.session_counts()
@@ -337,22 +347,8 @@ def test_recorder_captures_content_when_asked(tmp_path: Path):
 
 def test_recorder_never_raises_into_the_server(caplog: pytest.LogCaptureFixture):
     recorder = TelemetryRecorder(time_scale=1.0)
-    result = recorder.completed(
-        completion_id="c1",
-        uri="file:///a.py",
-        language="python",
-        automatic=True,
-        backend="lookup",
-        texts=["x"],
-        origins=[],
-        timings_ms={},
-        cache=None,
-        skipped=None,
-        line=0,
-        character=0,
-        encoding="utf-16",
-        snippets=[object()],  # not a snippet: a bug somewhere, not a failed completion
-    )
+    # not a snippet: a bug somewhere, not a failed completion
+    result = recorder.completed(_result("c1", ["x"], snippets=(object(),)))
     assert result == [] and "completed failed" in caplog.text
 
 
@@ -361,23 +357,9 @@ def test_recorder_takes_snippet_objects(tmp_path: Path):
 
     recorder = TelemetryRecorder(time_scale=1.0)
     recorder.configure(True, tmp_path / "t.sqlite3", capture_content=True)
-    recorder.completed(
-        completion_id="c1",
-        uri="file:///a.py",
-        language="python",
-        automatic=True,
-        backend="lookup",
-        texts=[],
-        origins=[],
-        timings_ms={},
-        cache=None,
-        skipped="nothing",
-        line=0,
-        character=0,
-        encoding="utf-16",
-        prompt_tokens=321,
-        snippets=[Snippet("file:///b.py", 7, "text", 0.25)],
-    )
+    snippets = (Snippet("file:///b.py", 7, "text", 0.25),)
+    result = _result("c1", [], skipped="nothing", prompt_tokens=321, snippets=snippets)
+    recorder.completed(result)
     recorder.close()
     import json
     import sqlite3
