@@ -1,12 +1,18 @@
-"""Shared test setup: which server executable the end-to-end tests start."""
+"""Shared test setup: which server executable the end-to-end tests start, and the client's
+side of the protocol that those tests share."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,3 +41,51 @@ def server_can_import(module: str) -> bool:
         [str(python), "-c", f"import {module}"], capture_output=True, timeout=60, check=False
     )
     return found.returncode == 0
+
+
+# --- a client's side of the protocol, for the end-to-end tests --------------------------------
+def open_document(
+    client: Any, where: str | Path, text: str | None = None, language: str = "python"
+) -> str:
+    """textDocument/didOpen (version 1) of ``text``, or of the file at ``where``; returns the
+    document's uri."""
+    uri = where.as_uri() if isinstance(where, Path) else where
+    if text is None:
+        text = Path(where).read_text() if isinstance(where, Path) else ""
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, language, 1, text))
+    )
+    return uri
+
+
+def request_completion(
+    client: Any, uri: str, line: int, character: int, *, automatic: bool = False
+) -> Any:
+    """textDocument/inlineCompletion at a position, as typing (automatic) or invoked: the
+    pending answer, for tests that cancel or race requests."""
+    kind = types.InlineCompletionTriggerKind
+    return client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            context=types.InlineCompletionContext(kind.Automatic if automatic else kind.Invoked),
+            text_document=types.TextDocumentIdentifier(uri),
+            position=types.Position(line, character),
+        )
+    )
+
+
+async def completion_texts(
+    client: Any, uri: str, line: int, character: int, *, automatic: bool = False
+) -> list[str]:
+    """The texts of the items the server suggests at a position."""
+    result = await request_completion(client, uri, line, character, automatic=automatic)
+    return [item.insert_text for item in result.items] if result else []
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Wait until ``check()`` is truthy; TimeoutError after ``timeout`` seconds."""
+
+    async def poll() -> None:
+        while not check():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)

@@ -19,7 +19,7 @@ from http_fakes import FakeModelServer, Recorded, Reply
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from support import server_executable
+from support import open_document, server_executable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
@@ -110,14 +110,6 @@ async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest):
     await chat.close()
 
 
-def open_doc(client: LanguageClient, tmp_path, name: str = "shape.py", text: str = TEXT) -> str:
-    uri = (tmp_path / name).as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, text))
-    )
-    return uri
-
-
 def edit_params(
     uri: str, range_: dict[str, Any], instruction: str, token: str | None = None
 ) -> types.ExecuteCommandParams:
@@ -160,9 +152,9 @@ def applied_to(text: str, edit: types.TextEdit) -> str:
 async def test_edit_is_one_minimal_apply_edit_at_the_selections_indentation(
     client: LanguageClient, tmp_path
 ):
-    helpers = open_doc(client, tmp_path, "geometry.py", "import math\n\n" + HELPER)
+    helpers = open_document(client, tmp_path / "geometry.py", "import math\n\n" + HELPER)
     assert helpers
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     result = await edit(client, uri, AREA, "add type hints")
     assert result["applied"] is True, result
     [(target, [change])] = text_edits(client)
@@ -194,7 +186,7 @@ async def test_edit_is_one_minimal_apply_edit_at_the_selections_indentation(
 async def test_selection_inside_a_line_and_a_plain_answer(client: LanguageClient, tmp_path):
     MODEL.answer = "math.pi * r ** 2"
     MODEL.stream = False
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     start, end = TEXT.split("\n")[4].index("math"), len(TEXT.split("\n")[4])
     range_ = {"start": {"line": 4, "character": start}, "end": {"line": 4, "character": end}}
     result = await edit(client, uri, range_, "use the power operator")
@@ -205,7 +197,7 @@ async def test_selection_inside_a_line_and_a_plain_answer(client: LanguageClient
 
 
 async def test_progress_on_the_clients_token(client: LanguageClient, tmp_path):
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     client.progress_reports["edit-1"] = []
     result = await client.workspace_execute_command_async(
         edit_params(uri, AREA, "add type hints", token="edit-1")
@@ -239,7 +231,7 @@ def span(line: int, character: int, end_line: int, end_character: int) -> dict[s
 async def test_bad_requests_get_a_message_and_no_edit(
     client: LanguageClient, tmp_path, range_, instruction, expected
 ):
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     result = await edit(client, uri, range_, instruction)
     assert result["applied"] is False and expected in result["message"], result
     assert client.applied == [] and client.chat.requests == []  # type: ignore[attr-defined]
@@ -258,7 +250,7 @@ async def test_malformed_arguments_and_closed_documents(client: LanguageClient, 
 
 async def test_oversized_selection(client: LanguageClient, tmp_path):
     configure(client, {"edit": {"maxSelectionChars": 20}})
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     result = await edit(client, uri, AREA, "add type hints")
     assert result["applied"] is False
     assert "edits take at most 20 (edit.maxSelectionChars)" in result["message"]
@@ -267,7 +259,7 @@ async def test_oversized_selection(client: LanguageClient, tmp_path):
 
 async def test_unreachable_backend(client: LanguageClient, tmp_path):
     await client.chat.close()  # type: ignore[attr-defined]
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     result = await edit(client, uri, AREA, "add type hints")
     assert result["applied"] is False
     assert "cannot reach the model server at http://127.0.0.1:" in result["message"]
@@ -277,7 +269,7 @@ async def test_unreachable_backend(client: LanguageClient, tmp_path):
 async def test_slow_model_times_out(client: LanguageClient, tmp_path):
     configure(client, {"edit": {"timeoutMs": 300}})
     MODEL.delay_s = 5.0
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     result = await edit(client, uri, AREA, "add type hints")
     assert result["applied"] is False and "within 300 ms (edit.timeoutMs)" in result["message"]
     assert client.applied == []  # type: ignore[attr-defined]
@@ -285,7 +277,7 @@ async def test_slow_model_times_out(client: LanguageClient, tmp_path):
 
 async def test_cancel_request_stops_the_model_and_edits_nothing(client: LanguageClient, tmp_path):
     MODEL.delay_s = 2.0
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     params = edit_params(uri, AREA, "add type hints")
     pending = asyncio.ensure_future(
         client.protocol.send_request_async(
@@ -304,7 +296,7 @@ async def test_cancel_request_stops_the_model_and_edits_nothing(client: Language
 
 async def test_cancel_through_work_done_progress(client: LanguageClient, tmp_path):
     MODEL.delay_s = 2.0
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     client.progress_reports["edit-2"] = []
     pending = asyncio.ensure_future(
         client.workspace_execute_command_async(
@@ -325,7 +317,7 @@ async def test_cancel_through_work_done_progress(client: LanguageClient, tmp_pat
 
 async def test_document_changed_while_the_model_worked(client: LanguageClient, tmp_path):
     MODEL.delay_s = 0.5
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     pending = asyncio.ensure_future(edit(client, uri, AREA, "add type hints"))
     chat = client.chat  # type: ignore[attr-defined]
     assert await chat.wait_for(lambda: len(chat.requests) == 1)
@@ -352,7 +344,7 @@ async def test_document_changed_while_the_model_worked(client: LanguageClient, t
 )
 async def test_answers_that_are_not_applied(client: LanguageClient, tmp_path, answer, expected):
     MODEL.answer = answer
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     result = await edit(client, uri, AREA, "add type hints")
     assert result["applied"] is False and expected in result["message"], result
     assert client.applied == []  # type: ignore[attr-defined]
@@ -360,7 +352,7 @@ async def test_answers_that_are_not_applied(client: LanguageClient, tmp_path, an
 
 async def test_editor_refuses_the_edit(client: LanguageClient, tmp_path):
     client.refuse_edits = True  # type: ignore[attr-defined]
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     result = await edit(client, uri, AREA, "add type hints")
     assert result == {"applied": False, "message": "the editor did not apply the edit: read-only"}
     assert len(client.applied) == 1  # type: ignore[attr-defined]
@@ -368,7 +360,7 @@ async def test_editor_refuses_the_edit(client: LanguageClient, tmp_path):
 
 async def test_lookup_backend_names_what_to_configure(client: LanguageClient, tmp_path):
     configure(client, {"backend": {"kind": "lookup"}})
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     status = await client.workspace_execute_command_async(
         types.ExecuteCommandParams("ghostcomplete.status", [])
     )
@@ -389,7 +381,7 @@ async def test_local_onnx_instruct_model_edits(client: LanguageClient, tmp_path)
     """No network at all: the model folder's chat template, tokenizer and decoder (trained to
     answer with typed ``add``) produce the edit."""
     configure(client, {"backend": {"kind": "onnx", "onnx": {"path": str(INSTRUCT)}}})
-    uri = open_doc(client, tmp_path, "add.py", ADD)
+    uri = open_document(client, tmp_path / "add.py", ADD)
     whole = {"start": {"line": 3, "character": 0}, "end": {"line": 5, "character": 0}}
     result = await edit(client, uri, whole, "add type hints")
     assert result["applied"] is True, result
@@ -404,7 +396,7 @@ async def test_local_onnx_instruct_model_edits(client: LanguageClient, tmp_path)
 
 async def test_builtin_completion_model_names_what_to_configure(client: LanguageClient, tmp_path):
     configure(client, {"backend": {"kind": "onnx"}})
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     result = await edit(client, uri, AREA, "add type hints")
     assert result["applied"] is False
     message = result["message"]
@@ -415,7 +407,7 @@ async def test_builtin_completion_model_names_what_to_configure(client: Language
 
 async def test_shutdown_with_an_edit_in_flight(client: LanguageClient, tmp_path):
     MODEL.delay_s = 5.0
-    uri = open_doc(client, tmp_path)
+    uri = open_document(client, tmp_path / "shape.py", TEXT)
     pending = asyncio.ensure_future(edit(client, uri, AREA, "add type hints"))
     pending.add_done_callback(lambda future: future.cancelled() or future.exception())
     chat = client.chat  # type: ignore[attr-defined]

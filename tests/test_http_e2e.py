@@ -4,7 +4,6 @@ and completions come back by themselves when it answers again."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from typing import Any
@@ -14,7 +13,7 @@ import pytest_lsp
 from http_fakes import FakeModelServer, Recorded, Reply
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from support import server_executable
+from support import completion_texts, eventually, open_document, server_executable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
@@ -57,38 +56,11 @@ async def client(lsp_client: LanguageClient):
     await lsp_client.shutdown_session()
 
 
-def open_doc(client: LanguageClient, tmp_path) -> str:
-    uri = (tmp_path / "add.py").as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, TEXT))
-    )
-    return uri
-
-
-async def ask(client: LanguageClient, uri: str) -> list[str]:
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
-            text_document=types.TextDocumentIdentifier(uri),
-            position=types.Position(LINE, CHARACTER),
-        )
-    )
-    return [item.insert_text for item in result.items] if result else []
-
-
-async def eventually(check: Any, timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not check():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
 async def test_ghost_text_comes_from_the_model_server(client: LanguageClient, tmp_path):
     server = await FakeModelServer(stream_answer).start(PORT)
     try:
-        uri = open_doc(client, tmp_path)
-        assert await ask(client, uri) == ["a + b"]
+        uri = open_document(client, (tmp_path / "add.py").as_uri(), TEXT)
+        assert await completion_texts(client, uri, LINE, CHARACTER) == ["a + b"]
         assert await server.wait_for(lambda: server.requests[0].client_closed_early)
     finally:
         await server.close()
@@ -104,9 +76,9 @@ async def test_ghost_text_comes_from_the_model_server(client: LanguageClient, tm
 async def test_unreachable_server_one_message_error_status_then_recovery(
     client: LanguageClient, tmp_path
 ):
-    uri = open_doc(client, tmp_path)
-    assert await ask(client, uri) == []
-    assert await ask(client, uri) == []
+    uri = open_document(client, (tmp_path / "add.py").as_uri(), TEXT)
+    assert await completion_texts(client, uri, LINE, CHARACTER) == []
+    assert await completion_texts(client, uri, LINE, CHARACTER) == []
     statuses = client.statuses  # type: ignore[attr-defined]
     await eventually(lambda: "Error" in statuses)
     errors = [m for m in client.messages if m.type == types.MessageType.Error]
@@ -116,7 +88,7 @@ async def test_unreachable_server_one_message_error_status_then_recovery(
 
     server = await FakeModelServer(stream_answer).start(PORT)
     try:
-        assert await ask(client, uri) == ["a + b"]
+        assert await completion_texts(client, uri, LINE, CHARACTER) == ["a + b"]
     finally:
         await server.close()
     await eventually(lambda: statuses[-1] == "Normal")

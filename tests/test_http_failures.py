@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from http_fakes import FakeModelServer, Recorded, Reply, prompt_for, sse
+from http_fakes import FakeModelServer, Handler, Recorded, Reply, prompt_for, sse
 
 from ghostcomplete.backends import BackendSettings, create_backend
 from ghostcomplete.backends.base import BackendError, GenerationLimits
@@ -40,6 +40,17 @@ async def failure(backend: HttpBackend, seconds: float = 2.0) -> str:
     message = str(caught.value)
     assert KEY not in message
     return message
+
+
+async def failure_from(answer: Handler, **options: object) -> tuple[str, FakeModelServer]:
+    """The message of the BackendError that one completion from a loopback server answering
+    with ``answer`` raises, and the server (with what it received)."""
+    async with FakeModelServer(answer) as server:
+        backend = backend_for(server.base, **options)
+        try:
+            return await failure(backend), server
+        finally:
+            await backend.aclose()
 
 
 def free_port() -> int:
@@ -100,12 +111,7 @@ async def test_server_error_is_reported_with_its_reason():
     async def answer(request: Recorded, reply: Reply) -> None:
         await reply.json({"error": {"message": "CUDA out of memory"}}, status=500)
 
-    async with FakeModelServer(answer) as server:
-        backend = backend_for(server.base)
-        try:
-            message = await failure(backend)
-        finally:
-            await backend.aclose()
+    message, server = await failure_from(answer)
     assert message == (
         f"the model server at {server.base}/v1/completions failed (HTTP 500): CUDA out of memory"
     )
@@ -154,12 +160,7 @@ async def test_unauthorized_names_the_variable_never_the_key(caplog: pytest.LogC
         echoed = request.headers["authorization"]  # some servers quote what they got
         await reply.json({"error": {"message": f"Incorrect API key: {echoed}"}}, status=401)
 
-    async with FakeModelServer(answer) as server:
-        backend = backend_for(server.base)
-        try:
-            message = await failure(backend)
-        finally:
-            await backend.aclose()
+    message, server = await failure_from(answer)
     assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
     assert "HTTP 401, unauthorized" in message and "$GC_TEST_KEY" in message
     assert "Incorrect API key: ***" in message
@@ -187,12 +188,7 @@ async def test_garbage_is_reported(payload: bytes, content_type: str):
     async def answer(request: Recorded, reply: Reply) -> None:
         await reply.raw(payload, content_type=content_type)
 
-    async with FakeModelServer(answer) as server:
-        backend = backend_for(server.base, stream=False)
-        try:
-            message = await failure(backend)
-        finally:
-            await backend.aclose()
+    message, _ = await failure_from(answer, stream=False)
     assert "does not fit the openai API" in message
 
 
@@ -200,12 +196,7 @@ async def test_invalid_json_in_a_stream_is_reported():
     async def answer(request: Recorded, reply: Reply) -> None:
         await reply.stream(['{"choices": [{"text": "ok"}]}', "{not json"])
 
-    async with FakeModelServer(answer) as server:
-        backend = backend_for(server.base)
-        try:
-            message = await failure(backend)
-        finally:
-            await backend.aclose()
+    message, _ = await failure_from(answer)
     assert "a stream event is not JSON" in message
 
 
@@ -213,12 +204,7 @@ async def test_a_stream_cut_off_mid_body_is_a_dropped_connection():
     async def answer(request: Recorded, reply: Reply) -> None:
         await reply.stream([sse({"choices": [{"index": 0, "text": "math"}]})], complete=False)
 
-    async with FakeModelServer(answer) as server:
-        backend = backend_for(server.base)
-        try:
-            message = await failure(backend)
-        finally:
-            await backend.aclose()
+    message, _ = await failure_from(answer)
     assert "dropped the connection" in message
 
 
@@ -226,12 +212,7 @@ async def test_a_stream_without_its_end_marker_is_truncated():
     async def answer(request: Recorded, reply: Reply) -> None:
         await reply.stream([sse({"choices": [{"index": 0, "text": "math"}]})])
 
-    async with FakeModelServer(answer) as server:
-        backend = backend_for(server.base)
-        try:
-            message = await failure(backend)
-        finally:
-            await backend.aclose()
+    message, _ = await failure_from(answer)
     assert "truncated" in message
 
 
@@ -239,12 +220,7 @@ async def test_a_connection_dropped_without_an_answer():
     async def answer(request: Recorded, reply: Reply) -> None:
         reply.drop()
 
-    async with FakeModelServer(answer) as server:
-        backend = backend_for(server.base)
-        try:
-            message = await failure(backend)
-        finally:
-            await backend.aclose()
+    message, _ = await failure_from(answer)
     assert "dropped the connection" in message
 
 
@@ -252,12 +228,7 @@ async def test_an_error_event_inside_a_stream_is_reported():
     async def answer(request: Recorded, reply: Reply) -> None:
         await reply.stream([sse({"error": {"message": "context length exceeded"}})])
 
-    async with FakeModelServer(answer) as server:
-        backend = backend_for(server.base)
-        try:
-            message = await failure(backend)
-        finally:
-            await backend.aclose()
+    message, _ = await failure_from(answer)
     assert "context length exceeded" in message
 
 

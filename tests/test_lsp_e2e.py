@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from support import REPO, server_executable
+from support import REPO, open_document, request_completion, server_executable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
@@ -37,28 +36,6 @@ async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest):
     )
     yield
     await lsp_client.shutdown_session()
-
-
-def open_doc(client: LanguageClient, path: Path, text: str | None = None, lang: str = "python"):
-    uri = path.as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            types.TextDocumentItem(uri, lang, 1, path.read_text() if text is None else text)
-        )
-    )
-    return uri
-
-
-def ask(client: LanguageClient, uri: str, line: int, character: int):
-    return client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Automatic
-            ),
-            text_document=types.TextDocumentIdentifier(uri),
-            position=types.Position(line, character),
-        )
-    )
 
 
 INVENTORY_TAIL = "\n    def replace_supplier(self, supplier: Supplier) -> None:\n        self.sup"
@@ -92,11 +69,11 @@ async def test_continues_a_pattern_found_in_another_open_file(client: LanguageCl
         "    def register_handler(self, name: str, handler: Handler) -> None:\n"
         "        self.handlers_by_name[name] = handler.with_retry(attempts=3)\n"
     )
-    open_doc(client, other)
+    open_document(client, other)
     current = tmp_path / "main.py"
     text = "def setup(registry):\n    registry.handlers_by_name[name] = handler.with_"
-    uri = open_doc(client, current, text)
-    result = await ask(client, uri, 1, len(text.split("\n")[1]))
+    uri = open_document(client, current, text)
+    result = await request_completion(client, uri, 1, len(text.split("\n")[1]), automatic=True)
     assert [item.insert_text for item in result.items][:1] == ["retry(attempts=3)"]
     item = result.items[0]
     assert item.command is not None and item.command.command == "ghostcomplete.accept"
@@ -112,10 +89,10 @@ async def test_writes_from_shorter_contexts_where_nothing_long_matches(
     `fallback: "none"` turns it off, and no answer made before the change is shown again."""
     other = tmp_path / "queries.py"
     other.write_text("a = fr(db, 'users', 100)\nb = fr(db, 'users', 100)\n")
-    open_doc(client, other)
+    open_document(client, other)
     text = "def report(db):\n    x = fr("
-    uri = open_doc(client, tmp_path / "report.py", text)
-    result = await ask(client, uri, 1, len(text.split("\n")[1]))
+    uri = open_document(client, tmp_path / "report.py", text)
+    result = await request_completion(client, uri, 1, len(text.split("\n")[1]), automatic=True)
     assert [item.insert_text for item in result.items][:1] == ["db, 'users', 100)"]
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(
@@ -123,16 +100,16 @@ async def test_writes_from_shorter_contexts_where_nothing_long_matches(
         )
     )
     await asyncio.sleep(0.2)
-    result = await ask(client, uri, 1, len(text.split("\n")[1]))
+    result = await request_completion(client, uri, 1, len(text.split("\n")[1]), automatic=True)
     assert result is None or not result.items
 
 
 async def test_accept_command_is_recorded(client: LanguageClient):
-    models = open_doc(client, SAMPLE / "models.py")
+    models = open_document(client, SAMPLE / "models.py")
     assert models
     text, line, character = inventory_with(INVENTORY_TAIL)
-    uri = open_doc(client, SAMPLE / "inventory.py", text)
-    result = await ask(client, uri, line, character)
+    uri = open_document(client, SAMPLE / "inventory.py", text)
+    result = await request_completion(client, uri, line, character, automatic=True)
     assert result.items, "expected a suggestion for self.sup..."
     assert result.items[0].insert_text == EXPECTED
     item = result.items[0]
@@ -150,19 +127,21 @@ async def test_accept_command_is_recorded(client: LanguageClient):
 
 
 async def test_newer_request_supersedes_older(client: LanguageClient):
-    open_doc(client, SAMPLE / "models.py")
+    open_document(client, SAMPLE / "models.py")
     text, line, character = inventory_with(INVENTORY_TAIL)
-    uri = open_doc(client, SAMPLE / "inventory.py", text)
-    answers = await asyncio.gather(*(ask(client, uri, line, character) for _ in range(5)))
+    uri = open_document(client, SAMPLE / "inventory.py", text)
+    answers = await asyncio.gather(
+        *(request_completion(client, uri, line, character, automatic=True) for _ in range(5))
+    )
     # Every request is answered; the superseded ones with nothing, the last with a suggestion.
     assert answers[-1].items
     assert all(isinstance(answer, types.InlineCompletionList) for answer in answers)
 
 
 async def test_cancel_request_answers_cancelled(client: LanguageClient):
-    open_doc(client, SAMPLE / "models.py")
+    open_document(client, SAMPLE / "models.py")
     text, line, character = inventory_with(INVENTORY_TAIL)
-    uri = open_doc(client, SAMPLE / "inventory.py", text)
+    uri = open_document(client, SAMPLE / "inventory.py", text)
     params = types.InlineCompletionParams(
         context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
         text_document=types.TextDocumentIdentifier(uri),
@@ -176,7 +155,9 @@ async def test_cancel_request_answers_cancelled(client: LanguageClient):
         await asyncio.wait_for(asyncio.wrap_future(future), 5)
     except Exception as error:
         assert "cancel" in str(error).lower()
-    result = await ask(client, uri, line, character)  # the server is still alive
+    result = await request_completion(
+        client, uri, line, character, automatic=True
+    )  # the server is still alive
     assert result.items
 
 
@@ -187,45 +168,51 @@ async def test_cancel_request_answers_cancelled(client: LanguageClient):
 )
 async def test_bad_positions_answer_empty(client: LanguageClient, line: int, character: int):
     text, _, _ = inventory_with(INVENTORY_TAIL)
-    uri = open_doc(client, SAMPLE / "inventory.py", text)
-    result = await ask(client, uri, line, character)
+    uri = open_document(client, SAMPLE / "inventory.py", text)
+    result = await request_completion(client, uri, line, character, automatic=True)
     assert not result.items
-    assert (await ask(client, uri, *inventory_with(INVENTORY_TAIL)[1:])).items
+    assert (
+        await request_completion(client, uri, *inventory_with(INVENTORY_TAIL)[1:], automatic=True)
+    ).items
 
 
 async def test_unopened_document_answers_empty(client: LanguageClient):
-    result = await ask(client, (SAMPLE / "inventory.py").as_uri(), 3, 4)
+    result = await request_completion(
+        client, (SAMPLE / "inventory.py").as_uri(), 3, 4, automatic=True
+    )
     assert not result.items
 
 
 async def test_position_inside_surrogate_pair_answers_empty(client: LanguageClient, tmp_path):
     text = "values = [1, 2, 3]\nname = 'x😀y'\n"
-    uri = open_doc(client, tmp_path / "emoji.py", text)
-    result = await ask(client, uri, 1, 10)  # between the two UTF-16 halves of 😀
+    uri = open_document(client, tmp_path / "emoji.py", text)
+    result = await request_completion(
+        client, uri, 1, 10, automatic=True
+    )  # between the two UTF-16 halves of 😀
     assert not result.items
 
 
 async def test_binary_and_huge_documents_answer_empty(client: LanguageClient, tmp_path):
     binary = "\x00\x01ELF" + "abc = 1\n" * 10
-    uri = open_doc(client, tmp_path / "blob.py", binary)
-    assert (await ask(client, uri, 1, 3)).items == ()
+    uri = open_document(client, tmp_path / "blob.py", binary)
+    assert (await request_completion(client, uri, 1, 3, automatic=True)).items == ()
     huge = "value_of_line = compute(1, 2, 3)\n" * 320_000  # ~10 MB
-    uri = open_doc(client, tmp_path / "huge.py", huge)
-    assert (await ask(client, uri, 1000, 10)).items == ()
+    uri = open_document(client, tmp_path / "huge.py", huge)
+    assert (await request_completion(client, uri, 1000, 10, automatic=True)).items == ()
     # Alive and still useful.
-    open_doc(client, SAMPLE / "models.py")
+    open_document(client, SAMPLE / "models.py")
     text, line, character = inventory_with(INVENTORY_TAIL)
-    uri = open_doc(client, SAMPLE / "inventory.py", text)
-    assert (await ask(client, uri, line, character)).items
+    uri = open_document(client, SAMPLE / "inventory.py", text)
+    assert (await request_completion(client, uri, line, character, automatic=True)).items
 
 
 async def test_incremental_changes_are_applied(client: LanguageClient, tmp_path):
-    open_doc(client, SAMPLE / "models.py")
+    open_document(client, SAMPLE / "models.py")
     text, line, _ = inventory_with(
         "\n    def replace_supplier(self, supplier: Supplier) -> None:\n"
     )
     path = SAMPLE / "inventory.py"
-    uri = open_doc(client, path, text)
+    uri = open_document(client, path, text)
     typed = "        self.sup"
     for index, ch in enumerate(typed):
         client.text_document_did_change(
@@ -239,7 +226,7 @@ async def test_incremental_changes_are_applied(client: LanguageClient, tmp_path)
                 ],
             )
         )
-    result = await ask(client, uri, line, len(typed))
+    result = await request_completion(client, uri, line, len(typed), automatic=True)
     assert result.items and result.items[0].insert_text == EXPECTED
 
 
@@ -257,14 +244,14 @@ async def test_bad_settings_give_one_message_and_defaults(client: LanguageClient
     )
     assert status["kind"] == "Warning"
     # Still completing with defaults.
-    open_doc(client, SAMPLE / "models.py")
+    open_document(client, SAMPLE / "models.py")
     text, line, character = inventory_with(INVENTORY_TAIL)
-    uri = open_doc(client, SAMPLE / "inventory.py", text)
-    assert (await ask(client, uri, line, character)).items
+    uri = open_document(client, SAMPLE / "inventory.py", text)
+    assert (await request_completion(client, uri, line, character, automatic=True)).items
 
 
 async def test_copilot_notifications_are_accepted(client: LanguageClient):
-    uri = open_doc(client, SAMPLE / "models.py")
+    uri = open_document(client, SAMPLE / "models.py")
     client.protocol.notify("textDocument/didFocus", {"textDocument": {"uri": uri}})
     client.protocol.notify(
         "textDocument/didPartiallyAcceptCompletion",
@@ -296,15 +283,19 @@ async def test_positions_in_utf8_when_negotiated(utf8_client: LanguageClient, tm
         "greeting = 'héllo wörld'; farewell_message = format_message(greeting)\n"
         "greeting = 'héllo wörld'; farewell_"
     )
-    uri = open_doc(utf8_client, tmp_path / "accents.py", text)
+    uri = open_document(utf8_client, tmp_path / "accents.py", text)
     last = text.split("\n")[1]
-    result = await ask(utf8_client, uri, 1, len(last.encode("utf-8")))
+    result = await request_completion(
+        utf8_client, uri, 1, len(last.encode("utf-8")), automatic=True
+    )
     # The right place: what follows "farewell_" on the first line (or its start: the lookup
     # cuts a copy where it stops being likely).
     first = result.items[0].insert_text
     assert first.startswith("message = ") and "message = format_message(greeting)".startswith(first)
     # A byte offset inside "é" is no position at all: nothing, rather than a wrong place.
-    assert not (await ask(utf8_client, uri, 1, len(b"greeting = 'h") + 1)).items
+    assert not (
+        await request_completion(utf8_client, uri, 1, len(b"greeting = 'h") + 1, automatic=True)
+    ).items
 
 
 async def test_initial_status_is_sent(client: LanguageClient):
@@ -319,18 +310,20 @@ async def test_excluded_files_are_never_read(client: LanguageClient, tmp_path):
     secret_dir = tmp_path / "secrets"
     secret_dir.mkdir()
     line = "database_url = 'postgres://admin:pw@db.internal:5432/prod'\n"
-    secret = open_doc(client, secret_dir / "settings.py", line)
+    secret = open_document(client, secret_dir / "settings.py", line)
     visible = tmp_path / "visible.py"
-    visible_uri = open_doc(
+    visible_uri = open_document(
         client, visible, "replica_url = 'postgres://reader:pw@replica:5432/prod'\n"
     )
     assert visible_uri
-    uri = open_doc(client, tmp_path / "main.py", "import os\n\ndatabase_url = 'postgres://")
-    result = await ask(client, uri, 2, len("database_url = 'postgres://"))
+    uri = open_document(client, tmp_path / "main.py", "import os\n\ndatabase_url = 'postgres://")
+    result = await request_completion(
+        client, uri, 2, len("database_url = 'postgres://"), automatic=True
+    )
     assert all("admin" not in item.insert_text for item in result.items)
     assert [item.insert_text for item in result.items][:1] == ["reader:pw@replica:5432/prod'"]
     # Nothing is completed inside the excluded file, and the status says why.
-    assert not (await ask(client, secret, 0, 20)).items
+    assert not (await request_completion(client, secret, 0, 20, automatic=True)).items
     for _ in range(100):
         kinds = [m.kind for m in client.status_messages]  # type: ignore[attr-defined]
         if "Inactive" in kinds:

@@ -3,7 +3,6 @@ broken model file giving one message and an Error status while the server keeps 
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from support import server_executable
+from support import completion_texts, eventually, open_document, server_executable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -67,36 +66,10 @@ async def broken(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFa
     await lsp_client.shutdown_session()
 
 
-def open_doc(client: LanguageClient, tmp_path: Path) -> str:
-    uri = (tmp_path / "stats.py").as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, TEXT))
-    )
-    return uri
-
-
-async def ask(client: LanguageClient, uri: str) -> list[str]:
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
-            text_document=types.TextDocumentIdentifier(uri),
-            position=types.Position(LINE, CHARACTER),
-        )
-    )
-    return [item.insert_text for item in result.items] if result else []  # type: ignore[misc]
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not check():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
 async def test_ghost_text_from_the_builtin_model(builtin: LanguageClient):
-    uri = open_doc(builtin, builtin.root)  # type: ignore[attr-defined]
-    texts = await ask(builtin, uri)
+    root: Path = builtin.root  # type: ignore[attr-defined]
+    uri = open_document(builtin, (root / "stats.py").as_uri(), TEXT)
+    texts = await completion_texts(builtin, uri, LINE, CHARACTER)
     assert texts and texts[0].strip(), texts
     # One line: the rest of this one, or (when the model ends this line) the next line.
     assert texts[0].lstrip("\n").count("\n") == 0 and texts[0].count("\n") <= 1
@@ -106,9 +79,9 @@ async def test_ghost_text_from_the_builtin_model(builtin: LanguageClient):
 async def test_broken_model_one_message_error_status_server_alive(
     broken: LanguageClient, tmp_path: Path
 ):
-    uri = open_doc(broken, tmp_path)
-    assert await ask(broken, uri) == []
-    assert await ask(broken, uri) == []
+    uri = open_document(broken, (tmp_path / "stats.py").as_uri(), TEXT)
+    assert await completion_texts(broken, uri, LINE, CHARACTER) == []
+    assert await completion_texts(broken, uri, LINE, CHARACTER) == []
     statuses = broken.statuses  # type: ignore[attr-defined]
     await eventually(lambda: "Error" in statuses)
     errors = [m for m in broken.messages if m.type == types.MessageType.Error]

@@ -18,7 +18,7 @@ import pytest_lsp
 from http_fakes import FakeModelServer, Recorded, Reply
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from support import server_executable
+from support import completion_texts, eventually, open_document, server_executable
 
 pytestmark = [pytest.mark.e2e]
 
@@ -94,34 +94,8 @@ async def http(lsp_client: LanguageClient):
     await lsp_client.shutdown_session()
 
 
-def open_doc(client: LanguageClient, uri: str, text: str = TEXT) -> str:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, text))
-    )
-    return uri
-
-
-async def ask(client: LanguageClient, uri: str, line: int = LINE, character: int = CHARACTER):
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
-            text_document=types.TextDocumentIdentifier(uri),
-            position=types.Position(line, character),
-        )
-    )
-    return [item.insert_text for item in result.items] if result else []
-
-
 def _at(line: int, character: int) -> types.Range:
     return types.Range(types.Position(line, character), types.Position(line, character))
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not check():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def until_answered(client: LanguageClient, uri: str, timeout: float = 15.0) -> list[str]:
@@ -130,7 +104,7 @@ async def until_answered(client: LanguageClient, uri: str, timeout: float = 15.0
 
     async def poll() -> None:
         nonlocal texts
-        while not (texts := await ask(client, uri)):
+        while not (texts := await completion_texts(client, uri, LINE, CHARACTER)):
             await asyncio.sleep(0.2)
 
     await asyncio.wait_for(poll(), timeout)
@@ -156,12 +130,12 @@ async def test_model_server_fault_one_message_status_serving_recovery(
     http: LanguageClient, fault: str
 ) -> None:
     statuses = http.statuses  # type: ignore[attr-defined]
-    uri = open_doc(http, "file:///faults/add.py")
+    uri = open_document(http, "file:///faults/add.py", TEXT)
     handler = FAULTS[fault]
     broken = await FakeModelServer(handler).start(PORT) if handler is not None else None
     try:
         for _ in range(4):
-            assert await ask(http, uri) == []
+            assert await completion_texts(http, uri, LINE, CHARACTER) == []
         await eventually(lambda: any(s["kind"] == "Error" for s in statuses))
         # The rest keeps working: document sync, commands.
         copy = await command(http, "ghostcomplete.debugDocument", uri)
@@ -194,7 +168,7 @@ async def test_model_server_fault_one_message_status_serving_recovery(
     again = await FakeModelServer(handler).start(PORT) if handler is not None else None
     try:
         for _ in range(3):
-            assert await ask(http, uri, LINE + 1) == []
+            assert await completion_texts(http, uri, LINE + 1, CHARACTER) == []
         await eventually(lambda: statuses[-1]["kind"] == "Error")
     finally:
         if again is not None:
@@ -222,9 +196,11 @@ async def test_a_missing_model_file_then_the_file_appears(missing_model: Languag
     client = missing_model
     statuses = client.statuses  # type: ignore[attr-defined]
     folder: Path = client.model_folder  # type: ignore[attr-defined]
-    uri = open_doc(client, "file:///faults/stats.py", "import math\n\n\ndef area(r):\n    return ")
+    uri = open_document(
+        client, "file:///faults/stats.py", "import math\n\n\ndef area(r):\n    return "
+    )
     for _ in range(3):
-        assert await ask(client, uri, 4, len("    return ")) == []
+        assert await completion_texts(client, uri, 4, len("    return ")) == []
     await eventually(lambda: any(s["kind"] == "Error" for s in statuses))
     errors = popups(client, types.MessageType.Error)
     assert len(errors) == 1 and str(folder) in errors[0], errors
@@ -234,7 +210,7 @@ async def test_a_missing_model_file_then_the_file_appears(missing_model: Languag
 
     async def suggestion() -> list[str]:
         while True:
-            texts = await ask(client, uri, 4, len("    return "))
+            texts = await completion_texts(client, uri, 4, len("    return "))
             if texts:
                 return texts
             await asyncio.sleep(0.5)
@@ -274,9 +250,9 @@ LOOKUP_AT = (4, len("    registry.add(handler.with_"))
 async def test_an_unwritable_telemetry_database_warns_once_completions_go_on(
     lookup: LanguageClient,
 ) -> None:
-    uri = open_doc(lookup, "file:///faults/registry.py", LOOKUP_TEXT)
+    uri = open_document(lookup, "file:///faults/registry.py", LOOKUP_TEXT)
     for _ in range(4):
-        assert await ask(lookup, uri, *LOOKUP_AT) == ["retry(attempts=3))"]
+        assert await completion_texts(lookup, uri, *LOOKUP_AT) == ["retry(attempts=3))"]
         await asyncio.sleep(0.3)  # past the writer's batching interval
     await eventually(lambda: any("telemetry" in m.message for m in lookup.messages))
     await asyncio.sleep(0.5)
@@ -291,7 +267,7 @@ async def test_nonsense_settings_one_message_defaults_then_recovery(
     lookup: LanguageClient,
 ) -> None:
     statuses = lookup.statuses  # type: ignore[attr-defined]
-    uri = open_doc(lookup, "file:///faults/registry.py", LOOKUP_TEXT)
+    uri = open_document(lookup, "file:///faults/registry.py", LOOKUP_TEXT)
     nonsense: list[Any] = [
         {"completion": {"timeoutMs": "fast", "debounce": 7}, "context": {"recentFiles": -4}},
         {"backend": {"kind": "quantum"}, "completion": "yes"},
@@ -305,7 +281,7 @@ async def test_nonsense_settings_one_message_defaults_then_recovery(
             types.DidChangeConfigurationParams(settings={"ghostcomplete": settings})
         )
         # Completions go on, with defaults for what was nonsense.
-        assert await ask(lookup, uri, *LOOKUP_AT) == ["retry(attempts=3))"]
+        assert await completion_texts(lookup, uri, *LOOKUP_AT) == ["retry(attempts=3))"]
     await eventually(lambda: any(s["kind"] == "Warning" for s in statuses))
     settings_popups = [m.message for m in lookup.messages if "settings" in m.message]
     assert len(settings_popups) == 1, settings_popups
@@ -316,4 +292,4 @@ async def test_nonsense_settings_one_message_defaults_then_recovery(
     )
     await eventually(lambda: statuses[-1]["kind"] == "Normal")
     assert (await command(lookup, "ghostcomplete.status"))["kind"] == "Normal"
-    assert await ask(lookup, uri, *LOOKUP_AT) == ["retry(attempts=3))"]
+    assert await completion_texts(lookup, uri, *LOOKUP_AT) == ["retry(attempts=3))"]

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from support import server_executable
+from support import request_completion, server_executable
 
 pytestmark = [pytest.mark.e2e]
 
@@ -166,16 +166,6 @@ def open_text(client: LanguageClient, uri: str, text: str, language: str = "pyth
     )
 
 
-def ask(client: LanguageClient, uri: str, line: int, character: int) -> Any:
-    return client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
-            text_document=types.TextDocumentIdentifier(uri),
-            position=types.Position(line, character),
-        )
-    )
-
-
 _counter = iter(range(10**9))
 
 
@@ -227,7 +217,7 @@ async def test_completions_anywhere_are_answered(
         )
     )
     expected = apply_edit(apply_edit(initial, edit), edit)
-    result = await ask(client, uri, line, character)
+    result = await request_completion(client, uri, line, character)
     assert isinstance(result, types.InlineCompletionList)
     assert await server_copy(client, uri) == {"uri": uri, "version": 2, **digest(expected)}
 
@@ -238,7 +228,7 @@ async def test_lone_surrogates_from_the_wire_are_kept_and_survived(client: Langu
     uri = fresh_uri()
     text = "x = '\ud83d'\ny = 'ok'\n"
     open_text(client, uri, text)
-    result = await ask(client, uri, 0, 6)
+    result = await request_completion(client, uri, 0, 6)
     assert isinstance(result, types.InlineCompletionList)
     assert await server_copy(client, uri) == {"uri": uri, "version": 1, **digest(text)}
 
@@ -257,7 +247,7 @@ async def test_ten_megabyte_document(client: LanguageClient):
         )
     )
     expected = apply_edit(text, edit)
-    result = await ask(client, uri, last, len("value_"))
+    result = await request_completion(client, uri, last, len("value_"))
     assert isinstance(result, types.InlineCompletionList)
     assert await server_copy(client, uri) == {"uri": uri, "version": 2, **digest(expected)}
 
@@ -270,7 +260,9 @@ async def test_binary_document(client: LanguageClient):
     uri = fresh_uri(".pyc")
     open_text(client, uri, text, language="plaintext")
     for line, character in ((0, 0), (3, 7), (10**6, 10**6)):
-        assert isinstance(await ask(client, uri, line, character), types.InlineCompletionList)
+        assert isinstance(
+            await request_completion(client, uri, line, character), types.InlineCompletionList
+        )
     assert await server_copy(client, uri) == {"uri": uri, "version": 1, **digest(text)}
 
 
@@ -282,7 +274,7 @@ async def test_two_hundred_open_documents(client: LanguageClient):
         texts_by_uri[uri] = f"def handler_{index}(request):\n    return respond(request, {index})\n"
         open_text(client, uri, texts_by_uri[uri])
     last = list(texts_by_uri)[-1]
-    result = await ask(client, last, 1, len("    return resp"))
+    result = await request_completion(client, last, 1, len("    return resp"))
     assert isinstance(result, types.InlineCompletionList)
     copies = await server_copy(client)
     mine = {uri: copies.get(uri) for uri in texts_by_uri}
@@ -318,7 +310,7 @@ async def test_percent_encoded_uris_are_the_same_documents(client: LanguageClien
         )
     )
     assert await server_copy(client, uri) == {"uri": uri, "version": 2, **digest(text)}
-    result = await ask(client, uri, 1, len("    registry.add(handler.with_"))
+    result = await request_completion(client, uri, 1, len("    registry.add(handler.with_"))
     assert [item.insert_text for item in result.items][:1] == ["retry(attempts=3))"]
 
 
@@ -718,19 +710,19 @@ async def test_excluded_files_and_secrets_never_reach_the_remote_model(remote: L
             path.write_text(canary)
             open_text(remote, path.as_uri(), canary)
             # Completing inside an excluded file asks nothing of the model.
-            answer = await ask(remote, path.as_uri(), 2, len("    return sum"))
+            answer = await request_completion(remote, path.as_uri(), 2, len("    return sum"))
             assert answer is None or not answer.items
         assert model.requests == [], [r.path for r in model.requests]
 
         # Disabled by language and by file: nothing asked either.
         notes = root / "README.md"
         open_text(remote, notes.as_uri(), "compute_total(items) returns sum", language="markdown")
-        answer = await ask(remote, notes.as_uri(), 0, 10)
+        answer = await request_completion(remote, notes.as_uri(), 0, 10)
         assert answer is None or not answer.items
         # (A disabled file is not excluded: it may still serve as context, so no canary.)
         generated = root / "schema.gen.py"
         open_text(remote, generated.as_uri(), "def schema_version():\n    return 3\n")
-        answer = await ask(remote, generated.as_uri(), 1, len("    return"))
+        answer = await request_completion(remote, generated.as_uri(), 1, len("    return"))
         assert answer is None or not answer.items
         assert model.requests == []
 
@@ -745,7 +737,7 @@ async def test_excluded_files_and_secrets_never_reach_the_remote_model(remote: L
         main = root / "main.py"
         main.write_text(text)
         open_text(remote, main.as_uri(), text)
-        await ask(remote, main.as_uri(), text.count("\n"), len("    token = '"))
+        await request_completion(remote, main.as_uri(), text.count("\n"), len("    token = '"))
         assert await model.wait_for(lambda: bool(model.requests))
     finally:
         await model.close()

@@ -13,7 +13,7 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from support import REPO, server_executable
+from support import REPO, open_document, server_executable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(40)]
 
@@ -53,13 +53,6 @@ async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest, tmp
     await lsp_client.shutdown_session()
 
 
-def _open(client: LanguageClient, path: Path, text: str) -> str:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(types.TextDocumentItem(path.as_uri(), "python", 1, text))
-    )
-    return path.as_uri()
-
-
 def _edit(client: LanguageClient, uri: str, version: int, start, end, text: str) -> None:
     client.text_document_did_change(
         types.DidChangeTextDocumentParams(
@@ -74,10 +67,10 @@ def _edit(client: LanguageClient, uri: str, version: int, start, end, text: str)
 
 
 async def _suggest(client: LanguageClient) -> tuple[str, int, int, types.InlineCompletionItem]:
-    _open(client, SAMPLE / "models.py", (SAMPLE / "models.py").read_text())
+    open_document(client, SAMPLE / "models.py", (SAMPLE / "models.py").read_text())
     text = (SAMPLE / "inventory.py").read_text() + TAIL
     line, character = text.count("\n"), len(text) - text.rfind("\n") - 1
-    uri = _open(client, SAMPLE / "inventory.py", text)
+    uri = open_document(client, SAMPLE / "inventory.py", text)
     result = await client.text_document_inline_completion_async(
         types.InlineCompletionParams(
             context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
