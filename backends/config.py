@@ -22,24 +22,22 @@ class LookupSettings:
     # sees it (the benchmarks use it to measure the snippet choice).
     copy_from: str = field(default="files", metadata=one_of("files", "prompt"))
     # Which of the places that match to copy from: "surroundings" = the longest match plus
-    # the similarity of the lines around it (bench/RESULTS.md, "surroundings"); "nearest" =
-    # the longest match, in the current file first, nearest the cursor first: the plain
-    # lookup issue 5 measures the default against.
+    # the similarity of the lines around it; "nearest" = the longest match, in the current
+    # file first, nearest the cursor first: the plain lookup that the benchmarks compare the
+    # default with (docs/benchmarks.md).
     place: str = field(default="surroundings", metadata=one_of("surroundings", "nearest"))
-    # "confidence": cut each suggestion where it stops being likely (backends/
-    # lookup_confidence.py); "none": the whole line or block that followed the match.
+    # "confidence": cut each suggestion where it stops being likely (backends/lookup/
+    # confidence.py); "none": the whole line or block that followed the match.
     cut: str = field(default="confidence", metadata=one_of("confidence", "none"))
     # Show nothing when the estimated chance that the suggestion is accepted whole is lower
-    # (lookup_confidence.acceptance_chance). 0.12: the highest gate that kept 99 % of the
-    # ungated accepted characters on the acceptance benchmark's seed-1 Python tasks, where
-    # every gate had >= 30 % of shown suggestions accepted (issue 5; bench/RESULTS.md,
-    # "calibrated").
+    # (lookup/confidence.acceptance_chance): the highest gate that keeps nearly all of the
+    # characters users accept without a gate, chosen on the development seed of the
+    # acceptance benchmark (docs/benchmarks.md).
     min_confidence: float = field(default=0.12, metadata=between(0.0, 1.0))
     # Where nothing long enough matches (or the best copy is gated out): "ngram" writes the
     # rest of the line from how shorter contexts go on in the same text, shown when its
     # chance is >= 0.5, and before a copy whose chance of acceptance is < 0.3 when its own is
-    # >= 0.7 (backends/lookup/ngram.py; bench/RESULTS.md, "n-gram fallback"); "none" shows
-    # nothing.
+    # >= 0.7 (backends/lookup/ngram.py); "none" shows nothing.
     fallback: str = field(default="ngram", metadata=one_of("ngram", "none"))
 
 

@@ -49,8 +49,8 @@ _MAX_PARSE_CHARS = 2_000_000
 _WINDOW_BEFORE = 300
 # Brace languages have no cheap way to start inside a class (see _outermost_definition for
 # Python's), and a line at column 0 may be inside a template string: they parse from the top
-# of the file when the text before the cursor is no longer than this (150 KB parse in about
-# 18 ms here, and only on blank lines).
+# of the file when the text before the cursor is no longer than this (a parse of that size
+# is quick, and it happens only on blank lines).
 _WHOLE_PARSE_CHARS = 150_000
 _WINDOW_AFTER = 100
 

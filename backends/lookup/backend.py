@@ -29,7 +29,7 @@ from ghostcomplete.context.syntax import Scope
 from ghostcomplete.postprocess.filters import scope_text
 
 _QUERY_CHARS = 2000
-# Places compared per source, and how they are compared (bench/RESULTS.md, "surroundings").
+# Places compared per source, and how they are compared.
 _OCCURRENCES_PER_SOURCE = 16
 _SIMILARITY_WEIGHT = 100.0
 _AROUND_LINES = 5
@@ -38,8 +38,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_REFERENCE_CHARS = 1_000_000
 MAX_DOCUMENT_CHARS = 500_000  # each side of the cursor
 # What the confidence cut counts in, of the document, each side of the cursor: the cut
-# searches its text once per piece, so a huge file would make it slow (a 950 KB file took
-# p90 226 ms with all of it, 168 ms with this; bench/RESULTS.md, "huge file").
+# searches its text once per piece, so all of a huge file would make it slow, and the text
+# far from the cursor rarely changes the counts.
 _COUNTED_DOCUMENT_CHARS = 100_000
 
 

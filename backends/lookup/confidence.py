@@ -30,9 +30,8 @@ in the last 300 characters before the cursor get a higher floor (they were right
 and a suggestion never ends inside brackets it opened or after an operator or a dot, which
 would leave a statement half written.
 
-The floors were read off the benchmark's seed-1 tasks and checked on the held-out seed-2
-tasks (bench/RESULTS.md, "confidence cut"); the recalibration was fitted on seed 1 and
-checked on seeds 2-5 (bench/RESULTS.md, "the place's own match").
+The floors and the recalibration are fitted on the acceptance benchmark's development seed
+and judged on held-out seeds (docs/benchmarks.md, the lookup study).
 """
 
 from __future__ import annotations
@@ -68,9 +67,8 @@ _DANGLING = tuple("=+-*/%<>&|^~.@!")
 # Where the places disagree (a counted chance below this), the chance of a copied piece is
 # recalibrated by how far the place copied from matched (``place_chance``): a logistic model
 # over ``place_features`` of the pieces of the backend's copies up to their first wrong one,
-# fitted on the acceptance benchmark's seed-1 Python tasks by `python -m
-# ghostcomplete.bench.lookup_study --seed 1 --language python --fit`; checked on seeds 2-5
-# (bench/RESULTS.md, "the place's own match").
+# fitted on the acceptance benchmark's development seed by `python -m
+# ghostcomplete.bench.lookup_study --seed 1 --language python --fit`.
 PLACE_CALIBRATION = (-1.101, 0.976, 1.299, 0.554, 2.066)
 RECALIBRATED_BELOW = 0.97
 # Contexts with more places than this are counted without overlaps (fast, nearly the same).
@@ -305,8 +303,8 @@ def confident_cut(
 # logistic model over (1, logit of the cut's chance, similarity of the place's surroundings,
 # its lead over the best place that goes on differently / 50 matched characters, whether
 # another place goes on alike, log(1 + length) / 5). Fitted on the acceptance benchmark's
-# seed-1 Python tasks by `python -m ghostcomplete.bench.lookup_study --seed 1 --language
-# python --fit`; checked on seeds 2 and 3 (bench/RESULTS.md, "calibrated").
+# development seed by `python -m ghostcomplete.bench.lookup_study --seed 1 --language
+# python --fit`.
 CALIBRATION = (-2.133, 0.282, 1.559, 0.436, 0.618, 0.728)
 _LEAD_CAP = 50.0
 

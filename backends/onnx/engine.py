@@ -37,9 +37,9 @@ LOGITS_KEPT = "ghostcomplete_logits_kept"
 # Graph files larger than this hold their weights inline: copying one in memory to slice it
 # would double the memory it takes to load, so it is loaded as it is.
 _MAX_INLINE_BYTES = 256 * 1024 * 1024
-# Below this vocabulary the logits of every position cost little (the built-in model has
-# 4,096 tokens), and importing onnx to slice them costs 0.7-0.9 s at load on the 2-core
-# machine: such models load as exported.
+# Below this vocabulary the logits of every position cost little (the built-in model's is
+# below it), and importing onnx to slice them costs more at load than the slice saves: such
+# models load as exported.
 SLICED_FROM_VOCAB = 16_384
 # model_type in config.json -> the FIM template family (ranker/prompt.py TEMPLATES).
 FAMILIES = {
