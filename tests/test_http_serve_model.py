@@ -21,7 +21,8 @@ from ghostcomplete.backends.http.backend import HttpBackend
 from ghostcomplete.backends.http.config import HttpSettings
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.modelserver.api import split_fim
-from ghostcomplete.modelserver.service import ModelService, ServeOptions
+from ghostcomplete.modelserver.options import ServeOptions
+from ghostcomplete.modelserver.service import ModelService
 
 pytestmark = pytest.mark.timeout(30)
 
