@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ghostcomplete.backends.base import Candidate, CompletionPrompt, GenerationLimits
@@ -131,6 +131,7 @@ async def test_a_stop_string_ends_the_stream_and_the_generation():
 # --- the pieces add up ---------------------------------------------------------------------------
 
 
+@settings(deadline=None)  # a shared, loaded machine: no per-example time limit
 @given(
     text=st.text(alphabet="ab\nc", max_size=40),
     cuts=st.lists(st.integers(0, 40), max_size=8),
@@ -143,6 +144,7 @@ def test_stop_cutter_pieces_add_up_to_the_cut_text(text: str, cuts: list[int], s
     assert sent + cutter.finish() == cut_at_stops(text, tuple(stop))
 
 
+@settings(deadline=None)
 @given(
     text=st.text(alphabet="ab \n", max_size=40),
     scope=st.sampled_from([Scope.LINE, Scope.BLOCK]),
@@ -172,10 +174,10 @@ def prompt_for(prefix: str) -> CompletionPrompt:
 
 @pytest.mark.parametrize("scope", [Scope.LINE, Scope.BLOCK])
 async def test_onnx_stream_adds_up_to_what_generate_gives(scope: Scope):
-    settings = OnnxSettings(path=str(TINY), threads=1, max_new_tokens=40, reuse_cache=False)
+    onnx_settings = OnnxSettings(path=str(TINY), threads=1, max_new_tokens=40, reuse_cache=False)
     limits = GenerationLimits(scope=scope, max_lines=6, max_chars=300)
     prompt = prompt_for("def add(a, b):\n    ")
-    backend = OnnxBackend(settings)
+    backend = OnnxBackend(onnx_settings)
     try:
         whole = await backend.generate(prompt, limits)
         pieces = [piece async for piece in backend.stream(prompt, limits)]
