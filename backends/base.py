@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -75,4 +75,15 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections, sessions and threads."""
+        ...
+
+
+class StreamingBackend(Backend, Protocol):
+    """A backend that can also hand out its best candidate while generating it (optional:
+    ``generate`` stays the one method everyone calls)."""
+
+    def stream(self, prompt: CompletionPrompt, limits: GenerationLimits) -> AsyncIterator[str]:
+        """The first candidate's text in pieces as they are generated, only pieces that will
+        not be taken back; they add up to what ``generate`` would give first. Closing the
+        iterator early stops the generation."""
         ...

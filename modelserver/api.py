@@ -8,6 +8,7 @@ rendered in one of our FIM formats; either way the backend gets the prompt in it
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 import uuid
@@ -17,7 +18,6 @@ from typing import Any
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
 from ghostcomplete.context.languages import language_of_path
 from ghostcomplete.context.syntax import Scope
-from ghostcomplete.modelserver.http11 import BadRequest
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, comment_prefix
 from ghostcomplete.ranker.snippets import Snippet
@@ -28,6 +28,14 @@ _MAX_TOKENS = 4096
 _MAX_CANDIDATES = 8
 # "# Path: src/x.py" on the first line, as our http backend and Copilot-style prompts put it.
 _PATH_HEADER = re.compile(r"^\s*(?:#|//|--|;)\s*Path:\s*(\S+)")
+
+
+class BadRequest(Exception):
+    """The client's request is wrong; ``status`` is the HTTP status that says how."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -216,9 +224,55 @@ def infill_ask(body: dict[str, Any], family: str | None, deadline: float) -> Ask
     return ask
 
 
+def parse_body(body: bytes) -> dict[str, Any]:
+    """A request body as the JSON object it must be (an empty body is ``{}``)."""
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError as error:
+        raise BadRequest(400, f"the body is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(400, "the body must be a JSON object")
+    return value
+
+
 def cut_at_stops(text: str, stop: tuple[str, ...]) -> str:
     cuts = [at for at in (text.find(word) for word in stop if word) if at >= 0]
     return text[: min(cuts)] if cuts else text
+
+
+class StopCutter:
+    """``cut_at_stops`` over text that arrives piece by piece: ``feed`` returns what can be
+    sent now, holding back a tail that could still turn out to start a stop string, so that
+    the pieces sent add up to exactly ``cut_at_stops`` of the whole text."""
+
+    def __init__(self, stop: tuple[str, ...]) -> None:
+        self.stop = tuple(word for word in stop if word)
+        self._hold = max((len(word) - 1 for word in self.stop), default=0)
+        self._text = ""
+        self._sent = 0
+        # True once a stop string arrived: nothing after it is wanted.
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        # A stop string can only begin in the held-back tail or in the new piece.
+        search_from = max(0, len(self._text) - self._hold)
+        self._text += piece
+        cuts = [at for at in (self._text.find(w, search_from) for w in self.stop) if at >= 0]
+        end = min(cuts) if cuts else max(self._sent, len(self._text) - self._hold)
+        self.stopped = bool(cuts)
+        out = self._text[self._sent : end]
+        self._sent = end
+        return out
+
+    def finish(self) -> str:
+        """What is left once the text is complete."""
+        if self.stopped:
+            return ""
+        out = self._text[self._sent :]
+        self._sent = len(self._text)
+        return out
 
 
 def openai_answer(texts: list[str], model: str) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from ghostcomplete.backends.http.backend import HttpBackend
 from ghostcomplete.backends.http.config import HttpSettings
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.modelserver.api import split_fim
-from ghostcomplete.modelserver.service import ModelService, ServeOptions
+from ghostcomplete.modelserver.options import ServeOptions
+from ghostcomplete.modelserver.service import ModelService
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -84,6 +85,7 @@ async def ask(url: str, prompt: CompletionPrompt | None = None, **options: objec
     return [c.text for c in candidates]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "options",
     [
@@ -102,6 +104,7 @@ async def test_serve_model_answers_our_http_backend(options: dict[str, object]):
     assert code == 0 and "stopped" in rest
 
 
+@pytest.mark.e2e
 async def test_health_models_and_errors():
     async with ServeModelProcess() as server, httpx.AsyncClient(base_url=server.url) as client:
         health = (await client.get("/health")).json()
@@ -118,6 +121,7 @@ async def test_health_models_and_errors():
     assert code == 0
 
 
+@pytest.mark.e2e
 async def test_an_api_key_can_be_required():
     env = {"GC_SERVE_KEY": "team-secret-1234"}
     async with ServeModelProcess("--api-key-env", "GC_SERVE_KEY", env=env) as server:
@@ -132,6 +136,7 @@ async def test_an_api_key_can_be_required():
             assert (await client.get("/health")).status_code == 200  # health needs no key
 
 
+@pytest.mark.e2e
 async def test_eight_concurrent_editors():
     async with ServeModelProcess("--concurrency", "4") as server:
         backends = [HttpBackend(HttpSettings(url=server.url)) for _ in range(8)]
@@ -258,6 +263,7 @@ async def test_the_deadline_bounds_a_slow_engine_behind_serve_model():
         await service.close()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 async def test_raw_sse_stream_shape():
     async with ServeModelProcess() as server, httpx.AsyncClient(base_url=server.url) as client:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from ghostcomplete.backends.base import Candidate, CompletionPrompt, GenerationLimits
@@ -231,6 +231,14 @@ class LookupBackend:
 
     def __init__(self, settings: LookupSettings | None = None) -> None:
         self.settings = settings or LookupSettings()
+
+    async def stream(
+        self, prompt: CompletionPrompt, limits: GenerationLimits
+    ) -> AsyncIterator[str]:
+        """The best candidate in one piece: copying takes no time worth streaming over."""
+        found = await self.generate(prompt, limits)
+        if found:
+            yield found[0].text
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         context = prompt.context

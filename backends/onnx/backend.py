@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import dataclasses
 import logging
 import threading
 import time
 import zlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -96,7 +99,11 @@ class OnnxBackend:
         return model
 
     def _generate(
-        self, prompt: CompletionPrompt, limits: GenerationLimits, cancel: threading.Event
+        self,
+        prompt: CompletionPrompt,
+        limits: GenerationLimits,
+        cancel: threading.Event,
+        progress: Callable[[str], None] | None = None,
     ) -> list[Candidate]:
         model = self._model
         assert model is not None
@@ -112,7 +119,7 @@ class OnnxBackend:
         stop_at = Limits(
             rule, self._eos, settings.max_new_tokens, limits.deadline, cancel, model.max_positions
         )
-        greedy = decode(model, self.tokenizer, start, stop_at, None, self._draft_tokens())
+        greedy = decode(model, self.tokenizer, start, stop_at, None, self._draft_tokens(), progress)
         if settings.reuse_cache and greedy.past is not None:
             self._cache = (greedy.fed, greedy.past)
         greedy_ms = (time.monotonic() - started) * 1000 - prefill_ms
@@ -189,6 +196,36 @@ class OnnxBackend:
         cancel = threading.Event()
         job = self._executor.submit(self._generate, prompt, limits, cancel)
         return await self._outcome(job, cancel)
+
+    async def stream(
+        self, prompt: CompletionPrompt, limits: GenerationLimits
+    ) -> AsyncIterator[str]:
+        """The greedy candidate piece by piece, as the worker thread settles it."""
+        if self._closed.is_set():
+            return
+        await self._loaded()
+        loop = asyncio.get_running_loop()
+        settled: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def tell(text: str | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+                loop.call_soon_threadsafe(settled.put_nowait, text)
+
+        cancel = threading.Event()
+        one = dataclasses.replace(limits, candidates=1)
+        job = self._executor.submit(self._generate, prompt, one, cancel, tell)
+        job.add_done_callback(lambda _: tell(None))
+        sent = 0
+        try:
+            while (text := await settled.get()) is not None:
+                yield text[sent:]
+                sent = len(text)
+            found = await self._outcome(job, cancel)
+            final = found[0].text if found else ""
+            if len(final) > sent:  # what the last tokens settled
+                yield final[sent:]
+        finally:
+            cancel.set()  # a no-op once done; else the worker stops before its next pass
 
     async def chat(
         self, messages: list[dict[str, str]], deadline: float | None = None, max_tokens: int = 1024

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,15 +107,18 @@ def decode(
     limits: Limits,
     sampling: Sampling | None = None,
     draft_tokens: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> Decoded:
     """Generate from ``start``. Greedy when ``sampling`` is None; with ``draft_tokens`` > 0,
     greedy drafts that many tokens from earlier n-grams and verifies them in one pass, which
-    changes the speed and not the tokens."""
+    changes the speed and not the tokens. ``progress`` is called with the text so far that no
+    stop rule can cut any more, each time it grows (from this thread)."""
     rng = np.random.default_rng(sampling.seed if sampling else 0)
     text = IncrementalDecoder(tokenizer)
     result = Decoded("", [], "max_tokens", fed=list(start.tokens), past=start.past)
     index = NgramIndex(start.tokens) if draft_tokens > 0 and sampling is None else None
     logits, past = start.logits, start.past
+    shown = 0
 
     def emit(token: int) -> bool:
         """Add a token to the answer; True when generation must end here."""
@@ -132,6 +136,12 @@ def decode(
         if len(result.tokens) >= limits.max_new_tokens:
             result.reason = "max_tokens"
             return True
+        if progress is not None:
+            nonlocal shown
+            settled = limits.stop.settled(result.text)
+            if settled > shown:
+                shown = settled
+                progress(result.text[:settled])
         return False
 
     while True:

@@ -30,6 +30,18 @@ class StopRule:
             ends.append(scope_end)
         return min(ends) if ends else None
 
+    def settled(self, text: str) -> int:
+        """How much of ``text`` (a generation that ``cut`` let go on) no later token can cut
+        away: a stop string may still complete in the last few characters, and in a block
+        the line after the last line break may yet turn out to be dedented."""
+        hold = max((len(s) - 1 for s in self.stop if s), default=0)
+        end = max(0, len(text) - hold)
+        if self.scope is Scope.BLOCK:
+            last_break = text.rfind("\n")
+            if last_break >= 0:
+                end = min(end, last_break)
+        return end
+
     def _scope_end(self, text: str) -> int | None:
         if self.scope is Scope.LINE:
             start = 1 if text.startswith("\n") and self.line_prefix.strip() else 0
