@@ -52,6 +52,14 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds} s"
 
 
+def _dropped_line(stats: Stats) -> str:
+    """How many events the figures are missing, and why."""
+    reasons = ", ".join(f"{reason} {n}" for reason, n in stats.dropped_by_reason.items())
+    return f"Dropped events (recorded, never stored): {stats.dropped}" + (
+        f" ({reasons})" if reasons else ""
+    )
+
+
 def as_json(stats: Stats) -> str:
     return json.dumps(stats.to_json(), indent=2, sort_keys=False)
 
@@ -67,6 +75,7 @@ def as_text(stats: Stats) -> str:
     ]
     width = max([12, *(len(label) + 2 for label in labels)])
     header = "".ljust(width) + "".join(column.rjust(10) for column in _COLUMNS)
+    lines += ["", _dropped_line(stats)]
     lines += ["", "Acceptance (rate = accepted / (shown - noise - typed through))", header]
     lines.append("all".ljust(width) + "".join(v.rjust(10) for v in _row(stats.total)))
     for name, rows in stats.groups.items():
@@ -184,6 +193,7 @@ def as_html(stats: Stats) -> str:
         + (f"<span class='big'>{latency.p50:.0f} ms</span> median latency" if latency else "")
         + "</p>"
     )
+    parts.append(f"<p>{html.escape(_dropped_line(stats))}</p>")
     for title, image in _charts(stats).items():
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{image}'>")

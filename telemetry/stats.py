@@ -33,6 +33,9 @@ DEFINITIONS = {
     "retention": "per check (seconds after accept): rows of `retention` with found = 1, and "
     "how many have retained = 1 (edit distance <= 50 % of the accepted length)",
     "latencyMs": "percentiles of `requests`.total_ms over requests that returned items",
+    "dropped": "sum of `dropped`.events: events recorded but never stored (unstorable: the "
+    "event itself could not be stored; unwritable: the database could not be written; "
+    "queue_full; writer_failed), saved by the next write that succeeded",
 }
 
 _DAY = "date(r.at, 'unixepoch', 'localtime')"
@@ -134,7 +137,12 @@ class Stats:
     latency_by_backend: dict[str, Latency] = field(default_factory=dict)
     by_hour: dict[str, Acceptance] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)  # for the histogram
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
     note: str | None = None
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by_reason.values())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +163,8 @@ class Stats:
             "latencyMsByBackend": {
                 backend: asdict(value) for backend, value in self.latency_by_backend.items()
             },
+            "dropped": self.dropped,
+            "droppedByReason": dict(self.dropped_by_reason),
             "definitions": DEFINITIONS,
         }
 
@@ -197,6 +207,11 @@ def _acceptance_by(db: sqlite3.Connection, key: str) -> dict[str, Acceptance]:
     return dict(sorted(rows.items()))
 
 
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
+
+
 def _collect_into(db: sqlite3.Connection, stats: Stats) -> None:
     stats.total = _acceptance_by(db, "'all'").get("all", Acceptance())
     stats.groups = {name: _acceptance_by(db, key) for name, key in GROUPS.items()}
@@ -227,3 +242,10 @@ def _collect_into(db: sqlite3.Connection, stats: Stats) -> None:
     stats.latency = {"total": Latency.of(totals)}
     stats.latency.update({stage: Latency.of(values) for stage, values in sorted(stages.items())})
     stats.latency_by_backend = {name: Latency.of(v) for name, v in sorted(by_backend.items())}
+    if _has_table(db, "dropped"):
+        stats.dropped_by_reason = {
+            str(reason): int(events)
+            for reason, events in db.execute(
+                "SELECT reason, SUM(events) FROM dropped GROUP BY reason ORDER BY reason"
+            )
+        }
