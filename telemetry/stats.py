@@ -5,6 +5,7 @@ events, and ``DEFINITIONS`` says which: a figure in a report can always be trace
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,8 @@ import numpy as np
 from ghostcomplete.telemetry.retention import CHECKS_S
 from ghostcomplete.telemetry.schema import SCHEMA_VERSION, schema_version
 from ghostcomplete.telemetry.store import BUSY_TIMEOUT_MS, open_database
+
+log = logging.getLogger("ghostcomplete.telemetry")
 
 DEFINITIONS = {
     "requests": "rows of `requests` (one per inlineCompletion request answered)",
@@ -169,14 +172,39 @@ class Stats:
         }
 
 
-def open_for_reading(path: Path) -> sqlite3.Connection:
-    """Read-only when the schema is current; an older database is migrated first."""
-    uri = path.resolve().as_uri() + "?mode=ro"
+def _connect_read_only(path: Path, mode: str) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?{mode}"
     db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    if schema_version(db) < SCHEMA_VERSION:
+    try:
+        schema_version(db)  # SQLite opens lazily: fail here, not in the middle of a report
+    except BaseException:
         db.close()
-        return open_database(path)
+        raise
     return db
+
+
+def open_for_reading(path: Path) -> sqlite3.Connection:
+    """A read-only connection; an older database is migrated first where it can be written.
+
+    A reader of a WAL database needs its shared-memory file (``-shm``), which it must create
+    if no writer left one; on a read-only file system that fails with "unable to open
+    database file", so the file is then read as immutable (without what a running writer
+    still holds in its ``-wal``). A database that cannot be migrated is read as it is.
+    """
+    try:
+        db = _connect_read_only(path, "mode=ro")
+    except sqlite3.OperationalError as error:
+        log.info("reading %s as immutable (%s)", path, error)
+        db = _connect_read_only(path, "immutable=1")
+    if schema_version(db) >= SCHEMA_VERSION:
+        return db
+    try:
+        migrated = open_database(path)
+    except (sqlite3.Error, OSError) as error:
+        log.info("reading %s without migrating it (%s)", path, error)
+        return db
+    db.close()
+    return migrated
 
 
 def collect(path: Path) -> Stats:
@@ -187,6 +215,9 @@ def collect(path: Path) -> Stats:
         return stats
     db = open_for_reading(path)
     try:
+        if not _has_table(db, "requests"):  # created, never written (say, on a full disk)
+            stats.note = "no telemetry recorded yet (the database has no tables)"
+            return stats
         _collect_into(db, stats)
     finally:
         db.close()
@@ -216,13 +247,17 @@ def _collect_into(db: sqlite3.Connection, stats: Stats) -> None:
     stats.total = _acceptance_by(db, "'all'").get("all", Acceptance())
     stats.groups = {name: _acceptance_by(db, key) for name, key in GROUPS.items()}
     stats.by_hour = _acceptance_by(db, _HOUR)
-    checked = {
-        after: (count, retained)
-        for after, count, retained in db.execute(
-            "SELECT after_s, COUNT(*), SUM(retained) FROM retention WHERE found = 1"
-            " GROUP BY after_s"
-        )
-    }
+    checked = (
+        {
+            after: (count, retained)
+            for after, count, retained in db.execute(
+                "SELECT after_s, COUNT(*), SUM(retained) FROM retention WHERE found = 1"
+                " GROUP BY after_s"
+            )
+        }
+        if _has_table(db, "retention")
+        else {}
+    )
     stats.retention = [
         Retention(after, *checked.get(after, (0, 0))) for after in sorted({*CHECKS_S, *checked})
     ]
