@@ -36,6 +36,10 @@ DEFINITIONS = {
     "retention": "per check (seconds after accept): rows of `retention` with found = 1, and "
     "how many have retained = 1 (edit distance <= 50 % of the accepted length)",
     "latencyMs": "percentiles of `requests`.total_ms over requests that returned items",
+    "latencyMsBySource": "the same, split by where the answer came from: backend = "
+    "`requests`.cache is NULL or 'inflight' (the backend generated it, or the request waited "
+    "on a generation already running); cache = 'typing' or 'prompt' (served from a cache "
+    "while typing through a suggestion, or for a prompt asked before)",
     "dropped": "sum of `dropped`.events: events recorded but never stored (unstorable: the "
     "event itself could not be stored; unwritable: the database could not be written; "
     "queue_full; writer_failed), saved by the next write that succeeded",
@@ -44,6 +48,15 @@ DEFINITIONS = {
 _DAY = "date(r.at, 'unixepoch', 'localtime')"
 _HOUR = "strftime('%Y-%m-%d %H:00', r.at, 'unixepoch', 'localtime')"
 GROUPS = {"language": "r.language", "backend": "r.backend", "day": _DAY}
+
+# Where an answer came from, by `requests`.cache: what the user waited for is the backend.
+BACKEND, CACHE = "backend", "cache"
+_CACHE_HITS = ("typing", "prompt")
+
+
+def answer_source(cache: str | None) -> str:
+    return CACHE if cache in _CACHE_HITS else BACKEND
+
 
 _FATES = """
 WITH fate AS (
@@ -138,8 +151,10 @@ class Stats:
     retention: list[Retention] = field(default_factory=list)
     latency: dict[str, Latency] = field(default_factory=dict)  # "total" and each stage
     latency_by_backend: dict[str, Latency] = field(default_factory=dict)
+    latency_by_source: dict[str, Latency] = field(default_factory=dict)  # BACKEND and CACHE
     by_hour: dict[str, Acceptance] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)  # for the histogram
+    # total_ms of each request that returned items, by source: for the histogram
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     note: str | None = None
 
@@ -163,6 +178,9 @@ class Stats:
                 for r in self.retention
             ],
             "latencyMs": {stage: asdict(value) for stage, value in self.latency.items()},
+            "latencyMsBySource": {
+                source: asdict(value) for source, value in self.latency_by_source.items()
+            },
             "latencyMsByBackend": {
                 backend: asdict(value) for backend, value in self.latency_by_backend.items()
             },
@@ -264,19 +282,22 @@ def _collect_into(db: sqlite3.Connection, stats: Stats) -> None:
     totals: list[float] = []
     stages: dict[str, list[float]] = {}
     by_backend: dict[str, list[float]] = {}
-    for backend, total, timings in db.execute(
-        "SELECT backend, total_ms, timings_json FROM requests WHERE items > 0"
+    by_source: dict[str, list[float]] = {BACKEND: [], CACHE: []}
+    for backend, cache, total, timings in db.execute(
+        "SELECT backend, cache, total_ms, timings_json FROM requests WHERE items > 0"
     ):
         if total is not None:
             totals.append(float(total))
             by_backend.setdefault(backend, []).append(float(total))
+            by_source[answer_source(cache)].append(float(total))
         for stage, ms in json.loads(timings).items():
             if stage != "total" and isinstance(ms, int | float):
                 stages.setdefault(stage, []).append(float(ms))
-    stats.latencies_ms = totals
+    stats.latencies_ms = by_source
     stats.latency = {"total": Latency.of(totals)}
     stats.latency.update({stage: Latency.of(values) for stage, values in sorted(stages.items())})
     stats.latency_by_backend = {name: Latency.of(v) for name, v in sorted(by_backend.items())}
+    stats.latency_by_source = {source: Latency.of(v) for source, v in by_source.items()}
     if _has_table(db, "dropped"):
         stats.dropped_by_reason = {
             str(reason): int(events)

@@ -204,3 +204,30 @@ async def test_a_lone_surrogate_language_costs_one_event(client: LanguageClient,
     report = json.loads(out)
     assert report["dropped"] == 1 and report["droppedByReason"] == {"unstorable": 1}
     assert report["total"]["requests"] == 2 and report["total"]["offered"] == 2
+
+
+async def test_stats_separate_backend_answers_from_typing_through(
+    client: LanguageClient, tmp_path: Path
+):
+    uri, line, character, _ = await _suggest(client)
+    # The user types the suggestion's first letters: the rest comes from the cache.
+    for typed in range(1, 4):
+        _edit(client, uri, 1 + typed, (line, character + typed - 1), (line, character + typed - 1),
+              EXPECTED[typed - 1])  # fmt: skip
+        result = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Automatic),
+                text_document=types.TextDocumentIdentifier(uri),
+                position=types.Position(line, character + typed),
+            )
+        )
+        assert result is not None and result.items[0].insert_text == EXPECTED[typed:]
+    await _stats(client)  # commits what is queued
+    cli = await asyncio.create_subprocess_exec(
+        server_executable(), "stats", "--json", "--db", str(tmp_path / "t.sqlite3"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(cli.communicate(), 30)
+    by_source = json.loads(out)["latencyMsBySource"]
+    assert by_source["backend"]["count"] == 1 and by_source["cache"]["count"] == 3
+    assert by_source["backend"]["p50"] >= by_source["cache"]["p50"]
