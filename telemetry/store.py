@@ -165,7 +165,7 @@ class TelemetryStore:
         self.commits = 0
         self.problem: str | None = None
         # Drops of this store's lifetime, and those not yet saved in the database.
-        self.dropped_by_reason: Counter[str] = Counter()
+        self._dropped_by_reason: Counter[str] = Counter()
         self._unsaved_drops: Counter[str] = Counter()
         self._drops_lock = threading.Lock()
         self._warned_unstorable = False
@@ -184,6 +184,12 @@ class TelemetryStore:
         """Events recorded in this store's lifetime that were not stored."""
         return sum(self.dropped_by_reason.values())
 
+    @property
+    def dropped_by_reason(self) -> dict[str, int]:
+        """``dropped`` per reason (UNSTORABLE, UNWRITABLE, ...): a copy."""
+        with self._drops_lock:
+            return dict(self._dropped_by_reason)
+
     def record(self, event: TelemetryEvent) -> None:
         """Queue ``event``; never blocks, never raises."""
         if self._closed:
@@ -200,7 +206,7 @@ class TelemetryStore:
         if events <= 0:
             return
         with self._drops_lock:
-            self.dropped_by_reason[reason] += events
+            self._dropped_by_reason[reason] += events
             self._unsaved_drops[reason] += events
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -285,7 +291,8 @@ class TelemetryStore:
                 return
             with self._drops_lock:
                 self._unsaved_drops -= saving
-                self.dropped_by_reason[UNSTORABLE] += unstorable
+                if unstorable:
+                    self._dropped_by_reason[UNSTORABLE] += unstorable
             self.written += len(batch) - unstorable
             self.commits += 1
             if self.problem is not None:

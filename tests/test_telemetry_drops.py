@@ -110,6 +110,8 @@ def test_drops_while_unwritable_are_saved_once_it_is_writable_again(
     assert store.dropped_by_reason == {store_module.UNWRITABLE: 3}
     blocked.unlink()
     store.record(requested("kept"))
+    assert store.flush()
+    assert store.dropped_by_reason == {store_module.UNWRITABLE: 3}  # nothing unstorable
     store.close()
     stats = collect(blocked / "t.sqlite3")
     assert stats.total.requests == 1
