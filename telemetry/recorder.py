@@ -315,6 +315,7 @@ class TelemetryRecorder:
             out["database"] = str(self.store.path)
             out["written"] = self.store.written
             out["dropped"] = self.store.dropped
+            out["droppedByReason"] = self.store.dropped_by_reason
             out["problem"] = self.store.problem
         return out
 

@@ -13,7 +13,10 @@ import io
 import json
 from typing import Any
 
-from ghostcomplete.telemetry.stats import DEFINITIONS, Acceptance, Stats
+from ghostcomplete.telemetry.stats import BACKEND, CACHE, DEFINITIONS, Acceptance, Latency, Stats
+
+# Row labels for where answers came from; "backend <kind>" rows are the backends themselves.
+_SOURCE_LABELS = {BACKEND: "waited for the backend", CACHE: "served from a cache"}
 
 _COLUMNS = (
     "requests",
@@ -52,6 +55,36 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds} s"
 
 
+def _dropped_line(stats: Stats) -> str:
+    """How many events the figures are missing, and why."""
+    reasons = ", ".join(f"{reason} {n}" for reason, n in stats.dropped_by_reason.items())
+    return f"Dropped events (recorded, never stored): {stats.dropped}" + (
+        f" ({reasons})" if reasons else ""
+    )
+
+
+def _source(stats: Stats, source: str) -> Latency:
+    return stats.latency_by_source.get(source) or Latency.of([])
+
+
+def _latency_headline(stats: Stats) -> str:
+    """What users waited for: answers from a cache take no time and would hide it."""
+    waited, cached = _source(stats, BACKEND), _source(stats, CACHE)
+    answers = waited.count + cached.count
+    if waited.count:
+        text = (
+            f"{waited.p50:.0f} ms median wait for the backend "
+            f"({waited.count} answers, p90 {waited.p90:.0f} ms)"
+        )
+    else:
+        text = "no answers from the backend yet"
+    if answers:
+        text += f"; {cached.count} of {answers} answers served from a cache" + (
+            f" (median {cached.p50:.0f} ms)" if cached.count else ""
+        )
+    return text
+
+
 def as_json(stats: Stats) -> str:
     return json.dumps(stats.to_json(), indent=2, sort_keys=False)
 
@@ -62,11 +95,21 @@ def as_text(stats: Stats) -> str:
         return "\n".join([*lines, stats.note, ""])
     labels = [
         *(f"  {key}" for rows in stats.groups.values() for key in rows),
+        *_SOURCE_LABELS.values(),
         *stats.latency,
         *(f"backend {name}" for name in stats.latency_by_backend),
     ]
     width = max([12, *(len(label) + 2 for label in labels)])
     header = "".ljust(width) + "".join(column.rjust(10) for column in _COLUMNS)
+    total = stats.total
+    lines += [
+        "",
+        f"{total.acceptance_rate * 100:.1f} % accepted "
+        f"({total.accepted} of {total.shown - total.noise - total.typed_through} shown), "
+        f"{total.accepted_chars} characters accepted",
+        _latency_headline(stats),
+        _dropped_line(stats),
+    ]
     lines += ["", "Acceptance (rate = accepted / (shown - noise - typed through))", header]
     lines.append("all".ljust(width) + "".join(v.rjust(10) for v in _row(stats.total)))
     for name, rows in stats.groups.items():
@@ -82,7 +125,12 @@ def as_text(stats: Stats) -> str:
         )
     lines += ["", "Latency, ms (requests that returned suggestions)"]
     lines.append("".ljust(width) + "".join(c.rjust(10) for c in ("n", "p50", "p90", "p99")))
-    for title, table in (("", stats.latency), ("backend ", stats.latency_by_backend)):
+    sources = {_SOURCE_LABELS[key]: value for key, value in stats.latency_by_source.items()}
+    for title, table in (
+        ("", sources),
+        ("", stats.latency),
+        ("backend ", stats.latency_by_backend),
+    ):
         for key, latency in table.items():
             cells = (latency.count, latency.p50, latency.p90, latency.p99)
             lines.append(f"{title}{key}".ljust(width) + "".join(str(c).rjust(10) for c in cells))
@@ -121,17 +169,29 @@ def _charts(stats: Stats) -> dict[str, str]:
         axis.tick_params(axis="x", rotation=45)
         axis.grid(alpha=0.3)
         charts["Acceptance over time"] = _png(figure)
-    if stats.latencies_ms:
-        figure, axis = plt.subplots(figsize=(7, 3))
-        axis.hist(stats.latencies_ms, bins=40, color="#4c72b0")
-        for name, value in (
-            ("p50", stats.latency["total"].p50),
-            ("p90", stats.latency["total"].p90),
+    waited = stats.latencies_ms.get(BACKEND, [])
+    cached = stats.latencies_ms.get(CACHE, [])
+    if waited or cached:
+        # One panel each: cache hits answer in about no time, and in one histogram they
+        # would flatten the answers the user actually waited for.
+        figure, (slow, fast) = plt.subplots(
+            1, 2, figsize=(8, 3), gridspec_kw={"width_ratios": [3, 1]}
+        )
+        for axis, values, color, source in (
+            (slow, waited, "#4c72b0", BACKEND),
+            (fast, cached, "#999999", CACHE),
         ):
-            axis.axvline(value, color="#c44e52", linestyle="--", linewidth=1)
-            axis.annotate(name, (value, axis.get_ylim()[1] * 0.9), color="#c44e52")
-        axis.set_xlabel("time to suggestion, ms")
-        axis.set_ylabel("requests")
+            axis.set_title(f"{_SOURCE_LABELS[source]} ({len(values)})", fontsize=9)
+            axis.set_xlabel("time to suggestion, ms")
+            if values:
+                axis.hist(values, bins=40 if source == BACKEND else 10, color=color)
+        slow.set_ylabel("requests")
+        if waited:
+            latency = _source(stats, BACKEND)
+            for name, value in (("p50", latency.p50), ("p90", latency.p90)):
+                slow.axvline(value, color="#c44e52", linestyle="--", linewidth=1)
+                slow.annotate(name, (value, slow.get_ylim()[1] * 0.9), color="#c44e52")
+        figure.tight_layout()
         charts["Latency"] = _png(figure)
     checked = [r for r in stats.retention if r.checked]
     if checked:
@@ -175,15 +235,21 @@ def as_html(stats: Stats) -> str:
         parts += [f"<p>{html.escape(stats.note)}</p></body></html>"]
         return "".join(parts)
     total = stats.total
-    latency = stats.latency.get("total")
+    waited = _source(stats, BACKEND)
     parts.append(
         "<p>"
         f"<span class='big'>{total.acceptance_rate * 100:.1f} %</span> accepted "
         f"({total.accepted} of {total.shown - total.noise - total.typed_through} shown) "
         f"<span class='big'>{total.accepted_chars}</span> characters accepted "
-        + (f"<span class='big'>{latency.p50:.0f} ms</span> median latency" if latency else "")
+        + (
+            f"<span class='big'>{waited.p50:.0f} ms</span> median wait for the backend"
+            if waited.count
+            else ""
+        )
         + "</p>"
     )
+    parts.append(f"<p>{html.escape(_latency_headline(stats))}</p>")
+    parts.append(f"<p>{html.escape(_dropped_line(stats))}</p>")
     for title, image in _charts(stats).items():
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{image}'>")
@@ -203,13 +269,20 @@ def as_html(stats: Stats) -> str:
         )
     )
     parts.append("<h2>Latency, ms</h2>")
-    latency_rows = [
-        [stage, str(v.count), str(v.p50), str(v.p90), str(v.p99)]
-        for stage, v in stats.latency.items()
-    ] + [
-        [f"backend {name}", str(v.count), str(v.p50), str(v.p90), str(v.p99)]
-        for name, v in stats.latency_by_backend.items()
-    ]
+    latency_rows = (
+        [
+            [_SOURCE_LABELS[source], str(v.count), str(v.p50), str(v.p90), str(v.p99)]
+            for source, v in stats.latency_by_source.items()
+        ]
+        + [
+            [stage, str(v.count), str(v.p50), str(v.p90), str(v.p99)]
+            for stage, v in stats.latency.items()
+        ]
+        + [
+            [f"backend {name}", str(v.count), str(v.p50), str(v.p90), str(v.p99)]
+            for name, v in stats.latency_by_backend.items()
+        ]
+    )
     parts.append(_table(["", "n", "p50", "p90", "p99"], latency_rows))
     parts.append("<h2>Where each figure comes from</h2><dl>")
     for name, definition in DEFINITIONS.items():

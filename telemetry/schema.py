@@ -8,6 +8,7 @@ at once migrate it once.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 
@@ -77,7 +78,20 @@ def _add_v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX items_by_completion ON items (completion_id)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_create_v1, _add_v2)
+def _add_v3(db: sqlite3.Connection) -> None:
+    """Version 3: events that were recorded but could not be stored, counted per reason, so
+    that a report can say how much it is missing."""
+    db.execute(
+        """CREATE TABLE dropped (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            events INTEGER NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_create_v1, _add_v2, _add_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -106,6 +120,18 @@ def migrate(db: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         db.execute(f"PRAGMA user_version = {int(max(before, target))}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        rollback_quietly(db)
         raise
     return before
+
+
+def rollback_quietly(db: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already done so.
+
+    On some errors (a full disk, an I/O error) SQLite rolls the transaction back itself; a
+    second ROLLBACK would then fail and its "no transaction is active" would replace the
+    error the caller needs to see. A rollback that fails is left unsaid for the same reason.
+    """
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")

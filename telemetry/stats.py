@@ -5,6 +5,7 @@ events, and ``DEFINITIONS`` says which: a figure in a report can always be trace
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,8 @@ import numpy as np
 from ghostcomplete.telemetry.retention import CHECKS_S
 from ghostcomplete.telemetry.schema import SCHEMA_VERSION, schema_version
 from ghostcomplete.telemetry.store import BUSY_TIMEOUT_MS, open_database
+
+log = logging.getLogger("ghostcomplete.telemetry")
 
 DEFINITIONS = {
     "requests": "rows of `requests` (one per inlineCompletion request answered)",
@@ -33,11 +36,27 @@ DEFINITIONS = {
     "retention": "per check (seconds after accept): rows of `retention` with found = 1, and "
     "how many have retained = 1 (edit distance <= 50 % of the accepted length)",
     "latencyMs": "percentiles of `requests`.total_ms over requests that returned items",
+    "latencyMsBySource": "the same, split by where the answer came from: backend = "
+    "`requests`.cache is NULL or 'inflight' (the backend generated it, or the request waited "
+    "on a generation already running); cache = 'typing' or 'prompt' (served from a cache "
+    "while typing through a suggestion, or for a prompt asked before)",
+    "dropped": "sum of `dropped`.events: events recorded but never stored (unstorable: the "
+    "event itself could not be stored; unwritable: the database could not be written; "
+    "queue_full; writer_failed), saved by the next write that succeeded",
 }
 
 _DAY = "date(r.at, 'unixepoch', 'localtime')"
 _HOUR = "strftime('%Y-%m-%d %H:00', r.at, 'unixepoch', 'localtime')"
 GROUPS = {"language": "r.language", "backend": "r.backend", "day": _DAY}
+
+# Where an answer came from, by `requests`.cache: what the user waited for is the backend.
+BACKEND, CACHE = "backend", "cache"
+_CACHE_HITS = ("typing", "prompt")
+
+
+def answer_source(cache: str | None) -> str:
+    return CACHE if cache in _CACHE_HITS else BACKEND
+
 
 _FATES = """
 WITH fate AS (
@@ -132,9 +151,16 @@ class Stats:
     retention: list[Retention] = field(default_factory=list)
     latency: dict[str, Latency] = field(default_factory=dict)  # "total" and each stage
     latency_by_backend: dict[str, Latency] = field(default_factory=dict)
+    latency_by_source: dict[str, Latency] = field(default_factory=dict)  # BACKEND and CACHE
     by_hour: dict[str, Acceptance] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)  # for the histogram
+    # total_ms of each request that returned items, by source: for the histogram
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
     note: str | None = None
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by_reason.values())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -152,21 +178,51 @@ class Stats:
                 for r in self.retention
             ],
             "latencyMs": {stage: asdict(value) for stage, value in self.latency.items()},
+            "latencyMsBySource": {
+                source: asdict(value) for source, value in self.latency_by_source.items()
+            },
             "latencyMsByBackend": {
                 backend: asdict(value) for backend, value in self.latency_by_backend.items()
             },
+            "dropped": self.dropped,
+            "droppedByReason": dict(self.dropped_by_reason),
             "definitions": DEFINITIONS,
         }
 
 
-def open_for_reading(path: Path) -> sqlite3.Connection:
-    """Read-only when the schema is current; an older database is migrated first."""
-    uri = path.resolve().as_uri() + "?mode=ro"
+def _connect_read_only(path: Path, mode: str) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?{mode}"
     db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    if schema_version(db) < SCHEMA_VERSION:
+    try:
+        schema_version(db)  # SQLite opens lazily: fail here, not in the middle of a report
+    except BaseException:
         db.close()
-        return open_database(path)
+        raise
     return db
+
+
+def open_for_reading(path: Path) -> sqlite3.Connection:
+    """A read-only connection; an older database is migrated first where it can be written.
+
+    A reader of a WAL database needs its shared-memory file (``-shm``), which it must create
+    if no writer left one; on a read-only file system that fails with "unable to open
+    database file", so the file is then read as immutable (without what a running writer
+    still holds in its ``-wal``). A database that cannot be migrated is read as it is.
+    """
+    try:
+        db = _connect_read_only(path, "mode=ro")
+    except sqlite3.OperationalError as error:
+        log.info("reading %s as immutable (%s)", path, error)
+        db = _connect_read_only(path, "immutable=1")
+    if schema_version(db) >= SCHEMA_VERSION:
+        return db
+    try:
+        migrated = open_database(path)
+    except (sqlite3.Error, OSError) as error:
+        log.info("reading %s without migrating it (%s)", path, error)
+        return db
+    db.close()
+    return migrated
 
 
 def collect(path: Path) -> Stats:
@@ -177,6 +233,9 @@ def collect(path: Path) -> Stats:
         return stats
     db = open_for_reading(path)
     try:
+        if not _has_table(db, "requests"):  # created, never written (say, on a full disk)
+            stats.note = "no telemetry recorded yet (the database has no tables)"
+            return stats
         _collect_into(db, stats)
     finally:
         db.close()
@@ -197,33 +256,52 @@ def _acceptance_by(db: sqlite3.Connection, key: str) -> dict[str, Acceptance]:
     return dict(sorted(rows.items()))
 
 
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
+
+
 def _collect_into(db: sqlite3.Connection, stats: Stats) -> None:
     stats.total = _acceptance_by(db, "'all'").get("all", Acceptance())
     stats.groups = {name: _acceptance_by(db, key) for name, key in GROUPS.items()}
     stats.by_hour = _acceptance_by(db, _HOUR)
-    checked = {
-        after: (count, retained)
-        for after, count, retained in db.execute(
-            "SELECT after_s, COUNT(*), SUM(retained) FROM retention WHERE found = 1"
-            " GROUP BY after_s"
-        )
-    }
+    checked = (
+        {
+            after: (count, retained)
+            for after, count, retained in db.execute(
+                "SELECT after_s, COUNT(*), SUM(retained) FROM retention WHERE found = 1"
+                " GROUP BY after_s"
+            )
+        }
+        if _has_table(db, "retention")
+        else {}
+    )
     stats.retention = [
         Retention(after, *checked.get(after, (0, 0))) for after in sorted({*CHECKS_S, *checked})
     ]
     totals: list[float] = []
     stages: dict[str, list[float]] = {}
     by_backend: dict[str, list[float]] = {}
-    for backend, total, timings in db.execute(
-        "SELECT backend, total_ms, timings_json FROM requests WHERE items > 0"
+    by_source: dict[str, list[float]] = {BACKEND: [], CACHE: []}
+    for backend, cache, total, timings in db.execute(
+        "SELECT backend, cache, total_ms, timings_json FROM requests WHERE items > 0"
     ):
         if total is not None:
             totals.append(float(total))
             by_backend.setdefault(backend, []).append(float(total))
+            by_source[answer_source(cache)].append(float(total))
         for stage, ms in json.loads(timings).items():
             if stage != "total" and isinstance(ms, int | float):
                 stages.setdefault(stage, []).append(float(ms))
-    stats.latencies_ms = totals
+    stats.latencies_ms = by_source
     stats.latency = {"total": Latency.of(totals)}
     stats.latency.update({stage: Latency.of(values) for stage, values in sorted(stages.items())})
     stats.latency_by_backend = {name: Latency.of(v) for name, v in sorted(by_backend.items())}
+    stats.latency_by_source = {source: Latency.of(v) for source, v in by_source.items()}
+    if _has_table(db, "dropped"):
+        stats.dropped_by_reason = {
+            str(reason): int(events)
+            for reason, events in db.execute(
+                "SELECT reason, SUM(events) FROM dropped GROUP BY reason ORDER BY reason"
+            )
+        }

@@ -8,19 +8,26 @@ writer proceed together, ``BEGIN IMMEDIATE`` + a busy timeout serialise the writ
 
 A database that cannot be written (read-only, disk full, corrupt, newer schema) produces one
 message through ``on_problem``; events are then dropped (and counted) and the store tries
-again after ``retry_after_s``. Nothing here ever raises into the caller.
+again after ``retry_after_s``. One event that cannot be stored (text SQLite cannot encode,
+such as a lone surrogate from a client) is dropped and counted alone; the rest of its batch
+is written. Drops are saved with the next successful commit (table ``dropped``), so that
+``ghostcomplete stats`` can say what is missing. Nothing here ever raises into the caller,
+and nothing stops the writer thread but ``close``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +39,7 @@ from ghostcomplete.telemetry.events import (
     RetentionChecked,
     TelemetryEvent,
 )
-from ghostcomplete.telemetry.schema import SchemaTooNew, migrate
+from ghostcomplete.telemetry.schema import SchemaTooNew, migrate, rollback_quietly
 
 log = logging.getLogger("ghostcomplete.telemetry")
 
@@ -40,6 +47,24 @@ PATH_VARIABLE = "GHOSTCOMPLETE_TELEMETRY_PATH"
 BUSY_TIMEOUT_MS = 5000
 _MAX_BATCH = 1000
 _LOCKED_RETRIES = 3
+_NEARLY_FULL_BYTES = 1 << 20
+
+# Why events were dropped, as stored in ``dropped.reason``.
+UNSTORABLE = "unstorable"  # the event itself cannot be stored (say, text SQLite cannot encode)
+UNWRITABLE = "unwritable"  # the database could not be written (read-only, full, damaged)
+QUEUE_FULL = "queue_full"  # recorded faster than the disk took them
+WRITER_FAILED = "writer_failed"  # an unexpected error in the writer; it carries on
+
+# Errors that belong to one event, not to the database: the event is dropped, its batch kept.
+_EVENT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # UnicodeEncodeError included
+    TypeError,
+    OverflowError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+)
 
 
 def default_path() -> Path:
@@ -85,7 +110,7 @@ def describe_problem(path: Path, error: BaseException) -> str:
         return f"ghostcomplete: {where} was written by a newer version ({error}); not recording"
     if "readonly" in text or "read-only" in text or isinstance(error, PermissionError):
         return f"ghostcomplete: cannot write {where} (read-only); telemetry is paused"
-    if "full" in text or getattr(error, "errno", None) == 28:
+    if "full" in text or getattr(error, "errno", None) == errno.ENOSPC or _disk_full(path, error):
         return f"ghostcomplete: the disk holding {where} is full; telemetry is paused"
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return (
@@ -95,6 +120,17 @@ def describe_problem(path: Path, error: BaseException) -> str:
     if "unable to open" in text:
         return f"ghostcomplete: cannot open {where} ({error}); telemetry is paused"
     return f"ghostcomplete: telemetry could not be written to {path} ({error}); paused"
+
+
+def _disk_full(path: Path, error: BaseException) -> bool:
+    """An I/O error on a disk with no room left: a full disk fails growing the WAL index
+    (SQLITE_IOERR_SHMSIZE) or a write, which SQLite reports as a plain "disk I/O error"."""
+    if not str(getattr(error, "sqlite_errorname", "")).startswith("SQLITE_IOERR"):
+        return False
+    try:
+        return shutil.disk_usage(path.parent).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -126,9 +162,13 @@ class TelemetryStore:
         self.flush_interval_s = flush_interval_s
         self.retry_after_s = retry_after_s
         self.written = 0
-        self.dropped = 0
         self.commits = 0
         self.problem: str | None = None
+        # Drops of this store's lifetime, and those not yet saved in the database.
+        self._dropped_by_reason: Counter[str] = Counter()
+        self._unsaved_drops: Counter[str] = Counter()
+        self._drops_lock = threading.Lock()
+        self._warned_unstorable = False
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
         self._db: sqlite3.Connection | None = None
         self._paused_until = 0.0
@@ -139,14 +179,35 @@ class TelemetryStore:
         self._thread.start()
 
     # --- called from any thread ---------------------------------------------------------
+    @property
+    def dropped(self) -> int:
+        """Events recorded in this store's lifetime that were not stored."""
+        return sum(self.dropped_by_reason.values())
+
+    @property
+    def dropped_by_reason(self) -> dict[str, int]:
+        """``dropped`` per reason (UNSTORABLE, UNWRITABLE, ...): a copy."""
+        with self._drops_lock:
+            return dict(self._dropped_by_reason)
+
     def record(self, event: TelemetryEvent) -> None:
         """Queue ``event``; never blocks, never raises."""
         if self._closed:
             return
+        if not self._thread.is_alive():
+            self._drop(WRITER_FAILED, 1)
+            return
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            self.dropped += 1
+            self._drop(QUEUE_FULL, 1)
+
+    def _drop(self, reason: str, events: int) -> None:
+        if events <= 0:
+            return
+        with self._drops_lock:
+            self._dropped_by_reason[reason] += events
+            self._unsaved_drops[reason] += events
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything recorded so far is committed (or dropped)."""
@@ -182,12 +243,25 @@ class TelemetryStore:
                 except queue.Empty:
                     break
                 running = self._collect(item, batch, markers)
-            if batch:
-                self._write(batch)
-            for marker in markers:
-                marker.done.set()
+            try:
+                if batch or (self._unsaved_drops and markers):
+                    self._write(batch)
+            except Exception:  # a bug here must cost this batch, not every later event
+                log.exception("telemetry writer failed; %d events dropped", len(batch))
+                self._drop(WRITER_FAILED, len(batch))
+                self._close_database()
+            finally:
+                for marker in markers:
+                    marker.done.set()
+        if self._unsaved_drops and time.monotonic() >= self._paused_until:
+            with contextlib.suppress(Exception):  # stopping: the counts were logged already
+                self._write([])
+        self._close_database()
+
+    def _close_database(self) -> None:
         if self._db is not None:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             self._db = None
 
     def _collect(self, item: object, batch: list[TelemetryEvent], markers: list[_Flush]) -> bool:
@@ -201,43 +275,73 @@ class TelemetryStore:
 
     def _write(self, batch: list[TelemetryEvent]) -> None:
         if time.monotonic() < self._paused_until:
-            self.dropped += len(batch)
+            self._drop(UNWRITABLE, len(batch))
             return
         for attempt in range(_LOCKED_RETRIES + 1):
+            with self._drops_lock:
+                saving = Counter(self._unsaved_drops)
             try:
                 if self._db is None:
                     self._db = open_database(self.path)
-                self._commit(self._db, batch)
+                unstorable = self._commit(self._db, batch, saving)
             except (sqlite3.Error, OSError, SchemaTooNew) as error:
                 if _is_transient(error) and attempt < _LOCKED_RETRIES:
                     continue  # another writer held the lock past the busy timeout
                 self._fail(error, len(batch))
                 return
-            self.written += len(batch)
+            with self._drops_lock:
+                self._unsaved_drops -= saving
+                if unstorable:
+                    self._dropped_by_reason[UNSTORABLE] += unstorable
+            self.written += len(batch) - unstorable
             self.commits += 1
             if self.problem is not None:
                 log.info("telemetry database %s is writable again", self.path)
                 self.problem = None
             return
 
-    def _commit(self, db: sqlite3.Connection, batch: list[TelemetryEvent]) -> None:
+    def _commit(
+        self, db: sqlite3.Connection, batch: list[TelemetryEvent], saving: Counter[str]
+    ) -> int:
+        """Insert ``batch`` and the drop counts ``saving`` in one transaction; returns how
+        many events of the batch could not be stored (they are counted in the same rows)."""
         db.execute("BEGIN IMMEDIATE")
         try:
+            unstorable = 0
             for event in batch:
-                _insert(db, event)
+                try:
+                    _insert(db, event)
+                except _EVENT_ERRORS as error:
+                    unstorable += 1
+                    self._log_unstorable(event, error)
+            drops = saving + Counter({UNSTORABLE: unstorable})
+            now = time.time()
+            for reason, events in sorted(drops.items()):
+                db.execute(
+                    "INSERT INTO dropped (at, reason, events) VALUES (?, ?, ?)",
+                    (now, reason, events),
+                )
             db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            rollback_quietly(db)
             raise
+        return unstorable
+
+    def _log_unstorable(self, event: TelemetryEvent, error: BaseException) -> None:
+        """Loud the first time, quiet after: one client bug can repeat on every keystroke."""
+        first, self._warned_unstorable = not self._warned_unstorable, True
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "telemetry: dropped a %s event that cannot be stored (%s: %s)",
+            type(event).__name__,
+            type(error).__name__,
+            error,
+        )
 
     def _fail(self, error: BaseException, lost: int) -> None:
-        self.dropped += lost
+        self._drop(UNWRITABLE, lost)
         self._paused_until = time.monotonic() + self.retry_after_s
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        self._close_database()
         message = describe_problem(self.path, error)
         log.warning("%s", message)
         self.problem = message

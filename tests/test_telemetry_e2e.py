@@ -5,6 +5,7 @@ telemetry off, and a damaged database that must not stop completions."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,67 @@ async def test_damaged_database_warns_once_and_completions_go_on(client: Languag
     assert "damaged" in telemetry_messages[0].message
     stats = await _stats(client)
     assert stats["problem"] and stats["offered"] == 3
+
+
+async def test_a_lone_surrogate_language_costs_one_event(client: LanguageClient, tmp_path: Path):
+    # JSON may carry "\ud800" (a lone surrogate); SQLite cannot store it as UTF-8 text.
+    odd = SAMPLE / "odd.txt"
+    text = "def total(items):\n    return sum(items)\n\ndef tot"
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(types.TextDocumentItem(odd.as_uri(), "py\ud800", 1, text))
+    )
+    await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
+            text_document=types.TextDocumentIdentifier(odd.as_uri()),
+            position=types.Position(3, 7),
+        )
+    )
+    await asyncio.sleep(0.3)  # past the writer's batching interval: its own batch
+    for _ in range(2):
+        await _suggest(client)
+    session = await _stats(client)  # the command commits what is queued before it reads
+    assert session["dropped"] == 1 and session["droppedByReason"] == {"unstorable": 1}
+    assert session["recorded"]["requests"] == 2
+
+    database = tmp_path / "t.sqlite3"
+    cli = await asyncio.create_subprocess_exec(
+        server_executable(),
+        "stats",
+        "--json",
+        "--db",
+        str(database),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(cli.communicate(), 30)
+    assert cli.returncode == 0
+    report = json.loads(out)
+    assert report["dropped"] == 1 and report["droppedByReason"] == {"unstorable": 1}
+    assert report["total"]["requests"] == 2 and report["total"]["offered"] == 2
+
+
+async def test_stats_separate_backend_answers_from_typing_through(
+    client: LanguageClient, tmp_path: Path
+):
+    uri, line, character, _ = await _suggest(client)
+    # The user types the suggestion's first letters: the rest comes from the cache.
+    for typed in range(1, 4):
+        _edit(client, uri, 1 + typed, (line, character + typed - 1), (line, character + typed - 1),
+              EXPECTED[typed - 1])  # fmt: skip
+        result = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Automatic),
+                text_document=types.TextDocumentIdentifier(uri),
+                position=types.Position(line, character + typed),
+            )
+        )
+        assert result is not None and result.items[0].insert_text == EXPECTED[typed:]
+    await _stats(client)  # commits what is queued
+    cli = await asyncio.create_subprocess_exec(
+        server_executable(), "stats", "--json", "--db", str(tmp_path / "t.sqlite3"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(cli.communicate(), 30)
+    by_source = json.loads(out)["latencyMsBySource"]
+    assert by_source["backend"]["count"] == 1 and by_source["cache"]["count"] == 3
+    assert by_source["backend"]["p50"] >= by_source["cache"]["p50"]

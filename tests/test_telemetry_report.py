@@ -164,3 +164,67 @@ def test_empty_database_reports_zeros(tmp_path: Path):
     assert "Acceptance" in as_html(stats)
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM items").fetchone() == (0,)
+
+
+@pytest.fixture
+def typed_through(tmp_path: Path) -> Path:
+    """Three answers from the backend (100, 200, 300 ms), one that waited on a running
+    generation (250 ms), and six served from a cache while typing through them (0-1 ms)."""
+    path = tmp_path / "t.sqlite3"
+    store = TelemetryStore(path)
+    answers = [(None, 100.0), (None, 200.0), (None, 300.0), ("inflight", 250.0)]
+    answers += [("typing", 0.0)] * 5 + [("prompt", 1.0)]
+    for index, (cache, total) in enumerate(answers):
+        cid = f"c{index}"
+        store.record(
+            Requested(
+                cid, DAY1 + index, "python", "automatic", "http", cache=cache, items=1,
+                timings_ms={"total": total},
+            )
+        )  # fmt: skip
+        store.record(Offered(f"{cid}-0", cid, 0, 5, 1, "d"))
+    store.close()
+    return path
+
+
+def test_latency_of_backend_answers_apart_from_cache_hits(
+    typed_through: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    stats = collect(typed_through)
+    assert stats.latency["total"].p50 == 0.5  # all ten answers: mostly cache hits
+    waited, cached = stats.latency_by_source["backend"], stats.latency_by_source["cache"]
+    assert (waited.count, waited.p50) == (4, 225.0)
+    assert (cached.count, cached.p50) == (6, 0.0)
+
+    assert main(["stats", "--db", str(typed_through), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["latencyMsBySource"]["backend"] == {
+        "count": 4, "p50": 225.0, "p90": 285.0, "p99": 298.5,
+    }  # fmt: skip
+    assert report["latencyMsBySource"]["cache"]["count"] == 6
+    assert "latencyMsBySource" in report["definitions"]
+
+    headline = "225 ms median wait for the backend (4 answers, p90 285 ms); "
+    headline += "6 of 10 answers served from a cache (median 0 ms)"
+    text = as_text(stats)
+    assert headline in text
+    assert "waited for the backend" in text and "served from a cache" in text
+
+    page = as_html(stats)
+    assert "<span class='big'>225 ms</span> median wait for the backend" in page
+    assert "median latency" not in page and headline in page
+    assert "<img alt='Latency'" in page
+
+
+def test_no_backend_answers_yet(tmp_path: Path):
+    path = tmp_path / "t.sqlite3"
+    store = TelemetryStore(path)
+    store.record(
+        Requested(
+            "c", DAY1, "python", "automatic", "http", cache="typing", items=1,
+            timings_ms={"total": 0.0},
+        )
+    )  # fmt: skip
+    store.close()
+    text = as_text(collect(path))
+    assert "no answers from the backend yet; 1 of 1 answers served from a cache" in text
