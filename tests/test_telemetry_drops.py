@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ghostcomplete.completion.pipeline import CompletionRequest, CompletionResult
+from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.server.cli import main
 from ghostcomplete.telemetry import store as store_module
 from ghostcomplete.telemetry.events import (
@@ -147,20 +149,12 @@ def test_an_unexpected_error_costs_one_batch_not_the_writer(
 def test_recorder_session_counts_tell_the_drop(tmp_path: Path):
     recorder = TelemetryRecorder()
     recorder.configure(True, tmp_path / "t.sqlite3", capture_content=False)
-    common = dict(
-        uri="file:///x.py",
-        automatic=True,
-        backend="lookup",
-        origins=["lookup"],
-        timings_ms={"total": 2.0},
-        cache=None,
-        skipped=None,
-        line=0,
-        character=0,
-        encoding="utf-16",
-    )
-    recorder.completed(completion_id="c1", language=LONE, texts=["a"], **common)
-    recorder.completed(completion_id="c2", language="python", texts=["b"], **common)
+    for cid, language, text in (("c1", LONE, "a"), ("c2", "python", "b")):
+        document = DocumentSnapshot("file:///x.py", language, "")
+        result = CompletionResult(cid, [text], timings_ms={"total": 2.0}, origins=["lookup"])
+        result.request = CompletionRequest(document, 0, 0, completion_id=cid)
+        result.backend = "lookup"
+        recorder.completed(result)
     assert recorder.flush()
     counts = recorder.session_counts()
     recorder.close()
