@@ -6,7 +6,6 @@ call it with plain snapshots.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import uuid
@@ -29,7 +28,7 @@ from ghostcomplete.ranker.budget import Budget, PackedContext, pack
 from ghostcomplete.ranker.dense import DenseIndex
 from ghostcomplete.ranker.index import SnippetIndex
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, snippet_tokens
-from ghostcomplete.ranker.redaction import redact
+from ghostcomplete.ranker.redaction import redact_around_cursor
 from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
 from ghostcomplete.ranker.snippets import (
     LineIdentifierCache,
@@ -236,6 +235,15 @@ class Pipeline:
         timings["context"] = round((mark - started) * 1000, 3)
 
         snippets = self.choose_snippets(cursor, neighbours)
+        prefix, suffix = cursor.prefix, cursor.suffix
+        remote = getattr(self.backend, "remote", True)  # unknown: assume it leaves the machine
+        if remote:
+            # Each source is redacted whole before the budget cuts it: a trimmed key header
+            # must not leave its body behind.
+            sources = {n.uri: n.text for n in neighbours} | {document.uri: document.text}
+            prefix, suffix, snippets = redact_around_cursor(
+                document.text, cursor.offset, snippets, sources
+            )
         budget = Budget(
             settings.budget.max_tokens, settings.budget.suffix_share, settings.budget.snippet_share
         )
@@ -250,8 +258,8 @@ class Pipeline:
             render_fim(empty, family, document.language_id, path, repo=repo)
         )
         packed = pack(
-            cursor.prefix,
-            cursor.suffix,
+            prefix,
+            suffix,
             snippets,
             self.counter,
             budget,
@@ -262,9 +270,7 @@ class Pipeline:
         )
         references = tuple(n.text for n in neighbours)
         before, after = cursor.prefix, cursor.suffix
-        if getattr(self.backend, "remote", True):  # unknown: assume it leaves the machine
-            # Text that leaves the machine: no obvious secrets, no whole files.
-            packed = _redacted(packed)
+        if remote:  # no whole files leave the machine
             references, before, after = (), "", ""
         prompt = CompletionPrompt(
             language_id=document.language_id,
@@ -358,12 +364,3 @@ class Pipeline:
         self.finish(prepared, candidates, result)
         result.timings_ms["total"] = round((time.monotonic() - started) * 1000, 3)
         return result
-
-
-def _redacted(packed: PackedContext) -> PackedContext:
-    snippets = tuple(
-        dataclasses.replace(snippet, text=redact(snippet.text)[0]) for snippet in packed.snippets
-    )
-    return dataclasses.replace(
-        packed, prefix=redact(packed.prefix)[0], suffix=redact(packed.suffix)[0], snippets=snippets
-    )

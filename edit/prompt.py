@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ghostcomplete.context.display_paths import display_path
-from ghostcomplete.ranker.redaction import redact
+from ghostcomplete.ranker.redaction import Vault, redact_part, redact_snippet, restore
 from ghostcomplete.ranker.snippets import Snippet
 
 SELECTION_OPEN = "<selection>"
@@ -45,6 +45,8 @@ class EditContext:
     snippets: Sequence[Snippet] = ()
     # How the snippets' files are named (by URI), workspace-relative where possible.
     paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # When secrets were hidden: placeholder -> the text it stands for (see ``redacted``).
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def surroundings(text: str, start: int, end: int, lines: int) -> tuple[str, str]:
@@ -65,16 +67,33 @@ def surroundings(text: str, start: int, end: int, lines: int) -> tuple[str, str]
     return text[begin:start], text[end:finish]
 
 
-def redacted(context: EditContext) -> EditContext:
-    """``context`` with obvious secrets hidden in what surrounds the selection (the selection
-    itself is what the user asked to send and to have rewritten)."""
-    snippets = tuple(dataclasses.replace(s, text=redact(s.text)[0]) for s in context.snippets)
+def redacted(
+    context: EditContext, document: str, start: int, sources: Mapping[str, str]
+) -> EditContext:
+    """``context`` with its secrets hidden: the selection, the code around it and the
+    snippets, each redacted with the secrets of its whole source (``document`` is the text
+    the selection starts at ``start`` in; ``sources`` the texts of the snippets' files by URI).
+
+    Each distinct secret gets its own placeholder, kept in ``secrets``, so that
+    ``restore_secrets`` can put the secrets back where the model's answer kept them.
+    """
+    vault = Vault(avoid=document + "".join(s.text for s in context.snippets))
+    before_start = start - len(context.before)
+    end = start + len(context.selection)
+    after_end = end + len(context.after)
     return dataclasses.replace(
         context,
-        before=redact(context.before)[0],
-        after=redact(context.after)[0],
-        snippets=snippets,
+        before=redact_part(document, before_start, start, vault)[0],
+        selection=redact_part(document, start, end, vault)[0],
+        after=redact_part(document, end, after_end, vault)[0],
+        snippets=tuple(redact_snippet(s, sources, vault) for s in context.snippets),
+        secrets=vault.secrets,
     )
+
+
+def restore_secrets(text: str, context: EditContext) -> str:
+    """``text`` (the model's answer) with the placeholders of ``context`` put back."""
+    return restore(text, context.secrets)
 
 
 def fence_for(*texts: str) -> str:

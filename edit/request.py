@@ -3,7 +3,7 @@ shown, and the change its answer asks for."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -17,7 +17,7 @@ from ghostcomplete.edit.answer import (
     fit_to_selection,
     minimal_change,
 )
-from ghostcomplete.edit.prompt import EditContext, redacted, surroundings
+from ghostcomplete.edit.prompt import EditContext, redacted, restore_secrets, surroundings
 from ghostcomplete.ranker.snippets import Snippet
 
 _CANNOT_FOLLOW = {
@@ -89,8 +89,10 @@ def edit_context(
     context_lines: int,
     remote: bool,
     roots: Sequence[Path] = (),
+    sources: Mapping[str, str] | None = None,
 ) -> EditContext:
-    """What the model is shown; without obvious secrets when the text leaves the machine.
+    """What the model is shown; with its secrets hidden when the text leaves the machine
+    (``sources``: the texts of the snippets' files by URI, so that each is redacted whole).
     Files are named relative to the workspace folder that holds them."""
     document = selection.document
     before, after = surroundings(document.text, selection.start, selection.end, context_lines)
@@ -106,16 +108,28 @@ def edit_context(
         snippets,
         paths,
     )
-    return redacted(context) if remote else context
+    if not remote:
+        return context
+    known = {**(sources or {}), document.uri: document.text}
+    return redacted(context, document.text, selection.start, known)
 
 
-def plan(answer: str, selection: Selection) -> Planned | Outcome:
-    """The edit the answer asks for, or why there is none to apply."""
+def plan(
+    answer: str, selection: Selection, context: EditContext | None = None
+) -> Planned | Outcome:
+    """The edit the answer asks for, or why there is none to apply. ``context`` is what the
+    model was shown: when it hid secrets, the answer is fitted to the selection the model saw
+    and the secrets are put back where it kept their placeholders."""
     try:
         code = extract_code(answer)
     except AnswerProblem as problem:
         return Outcome(False, str(problem))
-    fitted = fit_to_selection(code, selection.text, selection.line_head)
+    if context is not None and context.secrets:
+        # ``before`` starts at a line start, so its last line leads up to the selection.
+        head = context.before[context.before.rfind("\n") + 1 :]
+        fitted = restore_secrets(fit_to_selection(code, context.selection, head), context)
+    else:
+        fitted = fit_to_selection(code, selection.text, selection.line_head)
     change = minimal_change(selection.text, fitted)
     if change is None:
         return Outcome(False, "the model left the selection as it was; nothing to change")

@@ -98,8 +98,9 @@ def select(arguments: Sequence[Any], ls: GhostServer, settings: Settings) -> Sel
     return selection
 
 
-def _snippets(ls: GhostServer, selection: Selection) -> list[Snippet]:
-    """The completion pipeline's snippets for the code at the selection's end (best effort)."""
+def _snippets(ls: GhostServer, selection: Selection) -> tuple[list[Snippet], dict[str, str]]:
+    """The completion pipeline's snippets for the code at the selection's end (best effort),
+    and the texts of the files they may come from (by URI), for redaction."""
     document = selection.document
     pipeline = ls.pipeline
     limit = ls.settings.context.max_file_bytes
@@ -111,11 +112,12 @@ def _snippets(ls: GhostServer, selection: Selection) -> list[Snippet]:
     cursor = Cursor(
         document, selection.end, document.text[: selection.end], document.text[selection.end :]
     )
+    sources = {n.uri: n.text for n in neighbours}
     try:
-        return pipeline.choose_snippets(cursor, neighbours)
+        return pipeline.choose_snippets(cursor, neighbours), sources
     except Exception:  # context is a bonus: an edit without snippets beats no edit
         log.exception("choosing snippets for an edit failed")
-        return []
+        return [], sources
 
 
 class _Progress:
@@ -163,8 +165,9 @@ async def _prepare(ls: GhostServer, arguments: Sequence[Any], progress: _Progres
     if isinstance(backend, str):
         return Outcome(False, backend)
     remote = bool(getattr(ls.pipeline.backend, "remote", True))
+    snippets, sources = _snippets(ls, chosen)
     context = edit_context(
-        chosen, _snippets(ls, chosen), settings.edit.context_lines, remote, ls.pipeline.roots
+        chosen, snippets, settings.edit.context_lines, remote, ls.pipeline.roots, sources
     )
     messages = render_edit_messages(context)
     timeout = settings.edit.timeout_ms / 1000
@@ -187,7 +190,8 @@ async def _prepare(ls: GhostServer, arguments: Sequence[Any], progress: _Progres
     elapsed_ms = (time.monotonic() - started) * 1000
     log.info("edit answer after %.0f ms: %d characters", elapsed_ms, len(answer))
     progress.report("applying")
-    return plan(answer, chosen)
+    # Secrets hidden from the model go back where its answer kept their placeholders.
+    return plan(answer, chosen, context)
 
 
 def workspace_edit(ls: GhostServer, planned: Planned) -> types.WorkspaceEdit:

@@ -162,8 +162,10 @@ def test_surroundings_take_whole_lines_around_the_selection() -> None:
     assert surroundings(text, start, end, 99) == ("a\nb\nc = ", "\nd\ne\n")
 
 
-def test_redaction_spares_the_selection() -> None:
+def test_redaction_hides_the_selection_too() -> None:
     key = "sk-" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4"
-    context = EditContext("x", "python", "/p.py", f"KEY = '{key}'\n", f"k = '{key}'", "", ())
-    hidden = redacted(context)
-    assert key not in hidden.before and hidden.selection == context.selection
+    before, selection = f"KEY = '{key}'\n", f"k = '{key}'"
+    context = EditContext("x", "python", "/p.py", before, selection, "", ())
+    hidden = redacted(context, before + selection, len(before), {})
+    assert key not in hidden.before and key not in hidden.selection
+    assert hidden.selection == "k = '<redacted-1>'"
