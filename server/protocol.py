@@ -24,7 +24,8 @@ Commands (workspace/executeCommand):
   ghostcomplete.stats   []                 -> this session's counts {offered, shown, accepted,
                         partiallyAccepted, requested, rejected, noise, typedThrough,
                         retentionChecks, retained, acceptanceRate}, the store's health
-                        {telemetry, database, written, dropped, problem} and the database
+                        {telemetry, database, written, dropped, droppedByReason, problem}
+                        and the database
                         totals under "recorded" (see telemetry/ and `ghostcomplete stats`)
   ghostcomplete.status  []                 -> {kind, message, backend, version}
                         (+ dense: {pending, vectors} while dense retrieval is on)
