@@ -25,8 +25,8 @@ Commands (workspace/executeCommand):
                         partiallyAccepted, requested, rejected, noise, typedThrough,
                         retentionChecks, retained, acceptanceRate}, the store's health
                         {telemetry, database, written, dropped, droppedByReason, problem}
-                        and the database
-                        totals under "recorded" (see telemetry/ and `ghostcomplete stats`)
+                        and the database totals under "recorded" (see telemetry/ and
+                        `ghostcomplete stats`)
   ghostcomplete.status  []                 -> {kind, message, backend, version}
                         (+ dense: {pending, vectors} while dense retrieval is on)
   ghostcomplete.edit    [{uri, range, instruction}]
