@@ -4,6 +4,9 @@ A file is excluded when its path matches one of the exclusion patterns (gitignor
 matched against the path relative to its workspace folder, or against every tail of the path
 for files outside any folder), or when a ``.gitignore`` between it and its repository root
 ignores it. Excluded files are neither completed in nor used as context.
+
+Links are followed: a file is excluded when its own path or its real path (every symbolic
+link resolved) is excluded, so that ``settings.py -> .env`` is as private as ``.env``.
 """
 
 from __future__ import annotations
@@ -52,30 +55,43 @@ class ContentExclusion:
     ) -> None:
         self._spec = pathspec.GitIgnoreSpec.from_lines(patterns)
         self._respect_gitignore = respect_gitignore
-        self._roots = tuple(sorted((root.resolve() for root in roots), key=lambda p: -len(p.parts)))
-        self._verdicts: OrderedDict[str, str | None] = OrderedDict()
+        # Each folder as given and as its real path: a path is matched against the folder it
+        # is written under, and a real path against the real folder.
+        given = {Path(os.path.abspath(root)) for root in roots}
+        given |= {Path(os.path.realpath(root)) for root in roots}
+        self._roots = tuple(sorted(given, key=lambda p: -len(p.parts)))
+        # Keyed by the URI and its real path: a link that now points elsewhere is decided anew.
+        self._verdicts: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._gitignores: dict[Path, tuple[float, pathspec.GitIgnoreSpec | None]] = {}
 
     def reason(self, uri: str) -> str | None:
         """Why ``uri`` is excluded, or None when it may be read."""
-        if uri in self._verdicts:
-            self._verdicts.move_to_end(uri)
-            return self._verdicts[uri]
-        verdict = self._decide(uri)
-        self._verdicts[uri] = verdict
+        path = path_of_uri(uri)
+        if path is None:
+            return None  # untitled buffers and the like: nothing on disk to protect
+        real = Path(os.path.realpath(path))
+        key = (uri, str(real))
+        if key in self._verdicts:
+            self._verdicts.move_to_end(key)
+            return self._verdicts[key]
+        verdict: str | None = None
+        cause = self._decide(path)
+        if cause is not None:
+            verdict = f"{path.name} {cause}"
+        elif real != path and (cause := self._decide(real)) is not None:
+            verdict = f"{path.name} links to {real.name}, which {cause}"
+        self._verdicts[key] = verdict
         if len(self._verdicts) > _CACHE_SIZE:
             self._verdicts.popitem(last=False)
         return verdict
 
-    def _decide(self, uri: str) -> str | None:
-        path = path_of_uri(uri)
-        if path is None:
-            return None  # untitled buffers and the like: nothing on disk to protect
+    def _decide(self, path: Path) -> str | None:
+        """Why ``path`` itself (links not followed) is excluded, as a predicate."""
         for candidate in self._relative_forms(path):
             if self._spec.match_file(candidate):
-                return f"{path.name} matches an exclusion pattern"
+                return "matches an exclusion pattern"
         if self._respect_gitignore and self._ignored_by_git(path):
-            return f"{path.name} is ignored by .gitignore"
+            return "is ignored by .gitignore"
         return None
 
     def _relative_forms(self, path: Path) -> list[str]:

@@ -157,10 +157,28 @@ def _is_file(path: Path) -> bool:
     return answer
 
 
+def _inside(path: Path, folders: tuple[Path, ...]) -> bool:
+    """Whether the real path of ``path`` lies in one of ``folders`` (real paths)."""
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(folder) for folder in folders)
+
+
 def resolve_module(
     importer: Path, imported: ImportedName, language_id: str, roots: tuple[Path, ...]
 ) -> Path | None:
-    """The workspace file that defines ``imported.module``, or None."""
+    """The workspace file that defines ``imported.module``, or None.
+
+    Only files whose real path lies inside a workspace folder count (with no folder: inside
+    the importer's own folder), so that neither ``from ...outside import x`` nor a link that
+    points out of the workspace reads a file from elsewhere on the machine.
+    """
+    folders = tuple(Path(os.path.realpath(root)) for root in roots) or (
+        Path(os.path.realpath(importer.parent)),
+    )
+
+    def found(candidate: Path) -> bool:
+        return _is_file(candidate) and _inside(candidate, folders)
+
     if language_id == "python":
         parts = [p for p in imported.module.split(".") if p]
         if imported.level:
@@ -173,18 +191,18 @@ def resolve_module(
         for base in bases:
             target = base.joinpath(*parts)
             for candidate in (target.with_suffix(".py"), target / "__init__.py"):
-                if parts and _is_file(candidate):
+                if parts and found(candidate):
                     return candidate
-            if not parts and _is_file(base / "__init__.py"):
+            if not parts and found(base / "__init__.py"):
                 return base / "__init__.py"
         return None
     target = (importer.parent / imported.module).resolve()
     for candidate in [target] + [Path(str(target) + ext) for ext in _JS_EXTENSIONS]:
-        if _is_file(candidate):
+        if found(candidate):
             return candidate
     for ext in _JS_EXTENSIONS:
         index = target / f"index{ext}"
-        if _is_file(index):
+        if found(index):
             return index
     return None
 

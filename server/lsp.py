@@ -38,7 +38,7 @@ def on_initialize(ls: GhostServer, params: types.InitializeParams) -> None:
         roots = [params.root_uri]
     paths = [path_of_uri(root) for root in roots]
     ls.pipeline.configure(ls.pipeline.settings, [path for path in paths if path is not None])
-    ls.apply_settings(ls.init_options)
+    ls.apply_client_settings(ls.init_options)
 
 
 @server.feature(types.INITIALIZED)
@@ -69,7 +69,7 @@ async def refresh_workspace_settings(ls: GhostServer) -> None:
     if generation != ls.config_generation:
         return  # a newer configuration arrived while we waited
     workspace = plain(answer[0]) if answer else None
-    ls.apply_settings(ls.init_options, workspace)
+    ls.apply_client_settings(ls.init_options, workspace)
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -79,7 +79,7 @@ async def on_did_change_configuration(
     pushed = plain(params.settings)
     if isinstance(pushed, dict) and protocol.CONFIGURATION_SECTION in pushed:
         ls.config_generation += 1
-        ls.apply_settings(ls.init_options, pushed[protocol.CONFIGURATION_SECTION])
+        ls.apply_client_settings(ls.init_options, pushed[protocol.CONFIGURATION_SECTION])
     else:
         await refresh_workspace_settings(ls)
 

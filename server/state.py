@@ -31,6 +31,7 @@ from ghostcomplete.completion.problems import (
 )
 from ghostcomplete.completion.session import CompletionSession
 from ghostcomplete.completion.settings import Settings, resolve
+from ghostcomplete.completion.workspace_trust import client_layers
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.recent_files import RecentFiles
 from ghostcomplete.server import protocol
@@ -93,6 +94,20 @@ class GhostServer(LanguageServer):
         self._configured = False
 
     # --- settings -----------------------------------------------------------------------
+    def apply_client_settings(self, initialization: Any, workspace: Any = None) -> None:
+        """initializationOptions and, if any, the workspace configuration; the restricted
+        settings of the latter count only when the client says the workspace is trusted
+        (completion/workspace_trust.py)."""
+        layers, ignored = client_layers(initialization, workspace)
+        if ignored:
+            self.tell_once(
+                "untrusted-settings",
+                "ghostcomplete: ignored workspace settings " + ", ".join(ignored) + " (the "
+                "workspace is not trusted; set them in your user settings)",
+                types.MessageType.Warning,
+            )
+        self.apply_settings(*layers)
+
     def apply_settings(self, *layers: Any) -> None:
         settings, errors = resolve(*layers)
         with contextlib.suppress(RuntimeError):

@@ -19,6 +19,7 @@ import pytest
 from support import REPO
 
 from ghostcomplete.completion.settings import Settings, _camel
+from ghostcomplete.completion.workspace_trust import RESTRICTED_SETTINGS, TRUST_FIELD
 from ghostcomplete.server import protocol
 
 EXTENSION = REPO / "vscode-extension"
@@ -181,6 +182,19 @@ def test_manifest_basics():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert MANIFEST["version"] == pyproject["project"]["version"]
     restricted = MANIFEST["capabilities"]["untrustedWorkspaces"]["restrictedConfigurations"]
-    assert restricted == ["ghostcomplete.server.command"]
+    assert restricted == ["ghostcomplete.server.command"] + [
+        f"ghostcomplete.{key}" for key in RESTRICTED_SETTINGS
+    ]
     lock = json.loads((EXTENSION / "package-lock.json").read_text())
     assert lock["packages"][""]["version"] == MANIFEST["version"]
+
+
+def test_restricted_settings_mirror_the_server():
+    """The keys a workspace cannot set unless trusted, and the field that says it is trusted,
+    are the server's (completion/workspace_trust.py)."""
+    settings_ts = (EXTENSION / "src" / "settings.ts").read_text()
+    block = re.search(r"RESTRICTED_SETTINGS: readonly string\[\] = \[([^\]]*)\]", settings_ts)
+    assert block is not None
+    assert tuple(re.findall(r'"([\w.]+)"', block.group(1))) == RESTRICTED_SETTINGS
+    assert set(RESTRICTED_SETTINGS) <= set(SERVER)
+    assert f'export const TRUST_FIELD = "{TRUST_FIELD}";' in settings_ts

@@ -26,7 +26,7 @@ import {
   whichOn,
   type ServerCommand,
 } from "./serverCommand";
-import { buildInitializationOptions, needsRestart, toggleCompletions } from "./settings";
+import { buildInitializationOptions, needsRestart, toggleCompletions, userLevelValue, type Json } from "./settings";
 import { presentStatus, type ClientState } from "./status";
 
 const SECTION = protocol.CONFIGURATION_SECTION;
@@ -96,6 +96,8 @@ export class Controller implements vscode.Disposable {
       vscode.workspace.onDidGrantWorkspaceTrust(() => {
         if (this.server === undefined || this.server.source === "PATH") {
           void this.restart(); // the workspace's own .venv may now be used
+        } else {
+          this.pushSettings(); // the workspace's own restricted settings now count
         }
       }),
     );
@@ -130,6 +132,15 @@ export class Controller implements vscode.Disposable {
     return vscode.workspace.getConfiguration(SECTION);
   }
 
+  /**
+   * What the server gets from `configuration` (by default the section's current values):
+   * unless the workspace is trusted, the restricted settings come from user settings only.
+   */
+  private serverSettings(configuration: unknown = this.configuration()): { [key: string]: Json } {
+    const own = this.configuration();
+    return buildInitializationOptions(configuration, vscode.workspace.isTrusted, (key) => userLevelValue(own.inspect(key)));
+  }
+
   private findServer(): ServerCommand {
     return resolveServerCommand({
       configured: this.configuration().get<unknown>("server.command"),
@@ -159,7 +170,7 @@ export class Controller implements vscode.Disposable {
     this.output.info(`starting ${[executable.command, ...(executable.args ?? [])].join(" ")} (from ${server.source})`);
     const clientOptions: LanguageClientOptions = {
       documentSelector: DOCUMENT_SCHEMES.map((scheme) => ({ scheme })),
-      initializationOptions: () => buildInitializationOptions(this.configuration()),
+      initializationOptions: () => this.serverSettings(),
       outputChannel: this.output,
       traceOutputChannel: this.traceOutput,
       // Lasting problems go to the status bar; the log has the rest.
@@ -177,7 +188,7 @@ export class Controller implements vscode.Disposable {
               return answer;
             }
             return answer.map((value: unknown, index: number) =>
-              params.items[index]?.section === SECTION ? buildInitializationOptions(value) : value,
+              params.items[index]?.section === SECTION ? this.serverSettings(value) : value,
             );
           },
         },
@@ -262,16 +273,20 @@ export class Controller implements vscode.Disposable {
       return;
     }
     this.render(); // completion.enabled shows in the status bar
-    if (needsRestart((section) => event.affectsConfiguration(section))) {
+    if (needsRestart((section) => event.affectsConfiguration(section), vscode.workspace.isTrusted)) {
       this.output.info("settings changed that need a restart: restarting the server");
       void this.restart();
       return;
     }
+    this.pushSettings();
+  }
+
+  private pushSettings(): void {
     const client = this.client;
     if (client !== undefined && client.state === State.Running) {
       void client
         .sendNotification(DidChangeConfigurationNotification.type, {
-          settings: { [SECTION]: buildInitializationOptions(this.configuration()) },
+          settings: { [SECTION]: this.serverSettings() },
         })
         .catch((error: unknown) => this.output.info(`didChangeConfiguration: ${errorText(error)}`));
     }

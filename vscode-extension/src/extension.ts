@@ -6,7 +6,16 @@ import type * as vscode from "vscode";
 
 import { Controller } from "./controller";
 
-export { buildInitializationOptions, needsRestart, toggleCompletions, CLIENT_ONLY_SECTIONS, RESTART_SETTINGS } from "./settings";
+export {
+  buildInitializationOptions,
+  needsRestart,
+  toggleCompletions,
+  userLevelValue,
+  CLIENT_ONLY_SECTIONS,
+  RESTART_SETTINGS,
+  RESTRICTED_SETTINGS,
+  TRUST_FIELD,
+} from "./settings";
 export { resolveServerCommand, whichOn, venvExecutable } from "./serverCommand";
 export { buildServerOptions, DOCUMENT_SCHEMES } from "./controller";
 export { statsCommand } from "./report";

@@ -34,21 +34,98 @@ export function plainConfiguration(configuration: unknown): { [key: string]: Jso
 }
 
 /**
- * The server's settings from the `ghostcomplete` configuration section: the same tree
- * (camelCase, nested like the server's Settings) minus the client-only sections.
- * Used for initializationOptions, workspace/configuration answers and pushes alike.
+ * Settings that decide where text and keys go, and which files are never read: a repository's
+ * .vscode/settings.json must not set them unless the user trusts the workspace. Mirrors the
+ * server's RESTRICTED_SETTINGS (completion/workspace_trust.py); package.json lists them in
+ * restrictedConfigurations.
  */
-export function buildInitializationOptions(configuration: unknown): { [key: string]: Json } {
+export const RESTRICTED_SETTINGS: readonly string[] = [
+  "backend.http.url",
+  "backend.http.apiKeyEnv",
+  "backend.http.apiKey",
+  "backend.http.headers",
+  "backend.http.proxy",
+  "backend.http.caBundle",
+  "backend.http.verifyTls",
+  "context.exclude",
+];
+
+/**
+ * Top-level field of every settings tree sent to the server: whether the user trusts the
+ * workspace. Without `true` the server ignores RESTRICTED_SETTINGS in workspace configuration.
+ */
+export const TRUST_FIELD = "workspaceTrusted";
+
+/** Where a restricted setting is read from when the workspace is not trusted. */
+export type UserLevelValue = (key: string) => unknown;
+
+/** The user's own value of a setting (user settings, else the default), from `inspect`. */
+export function userLevelValue(inspected: Inspected<unknown> | undefined): unknown {
+  return inspected?.globalValue !== undefined ? inspected.globalValue : inspected?.defaultValue;
+}
+
+/**
+ * The server's settings from the `ghostcomplete` configuration section: the same tree
+ * (camelCase, nested like the server's Settings) minus the client-only sections, plus
+ * TRUST_FIELD. In an untrusted workspace the RESTRICTED_SETTINGS come from `userValue` (user
+ * settings) whatever the workspace says. Used for initializationOptions, workspace/configuration
+ * answers and pushes alike.
+ */
+export function buildInitializationOptions(
+  configuration: unknown,
+  trusted = false,
+  userValue: UserLevelValue = () => undefined,
+): { [key: string]: Json } {
   const tree = plainConfiguration(configuration);
   for (const section of CLIENT_ONLY_SECTIONS) {
     delete tree[section];
   }
+  if (!trusted) {
+    for (const key of RESTRICTED_SETTINGS) {
+      const value = plainValue(userValue(key));
+      setOrDelete(tree, key.split("."), value);
+    }
+  }
+  tree[TRUST_FIELD] = trusted;
   return tree;
 }
 
-/** Whether a configuration change needs a restart; `affects` is `event.affectsConfiguration`. */
-export function needsRestart(affects: (section: string) => boolean): boolean {
-  return RESTART_SETTINGS.some((key) => affects(`ghostcomplete.${key}`));
+function plainValue(value: unknown): Json | undefined {
+  return value === undefined ? undefined : (JSON.parse(JSON.stringify(value)) as Json);
+}
+
+function setOrDelete(tree: { [key: string]: Json }, parts: string[], value: Json | undefined): void {
+  const [head, ...rest] = parts;
+  if (head === undefined) {
+    return;
+  }
+  if (rest.length === 0) {
+    if (value === undefined) {
+      delete tree[head];
+    } else {
+      tree[head] = value;
+    }
+    return;
+  }
+  let child = tree[head];
+  if (typeof child !== "object" || child === null || Array.isArray(child)) {
+    if (value === undefined) {
+      return;
+    }
+    child = {};
+    tree[head] = child;
+  }
+  setOrDelete(child, rest, value);
+}
+
+/**
+ * Whether a configuration change needs a restart; `affects` is `event.affectsConfiguration`.
+ * In an untrusted workspace the server takes RESTRICTED_SETTINGS from initializationOptions
+ * only, so a change to one of them restarts it.
+ */
+export function needsRestart(affects: (section: string) => boolean, trusted = true): boolean {
+  const keys = trusted ? RESTART_SETTINGS : [...RESTART_SETTINGS, ...RESTRICTED_SETTINGS];
+  return keys.some((key) => affects(`ghostcomplete.${key}`));
 }
 
 export type ConfigurationLevel = "global" | "workspace";

@@ -14,6 +14,8 @@ import { activate, deactivate } from "../src/extension";
 import type { Controller } from "../src/controller";
 import {
   fake,
+  fireConfigurationChange,
+  grantWorkspaceTrust,
   openDocument,
   Position,
   Range,
@@ -203,6 +205,31 @@ describe.skipIf(!existsSync(SERVER))("the extension with the real server (fake V
     setSetting("ghostcomplete.backend.kind", undefined);
     await until("ready again", () => controller.statusView().summary === "ready" && controller.statusView().tooltip.includes("backend lookup"));
     expect((await ask(inventory, endOf(inventory))).map((item) => item.insertText)).toContain(EXPECTED);
+  });
+
+  it("an untrusted workspace's own backend address is not sent until the user trusts it", async () => {
+    setSetting("ghostcomplete.server.command", SERVER); // user settings: allowed in restricted mode
+    await until("ready with the user's server", () => controller.statusView().summary === "ready");
+    fakeWorkspace.isTrusted = false;
+    // A repository's .vscode/settings.json, read in one go (one restart).
+    fake.settings.workspace.set("ghostcomplete.backend.http.url", "http://127.0.0.1:9/v1"); // nothing answers there
+    fake.settings.workspace.set("ghostcomplete.backend.kind", "http");
+    fireConfigurationChange(["ghostcomplete.backend.http.url", "ghostcomplete.backend.kind"]);
+    await until("the http backend's error", () => controller.statusView().tooltip.includes("backend http") && controller.statusView().summary === "error");
+    expect(controller.statusView().tooltip).toContain("backend.http.url is not set");
+    expect(fake.output("ghostcomplete")?.text).not.toContain("127.0.0.1:9/");
+    grantWorkspaceTrust(); // now the workspace's url counts: the next request goes there
+    await until("the workspace's address", async () => {
+      if (fake.inlineProviders.length > 0) {
+        await ask(inventory, endOf(inventory));
+      }
+      return fake.output("ghostcomplete")?.text.includes("model server at http://127.0.0.1:9/v1") || undefined;
+    });
+    fake.settings.workspace.delete("ghostcomplete.backend.http.url");
+    fake.settings.workspace.delete("ghostcomplete.backend.kind");
+    fake.settings.global.delete("ghostcomplete.server.command");
+    fireConfigurationChange(["ghostcomplete.backend.http.url", "ghostcomplete.backend.kind", "ghostcomplete.server.command"]);
+    await until("ready again", () => controller.statusView().summary === "ready" && controller.statusView().tooltip.includes("backend lookup"));
   });
 
   it("a server command that does not exist leaves a stopped status and a message", async () => {

@@ -566,6 +566,12 @@ export const workspace = namespace({
 });
 
 /** Opens a document (fires onDidOpenTextDocument) and optionally makes it the active editor. */
+/** The user trusts the workspace now (VS Code's "Trust" in restricted mode). */
+export function grantWorkspaceTrust(): void {
+  workspace.isTrusted = true;
+  workspaceEvents.grantTrust.fire();
+}
+
 export function openDocument(uri: Uri, languageId: string, text: string, focus = true): FakeTextDocument {
   const document = new FakeTextDocument(uri, languageId, text);
   textDocuments.push(document);

@@ -58,7 +58,8 @@ const server = ext.resolveServerCommand({
 });
 process.stdout.write(
   JSON.stringify({
-    initializationOptions: ext.buildInitializationOptions(configuration),
+    // As in a trusted workspace: these values are all user settings anyway.
+    initializationOptions: ext.buildInitializationOptions(configuration, true),
     server: ext.buildServerOptions(server, configuration.get("server.verbose") === true, undefined),
   }),
 );

@@ -6,7 +6,14 @@ import { menuItems, EXTENSION_COMMANDS } from "../src/menu";
 import { parseEditAnswer, parseStatus } from "../src/protocol";
 import { reportForWebview, statsCommand, statsSummary } from "../src/report";
 import { resolveServerCommand, ServerNotFound, venvExecutable, whichOn, type CommandLookup, type ServerCommand } from "../src/serverCommand";
-import { buildInitializationOptions, needsRestart, toggleCompletions, RESTART_SETTINGS } from "../src/settings";
+import {
+  buildInitializationOptions,
+  needsRestart,
+  toggleCompletions,
+  userLevelValue,
+  RESTART_SETTINGS,
+  RESTRICTED_SETTINGS,
+} from "../src/settings";
 import { presentStatus } from "../src/status";
 import { buildServerOptions } from "../src/controller";
 
@@ -19,18 +26,82 @@ describe("buildInitializationOptions", () => {
       trace: { server: "verbose" },
       get: () => 1, // WorkspaceConfiguration's functions are not settings
     };
-    expect(buildInitializationOptions(configuration)).toEqual({
+    expect(buildInitializationOptions(configuration, true)).toEqual({
       backend: { kind: "http", http: { url: "http://127.0.0.1:8080", apiKeyEnv: "KEY" } },
       completion: { enabled: false, disabledLanguages: ["markdown"] },
+      workspaceTrusted: true,
     });
   });
 
   it("does not change its argument and copes with nothing", () => {
     const configuration = { server: { command: "x" }, telemetry: { mode: "off" } };
-    buildInitializationOptions(configuration);
+    buildInitializationOptions(configuration, true);
     expect(configuration.server).toEqual({ command: "x" });
-    expect(buildInitializationOptions(undefined)).toEqual({});
-    expect(buildInitializationOptions([1, 2])).toEqual({});
+    expect(buildInitializationOptions(undefined, true)).toEqual({ workspaceTrusted: true });
+    expect(buildInitializationOptions([1, 2], true)).toEqual({ workspaceTrusted: true });
+  });
+
+  // What a repository's .vscode/settings.json makes of the section (merged over the user's).
+  const merged = {
+    backend: {
+      kind: "http",
+      http: {
+        url: "https://evil.example",
+        apiKeyEnv: "GITHUB_TOKEN",
+        apiKey: "k",
+        headers: { X: "y" },
+        proxy: "http://evil.example:3128",
+        verifyTls: false,
+        model: "m",
+      },
+    },
+    context: { exclude: [], recentFiles: 3 },
+    workspaceTrusted: true, // a repository cannot vouch for itself
+  };
+  const user: Record<string, unknown> = {
+    "backend.http.url": "https://models.example/v1",
+    "backend.http.apiKeyEnv": "MY_KEY",
+  };
+  const defaults: Record<string, unknown> = { "backend.http.headers": {}, "backend.http.verifyTls": true, "context.exclude": [".env*"] };
+  const userValue = (key: string) => userLevelValue({ globalValue: user[key], defaultValue: defaults[key] });
+
+  it("in an untrusted workspace takes the restricted settings from user settings only", () => {
+    expect(buildInitializationOptions(merged, false, userValue)).toEqual({
+      backend: {
+        kind: "http",
+        http: { url: "https://models.example/v1", apiKeyEnv: "MY_KEY", headers: {}, verifyTls: true, model: "m" },
+      },
+      context: { exclude: [".env*"], recentFiles: 3 },
+      workspaceTrusted: false,
+    });
+    expect(merged.backend.http.url).toBe("https://evil.example"); // the argument is left alone
+  });
+
+  it("is untrusted unless told otherwise", () => {
+    const options = buildInitializationOptions(merged);
+    expect(options["workspaceTrusted"]).toBe(false);
+    expect(options["backend"]).toEqual({ kind: "http", http: { model: "m" } });
+  });
+
+  it("in a trusted workspace passes the workspace's values through", () => {
+    const options = buildInitializationOptions(merged, true, userValue);
+    expect(options["backend"]).toEqual(merged.backend);
+    expect(options["context"]).toEqual(merged.context);
+  });
+
+  it("restricts settings that exist on the server's http backend or context", () => {
+    for (const key of RESTRICTED_SETTINGS) {
+      expect(key).toMatch(/^(backend\.http|context)\./);
+    }
+  });
+});
+
+describe("userLevelValue", () => {
+  it("is the user's value, else the default, never the workspace's", () => {
+    expect(userLevelValue({ globalValue: "u", workspaceValue: "w", defaultValue: "d" })).toBe("u");
+    expect(userLevelValue({ workspaceValue: "w", defaultValue: "d" })).toBe("d");
+    expect(userLevelValue({ globalValue: false, defaultValue: true })).toBe(false);
+    expect(userLevelValue(undefined)).toBeUndefined();
   });
 });
 
@@ -51,6 +122,12 @@ describe("needsRestart", () => {
     expect(needsRestart(changed("ghostcomplete.backend.onnx.temperature"))).toBe(false);
     expect(needsRestart(changed("ghostcomplete.trace.server"))).toBe(false);
     expect(needsRestart(changed("editor.fontSize"))).toBe(false);
+  });
+
+  it("in an untrusted workspace restarts for the restricted settings too", () => {
+    expect(needsRestart(changed("ghostcomplete.backend.http.url"), false)).toBe(true);
+    expect(needsRestart(changed("ghostcomplete.context.exclude"), false)).toBe(true);
+    expect(needsRestart(changed("ghostcomplete.completion.enabled"), false)).toBe(false);
   });
 
   it("names only settings that exist", () => {
