@@ -9,6 +9,7 @@ ignores it. Excluded files are neither completed in nor used as context.
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -32,6 +33,16 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 )
 
 _CACHE_SIZE = 4096
+
+
+def valid_patterns(patterns: Sequence[str]) -> bool:
+    """Whether every pattern compiles: pathspec rejects some (a lone backslash) and builds
+    regular expressions that ``re`` rejects from others (the range ``[z-a]``)."""
+    try:
+        pathspec.GitIgnoreSpec.from_lines(patterns)
+    except (ValueError, TypeError, re.error):  # GitIgnorePatternError is a ValueError
+        return False
+    return True
 
 
 def path_of_uri(uri: str) -> Path | None:
