@@ -3,6 +3,7 @@ before initialize: raw bytes on the real server's stdin, framed answers read fro
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -31,7 +32,9 @@ def _framed(body: bytes) -> bytes:
 
 
 # A request whose answer proves it was read whole, with non-ASCII text in it.
-NON_ASCII = _status_request(7).replace(b'"arguments": []', '"arguments": ["héllo wörld ✓"]'.encode())
+NON_ASCII = _status_request(7).replace(
+    b'"arguments": []', '"arguments": ["héllo wörld ✓"]'.encode()
+)
 NOTIFICATION = json.dumps(
     {"jsonrpc": "2.0", "method": "foo/bar", "params": {"note": "ünïcødé"}}, ensure_ascii=False
 ).encode()
@@ -45,7 +48,10 @@ MISFRAMED: dict[str, tuple[bytes, int | None]] = {
     "lowercase content-length": (b"content-length: %d\r\n\r\n" % len(NON_ASCII) + NON_ASCII, 7),
     "LF-only framing": (b"Content-Length: %d\n\n" % len(NON_ASCII) + NON_ASCII, 7),
     "odd header spacing and case": (b"CONTENT-LENGTH:%d \r\n\r\n" % len(NON_ASCII) + NON_ASCII, 7),
-    "length too short": (b"Content-Length: %d\r\n\r\n" % (len(NOTIFICATION) - 9) + NOTIFICATION, None),
+    "length too short": (
+        b"Content-Length: %d\r\n\r\n" % (len(NOTIFICATION) - 9) + NOTIFICATION,
+        None,
+    ),
     "length too long by a little": (
         b"Content-Length: %d\r\n\r\n" % (len(NOTIFICATION) + 5) + NOTIFICATION,
         None,
@@ -158,7 +164,7 @@ def _bodies(stream: bytes, pieces: list[int] | None = None) -> tuple[list[Any], 
     deframer = Deframer(problems.append)
     bodies: list[Any] = []
     cuts = sorted({0, len(stream), *(piece % (len(stream) + 1) for piece in pieces or [])})
-    for start, end in zip(cuts, cuts[1:], strict=False):
+    for start, end in itertools.pairwise(cuts):
         deframer.feed(stream[start:end])
         while (body := deframer.next_body()) is not None:
             bodies.append(json.loads(body))
