@@ -8,13 +8,22 @@ default (or the lower layer's value) is kept for that field; everything else sti
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ghostcomplete.backends.config import BackendSettings
-from ghostcomplete.backends.setting_checks import between, one_of
-from ghostcomplete.context.exclusion import DEFAULT_EXCLUDE
+from ghostcomplete.backends.setting_checks import between, check, is_path, one_of
+from ghostcomplete.context.exclusion import DEFAULT_EXCLUDE, valid_patterns
+
+log = logging.getLogger("ghostcomplete")
+
+_PATTERNS = check(valid_patterns, "a list of gitignore patterns")
+_PATH = check(is_path, "null or a file path")
+# The longest piece of a rejected value quoted back in a message.
+_SHOWN_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -24,7 +33,7 @@ class DenseSettings:
     enabled: bool = False
     # The folder `python -m ghostcomplete.model.embedder` wrote; null: its default folder,
     # $XDG_DATA_HOME (~/.local/share)/ghostcomplete/embedder.
-    path: str | None = None
+    path: str | None = field(default=None, metadata=_PATH)
     threads: int = field(default=1, metadata=between(1, 64))
     # Load model.int8.onnx instead of model.onnx when the folder has it.
     quantized: bool = False
@@ -42,7 +51,7 @@ class ContextSettings:
     window_lines: int = field(default=60, metadata=between(5, 400))
     max_snippets: int = field(default=4, metadata=between(0, 20))
     # Files never read into a prompt (gitignore syntax); replaces the default list.
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    exclude: tuple[str, ...] = field(default=DEFAULT_EXCLUDE, metadata=_PATTERNS)
     respect_gitignore: bool = True
     dense: DenseSettings = DenseSettings()
 
@@ -59,7 +68,7 @@ class CompletionSettings:
     enabled: bool = True
     disabled_languages: tuple[str, ...] = ()
     # No suggestions in files matching these patterns (they may still serve as context).
-    disabled_files: tuple[str, ...] = ()
+    disabled_files: tuple[str, ...] = field(default=(), metadata=_PATTERNS)
     max_block_lines: int = field(default=20, metadata=between(1, 200))
     max_chars: int = field(default=400, metadata=between(1, 10_000))
     candidates: int = field(default=3, metadata=between(1, 10))
@@ -97,7 +106,7 @@ class TelemetrySettings:
     mode: str = field(default="on", metadata=one_of("on", "off"))
     # The database; null: $GHOSTCOMPLETE_TELEMETRY_PATH, else
     # $XDG_DATA_HOME (~/.local/share)/ghostcomplete/telemetry.sqlite3.
-    path: str | None = None
+    path: str | None = field(default=None, metadata=_PATH)
     # Also store suggestion text and snippet file URIs (off: lengths and hashes only).
     capture_content: bool = False
 
@@ -118,38 +127,44 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _shown(value: Any) -> str:
+    """``value`` as a message quotes it: its repr (ASCII only), cut short."""
+    text = ascii(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
 def _convert(value: Any, annotation: Any, path: str) -> Any:
     """``value`` as ``annotation``; raises ValueError with a readable message."""
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"{path} must be true or false, not {value!r}")
+        raise ValueError(f"{path} must be true or false, not {_shown(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ValueError(f"{path} must be a whole number, not {value!r}")
+        raise ValueError(f"{path} must be a whole number, not {_shown(value)}")
     if annotation is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        raise ValueError(f"{path} must be a number, not {value!r}")
+        raise ValueError(f"{path} must be a number, not {_shown(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise ValueError(f"{path} must be a string, not {value!r}")
+        raise ValueError(f"{path} must be a string, not {_shown(value)}")
     if annotation == (str | None):
         if value is None or isinstance(value, str):
             return value
-        raise ValueError(f"{path} must be a string or null, not {value!r}")
+        raise ValueError(f"{path} must be a string or null, not {_shown(value)}")
     if typing.get_origin(annotation) is dict:
         if isinstance(value, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         ):
             return dict(value)
-        raise ValueError(f"{path} must be an object of strings, not {value!r}")
+        raise ValueError(f"{path} must be an object of strings, not {_shown(value)}")
     if typing.get_origin(annotation) is tuple:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return tuple(value)
-        raise ValueError(f"{path} must be a list of strings, not {value!r}")
+        raise ValueError(f"{path} must be a list of strings, not {_shown(value)}")
     raise TypeError(f"no converter for {annotation!r}")  # a bug in this module, not user input
 
 
@@ -158,13 +173,14 @@ def _apply(base: Any, raw: Any, path: str, errors: list[str]) -> Any:
     if raw is None or raw == []:
         return base  # Lua clients encode an empty table as []
     if not isinstance(raw, dict):
-        errors.append(f"{path or 'settings'} must be an object, not {raw!r}")
+        errors.append(f"{path or 'settings'} must be an object, not {_shown(raw)}")
         return base
     hints = typing.get_type_hints(type(base))
     by_key = {_camel(f.name): f for f in dataclasses.fields(base)}
     changes: dict[str, Any] = {}
     for key, value in raw.items():
-        where = f"{path}.{key}" if path else str(key)
+        name = key if isinstance(key, str) and key.isprintable() and key.isascii() else ascii(key)
+        where = f"{path}.{name}" if path else name
         spec = by_key.get(key)
         if spec is None:
             errors.append(f"unknown setting {where}")
@@ -178,12 +194,19 @@ def _apply(base: Any, raw: Any, path: str, errors: list[str]) -> Any:
         except ValueError as error:
             errors.append(str(error))
             continue
-        check = spec.metadata.get("check")
-        if check is not None and not check[0](converted):
-            errors.append(f"{where} must be {check[1]}, not {value!r}")
+        rule = spec.metadata.get("check")
+        if rule is not None and not _passes(rule[0], converted):
+            errors.append(f"{where} must be {rule[1]}, not {_shown(value)}")
             continue
         changes[spec.name] = converted
     return dataclasses.replace(base, **changes)
+
+
+def _passes(predicate: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(predicate(value))
+    except (ValueError, TypeError, UnicodeError):  # e.g. urllib on a port out of range
+        return False
 
 
 def resolve(*layers: Any) -> tuple[Settings, list[str]]:
@@ -210,3 +233,63 @@ def to_json(settings: Any) -> dict[str, Any]:
         else:
             out[_camel(spec.name)] = value
     return out
+
+
+def _changed_fields(new: Any, old: Any, path: str = "") -> list[tuple[str, tuple[str, ...]]]:
+    """The leaf fields where ``new`` differs from ``old``: (camelCase dotted name, field path)."""
+    changed: list[tuple[str, tuple[str, ...]]] = []
+    for spec in dataclasses.fields(new):
+        mine, theirs = getattr(new, spec.name), getattr(old, spec.name)
+        where = f"{path}.{_camel(spec.name)}" if path else _camel(spec.name)
+        if mine == theirs:
+            continue
+        if dataclasses.is_dataclass(mine):
+            changed.extend(
+                (name, (spec.name, *rest)) for name, rest in _changed_fields(mine, theirs, where)
+            )
+        else:
+            changed.append((where, (spec.name,)))
+    return changed
+
+
+_Section = TypeVar("_Section")
+
+
+def _with_field(settings: _Section, names: tuple[str, ...], value: Any) -> _Section:
+    head, *rest = names
+    if rest:
+        value = _with_field(getattr(settings, head), tuple(rest), value)
+    return dataclasses.replace(settings, **{head: value})  # type: ignore[type-var]
+
+
+def _value_at(settings: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        settings = getattr(settings, name)
+    return settings
+
+
+def install_or_fall_back(
+    new: Settings, old: Settings, install: Callable[[Settings], None]
+) -> tuple[Settings, list[str]]:
+    """Install ``new``; when that raises, the settings that could be installed and one
+    message naming the field that could not.
+
+    Validation should reject every value that cannot be applied; this is the net under it.
+    Each field that differs from ``old`` (the settings in force, which installed before) is put
+    back alone until one install succeeds; if none does, ``old`` is installed again.
+    """
+    try:
+        install(new)
+        return new, []
+    except Exception as error:
+        log.warning("settings could not be applied", exc_info=True)
+        failure = error
+    for name, names in _changed_fields(new, old):
+        candidate = _with_field(new, names, _value_at(old, names))
+        try:
+            install(candidate)
+        except Exception:
+            continue
+        return candidate, [f"{name} could not be applied ({type(failure).__name__}: {failure})"]
+    install(old)
+    return old, [f"settings could not be applied ({type(failure).__name__}: {failure})"]

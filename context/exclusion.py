@@ -12,6 +12,7 @@ link resolved) is excluded, so that ``settings.py -> .env`` is as private as ``.
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -35,6 +36,16 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 )
 
 _CACHE_SIZE = 4096
+
+
+def valid_patterns(patterns: Sequence[str]) -> bool:
+    """Whether every pattern compiles: pathspec rejects some (a lone backslash) and builds
+    regular expressions that ``re`` rejects from others (the range ``[z-a]``)."""
+    try:
+        pathspec.GitIgnoreSpec.from_lines(patterns)
+    except (ValueError, TypeError, re.error):  # GitIgnorePatternError is a ValueError
+        return False
+    return True
 
 
 def path_of_uri(uri: str) -> Path | None:

@@ -30,7 +30,7 @@ from ghostcomplete.completion.problems import (
     settings_problem,
 )
 from ghostcomplete.completion.session import CompletionSession
-from ghostcomplete.completion.settings import Settings, resolve
+from ghostcomplete.completion.settings import Settings, install_or_fall_back, resolve
 from ghostcomplete.completion.workspace_trust import client_layers
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.recent_files import RecentFiles
@@ -114,17 +114,24 @@ class GhostServer(LanguageServer):
             self._loop = asyncio.get_running_loop()
         first = not self._configured
         self._configured = True
-        if first or settings.backend != self.settings.backend:
-            self.build_backend(settings)
-        if not first and settings != self.settings:
-            self.session.forget_answers()
-        self.settings = settings
-        self.pipeline.configure(settings)
-        self.telemetry.configure(
-            settings.telemetry.mode == "on",
-            resolve_path(settings.telemetry.path),
-            settings.telemetry.capture_content,
-        )
+
+        def install(settings: Settings) -> None:
+            if first or settings.backend != self.settings.backend:
+                self.build_backend(settings)
+            if not first and settings != self.settings:
+                self.session.forget_answers()
+            self.settings = settings
+            self.pipeline.configure(settings)
+            self.telemetry.configure(
+                settings.telemetry.mode == "on",
+                resolve_path(settings.telemetry.path),
+                settings.telemetry.capture_content,
+            )
+
+        # A value that passed validation and still raises: that field keeps its value in force.
+        in_force = self.settings if not first else Settings()
+        settings, failures = install_or_fall_back(settings, in_force, install)
+        errors += failures
         if errors:
             self.report(settings_problem(errors))
         elif self.pipeline.dense_problem is not None:

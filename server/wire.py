@@ -6,6 +6,12 @@
 - A ``Content-Length`` no client will ever fill (say 10^12) makes pygls ask stdin for that
   many bytes in one read, which allocates them up front: MemoryError, and the server is gone.
   Reading in bounded chunks only holds what actually arrives.
+- One mis-framed message left pygls' reader out of step for good: ``ChunkedReads`` splits the
+  stream itself (server/framing.py) and hands pygls each body under a header it can read.
+- Before ``initialize`` pygls runs handlers that need the workspace and answers -32603 with a
+  traceback; LSP asks for -32002 (ServerNotInitialized) and for notifications to be dropped
+  (``exit`` excepted). A second ``initialize`` would rebuild the workspace (open documents
+  lost) and apply the settings again: it is refused with -32600 (InvalidRequest).
 - Every notification's future stays in pygls' table of running requests forever (a leak of
   about 400 bytes per keystroke): removed here when its handler is done.
 """
@@ -18,9 +24,15 @@ from collections.abc import Generator
 from typing import Any, BinaryIO
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidRequest,
+    JsonRpcServerNotInitialized,
+)
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
+
+from ghostcomplete.server.framing import Deframer
 
 log = logging.getLogger("ghostcomplete")
 
@@ -39,6 +51,10 @@ _ANSWERED = _AlreadyAnswered()
 class WireProtocol(LanguageServerProtocol):
     """Combine with other protocol subclasses by inheritance (every override calls super)."""
 
+    # Set when the first initialize request arrives (the client may send nothing else before
+    # it is answered, so the order of handling is the order of arrival).
+    _initialize_received = False
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
             return super().structure_message(data)
@@ -46,14 +62,32 @@ class WireProtocol(LanguageServerProtocol):
             request_id = data.get("id")
             if "method" not in data or not isinstance(request_id, int | str):
                 raise  # a notification or a response: nobody waits for an answer
+            answer: JsonRpcException = error
+            if not self._initialize_received and data.get("method") != types.INITIALIZE:
+                answer = JsonRpcServerNotInitialized()
             log.warning("invalid %s request %r: %s", data.get("method"), request_id, error)
-            self._send_response(request_id, error=error.to_response_error())
+            self._send_response(request_id, error=answer.to_response_error())
             return _ANSWERED
 
     def handle_message(self, message: Any) -> None:
         if message is _ANSWERED:
             return
-        super().handle_message(message)
+        method = getattr(message, "method", None)
+        request_id: Any = getattr(message, "id", None)
+        is_request = method is not None and request_id is not None
+        refusal: JsonRpcException | None = None
+        if method == types.INITIALIZE and is_request:
+            if self._initialize_received:
+                refusal = JsonRpcInvalidRequest("initialize was already received")
+            self._initialize_received = True
+        elif method is not None and not self._initialize_received and method != types.EXIT:
+            refusal = JsonRpcServerNotInitialized(f"{method} before initialize")
+        if refusal is None:
+            super().handle_message(message)
+            return
+        log.warning("refused %s %r: %s", method, request_id, refusal)
+        if is_request:  # a notification before initialize is dropped
+            self._send_response(request_id, error=refusal.to_response_error())
 
     def _execute_handler(
         self,
@@ -77,26 +111,38 @@ class WireProtocol(LanguageServerProtocol):
 
 
 class ChunkedReads:
-    """A binary stream whose ``read(n)`` gathers at most 1 MiB at a time."""
+    """The client's stream as pygls' reader wants it: each message re-framed as
+    ``Content-Length: N``, a blank line and the body, whatever framing the client used. Reads
+    at most 1 MiB at a time, so a huge length holds only what actually arrives."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
+        self._deframer = Deframer(on_problem=lambda message: log.warning("%s", message))
+        self._lines: list[bytes] = []
+        self._body = b""
+
+    def _next_body(self) -> bytes | None:
+        read1 = getattr(self._stream, "read1", None)
+        while (body := self._deframer.next_body()) is None:
+            if self._deframer.ended:
+                return None
+            # read1: whatever has arrived (up to 1 MiB), without waiting for more.
+            data = read1(_READ_CHUNK) if read1 is not None else self._stream.read(1)
+            self._deframer.feed(data)
+        return body
 
     def readline(self) -> bytes:
-        return self._stream.readline()
+        if not self._lines:
+            body = self._next_body()
+            if body is None:
+                return b""  # the client went away
+            self._lines = [b"Content-Length: %d\r\n" % len(body), b"\r\n"]
+            self._body = body
+        return self._lines.pop(0)
 
     def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            return self._stream.read()
-        parts: list[bytes] = []
-        wanted = size
-        while wanted > 0:
-            part = self._stream.read(min(wanted, _READ_CHUNK))
-            if not part:
-                break  # the client went away mid-body
-            parts.append(part)
-            wanted -= len(part)
-        return b"".join(parts)
+        body, self._body = self._body, b""
+        return body
 
 
 # The executeCommand request being handled (its workDoneToken), seen by the command's task.
