@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 WHEEL_VENV := .venv-wheel
 STAMP := $(VENV)/.installed
+BROWSER := tests/vscode_browser
+BROWSER_STAMP := $(BROWSER)/node_modules/.installed
 
-.PHONY: try test lint typecheck unit unit-in-venv wheel-e2e bench-quick clean vsix vscode-check
+.PHONY: try test lint typecheck unit unit-in-venv wheel-e2e bench-quick clean vsix vscode-check \
+	vscode-browser system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +23,7 @@ try: $(STAMP)
 
 ## make test: set everything up from nothing and run every check. Every test runs once: the
 ## end-to-end tests (-m e2e) against the installed wheel, the others in the dev venv.
-test: lint typecheck vscode-check unit-in-venv wheel-e2e
+test: lint typecheck vscode-check vscode-browser unit-in-venv wheel-e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,15 +32,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy server completion context ranker postprocess backends edit modelserver telemetry bench model
 
-## make unit: every test, end-to-end ones included, against the dev venv.
-unit: $(STAMP)
+## make unit: every test, end-to-end and real-editor ones included, against the dev venv.
+unit: $(STAMP) $(BROWSER_STAMP) vsix
 	$(BIN)/pytest
 
 # The tests that wheel-e2e does not run; plus dense retrieval's end-to-end tests, whose
 # success path needs the `tokenizers` extra (the wheel's venv has the core dependencies
 # only, where the same tests check the message that says it is missing).
 unit-in-venv: $(STAMP)
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -m "not e2e and not vscode_browser"
 	$(BIN)/pytest tests/test_dense_e2e.py
 
 # Build the wheel, install it into a fresh venv and run the end-to-end tests against that
@@ -74,6 +77,45 @@ vscode-check: $(STAMP) $(VSCODE_STAMP)
 	cd $(VSCODE) && node_modules/.bin/vitest run --reporter=dot
 	$(MAKE) --no-print-directory vsix
 
+## The extension in a real VS Code (tests/vscode_browser/): code-server (VS Code for the browser)
+## and playwright-core from that folder's package-lock.json, driving Debian's chromium. Debian
+## packages come through apt-get when missing (root only; a no-op when present):
+## libkrb5-dev builds code-server's kerberos module, ripgrep stands in for the binary that
+## @vscode/ripgrep would download from GitHub.
+APT_PACKAGES := chromium ripgrep libkrb5-dev fonts-dejavu-core
+# @vscode/ripgrep (the version code-server 4.100.3's VS Code pins) unpacks a download it finds
+# in this cache instead of fetching it.
+RIPGREP_CACHE := $(or $(TMPDIR),/tmp)/vscode-ripgrep-cache-1.15.11
+RIPGREP_ARCHIVE := ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz
+
+system-packages:
+	@missing=""; for package in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' \
+			|| missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; \
+		fi; \
+		echo "apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# npm_config_*: code-server's install script demands unsafe-perm as root (npm 11 dropped the
+# flag, the variable still reaches the script); node-pty's `npx node-gyp` must not prompt;
+# native modules build against Debian's Node headers.
+$(BROWSER_STAMP): $(BROWSER)/package.json $(BROWSER)/package-lock.json | system-packages
+	mkdir -p $(RIPGREP_CACHE)
+	tar czf $(RIPGREP_CACHE)/$(RIPGREP_ARCHIVE) -C $$(dirname $$(command -v rg)) rg
+	cd $(BROWSER) && npm_config_unsafe_perm=true npm_config_yes=true npm_config_nodedir=/usr \
+		npm ci --no-audit --no-fund --loglevel=error
+	touch $(BROWSER_STAMP)
+
+## make vscode-browser: the extension's .vsix in code-server, driven through chromium.
+vscode-browser: $(STAMP) $(BROWSER_STAMP) vsix
+	$(BIN)/pytest -m vscode_browser $(BROWSER)
+
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) dist build *.egg-info
-	rm -rf $(VSCODE)/node_modules $(VSCODE)/out
+	rm -rf $(VSCODE)/node_modules $(VSCODE)/out $(BROWSER)/node_modules

@@ -27,6 +27,7 @@ import {
   type ServerCommand,
 } from "./serverCommand";
 import { buildInitializationOptions, needsRestart, toggleCompletions, userLevelValue, type Json } from "./settings";
+import { pipeStderr, pipeStdout, TraceChannel } from "./serverLog";
 import { presentStatus, type ClientState } from "./status";
 
 const SECTION = protocol.CONFIGURATION_SECTION;
@@ -59,7 +60,7 @@ function errorText(error: unknown): string {
 
 export class Controller implements vscode.Disposable {
   private readonly output: vscode.LogOutputChannel;
-  private readonly traceOutput: vscode.LogOutputChannel;
+  private readonly traceOutput: TraceChannel;
   private readonly statusItem: vscode.StatusBarItem;
   private readonly disposables: vscode.Disposable[] = [];
   private client: LanguageClient | undefined;
@@ -73,11 +74,12 @@ export class Controller implements vscode.Disposable {
 
   constructor() {
     this.output = vscode.window.createOutputChannel("ghostcomplete", { log: true });
-    this.traceOutput = vscode.window.createOutputChannel("ghostcomplete trace", { log: true });
+    const traceChannel = vscode.window.createOutputChannel("ghostcomplete trace", { log: true });
+    this.traceOutput = new TraceChannel(traceChannel, () => this.configuration().get<unknown>("trace.server"));
     this.statusItem = vscode.window.createStatusBarItem("ghostcomplete.status", vscode.StatusBarAlignment.Right, 100);
     this.statusItem.name = "ghostcomplete";
     this.statusItem.command = EXTENSION_COMMANDS.showMenu;
-    this.disposables.push(this.output, this.traceOutput, this.statusItem);
+    this.disposables.push(this.output, this.traceOutput, traceChannel, this.statusItem);
   }
 
   /** Registers commands and listeners, starts the server. */
@@ -173,6 +175,8 @@ export class Controller implements vscode.Disposable {
       initializationOptions: () => this.serverSettings(),
       outputChannel: this.output,
       traceOutputChannel: this.traceOutput,
+      // The client's default logs every stderr line as an error.
+      stdioOptions: { stdout: pipeStdout, stderr: pipeStderr },
       // Lasting problems go to the status bar; the log has the rest.
       revealOutputChannelOn: RevealOutputChannelOn.Never,
       initializationFailedHandler: (error) => {

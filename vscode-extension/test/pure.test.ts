@@ -16,6 +16,7 @@ import {
 } from "../src/settings";
 import { presentStatus } from "../src/status";
 import { buildServerOptions } from "../src/controller";
+import { StderrLevels, traceRequested } from "../src/logLevels";
 
 describe("buildInitializationOptions", () => {
   it("passes the server's sections through and drops the client-only ones", () => {
@@ -300,5 +301,36 @@ describe("menu", () => {
       "$(gear) Open Settings",
     ]);
     expect(menuItems(false)[1]).toMatchObject({ label: "$(check) Enable Completions", command: EXTENSION_COMMANDS.toggleCompletions });
+  });
+});
+
+describe("StderrLevels", () => {
+  it("keeps the level of each record the server logs and drops its timestamp", () => {
+    const levels = new StderrLevels();
+    expect(levels.line("2026-01-02 03:04:05,678 INFO pygls.server: Starting async IO server")).toEqual({
+      level: "info",
+      text: "pygls.server: Starting async IO server",
+    });
+    expect(levels.line("2026-01-02 03:04:05,679 WARNING ghostcomplete: slow")).toEqual({ level: "warn", text: "ghostcomplete: slow" });
+    expect(levels.line("2026-01-02 03:04:05,680 DEBUG x: y").level).toBe("debug");
+    expect(levels.line("2026-01-02 03:04:05,681 CRITICAL x: y").level).toBe("error");
+  });
+
+  it("gives a record's continuation lines its level, and tracebacks and stray lines error", () => {
+    const levels = new StderrLevels();
+    expect(levels.line("usage: ghostcomplete serve").level).toBe("error");
+    levels.line("2026-01-02 03:04:05,678 INFO ghostcomplete: settings:");
+    expect(levels.line("  backend: lookup")).toEqual({ level: "info", text: "  backend: lookup" });
+    expect(levels.line("Traceback (most recent call last):").level).toBe("error");
+    expect(levels.line('  File "x.py", line 1').level).toBe("error");
+  });
+});
+
+describe("traceRequested", () => {
+  it("is on for messages and verbose only", () => {
+    expect(traceRequested("messages")).toBe(true);
+    expect(traceRequested("verbose")).toBe(true);
+    expect(traceRequested("off")).toBe(false);
+    expect(traceRequested(undefined)).toBe(false);
   });
 });

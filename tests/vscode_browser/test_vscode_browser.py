@@ -1,0 +1,175 @@
+"""The extension in a real VS Code: code-server 4.100.3 (VS Code 1.100.3) with the .vsix that
+`make vsix` builds, in Debian's chromium. Each test checks what the user sees (the DOM) and,
+where it matters, what reached the server or the disk. One code-server serves the module.
+
+Run by `make vscode-browser` (part of `make test`), which installs everything first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from code_server import REPO, Editor, missing_install
+from support import server_executable
+
+pytestmark = [pytest.mark.vscode_browser, pytest.mark.timeout(120)]
+
+ARTIFACTS = REPO / "build" / "vscode-browser"
+
+SHOP = """\
+class Shop:
+    def __init__(self):
+        self.suppliers = {}
+        self.customers = {}
+
+    def add_supplier(self, supplier):
+        self.suppliers[supplier.name] = supplier
+
+    def add_customer(self, customer):
+        self.customers[customer.name] = customer
+
+    def remove_supplier(self, supplier):
+        del self.suppliers[supplier.name]
+
+    def remove_customer(self, customer):
+        del self
+"""
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def editor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Editor]:
+    missing = missing_install()
+    if missing is not None:
+        pytest.fail(missing)
+    root = tmp_path_factory.mktemp("vscode-browser")
+    folder = root / "project"
+    folder.mkdir()
+    settings = {
+        "ghostcomplete.server.command": server_executable(),
+        "ghostcomplete.server.verbose": True,
+        "ghostcomplete.telemetry.path": str(root / "telemetry.sqlite3"),
+        "ghostcomplete.completion.debounce": "fixed",
+        "ghostcomplete.completion.debounceMs": 0,
+        # VS Code's own word list would take Tab (and hide the ghost text) while open.
+        "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
+        "editor.suggestOnTriggerCharacters": False,
+        "editor.wordBasedSuggestions": "off",
+        "editor.inlineSuggest.enabled": True,
+        "workbench.startupEditor": "none",
+        "workbench.tips.enabled": False,
+        "workbench.enableExperiments": False,
+        "extensions.ignoreRecommendations": True,
+        "security.workspace.trust.enabled": False,
+        "telemetry.telemetryLevel": "off",
+        "files.autoSave": "off",
+        "update.mode": "none",
+    }
+    started = Editor(root, folder, settings)
+    try:
+        yield started
+    finally:
+        started.stop()
+        # Closing the tab leaves the extension host and `ghostcomplete serve` running:
+        # the whole process group must be gone.
+        assert started.group_members() == [], "code-server's process group outlived the tests"
+
+
+@pytest.fixture(autouse=True)
+def report_failure(request: pytest.FixtureRequest, editor: Editor) -> Iterator[None]:
+    """On failure: a screenshot and the extension's logs, and where they are."""
+    yield
+    if not dict(request.node.user_properties).get("call_failed"):
+        return
+    where = ARTIFACTS / request.node.name
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True)
+    try:
+        editor.screenshot(where / "screenshot.png")
+    except Exception as error:
+        (where / "screenshot-failed.txt").write_text(str(error))
+    for log in editor.extension_logs():
+        shutil.copy(log, where / log.name)
+    shutil.copytree(editor.data / "logs", where / "vscode-logs", dirs_exist_ok=True)
+    shutil.copy(editor.root / "code-server.log", where / "code-server.log")
+    print(f"\nvscode-browser: screenshot and logs of {request.node.name} in {where}")
+
+
+def write(editor: Editor, name: str, text: str) -> Path:
+    path = editor.folder / name
+    path.write_text(text)
+    return path
+
+
+def cli_suggestion(path: Path, line: int, column: int) -> str:
+    done = subprocess.run(
+        [server_executable(), "complete", f"{path}:{line}:{column}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.rstrip("\n")
+
+
+def close_all_editors(editor: Editor) -> None:
+    editor.press("Escape")
+    editor.command("View: Close All Editors")
+
+
+def test_ghost_text_appears_and_tab_inserts_it(editor: Editor) -> None:
+    path = write(editor, "shop.py", SHOP)
+    # The server's answer for the same text once "." is typed.
+    probe = write(editor, "probe.py", SHOP.replace("del self\n", "del self.\n"))
+    expected = cli_suggestion(probe, 16, 18)
+    probe.unlink()
+    assert expected, "the lookup backend has nothing to suggest here: change SHOP"
+    editor.open_file("shop.py")
+    editor.press("Control+End", "ArrowUp", "End")
+    editor.type(".")
+    assert editor.ghost_text() == expected
+    if os.environ.get("GHOSTCOMPLETE_SCREENSHOT"):  # docs/ghost-text.png, on request
+        editor.screenshot(Path(os.environ["GHOSTCOMPLETE_SCREENSHOT"]), clip_to_editor=True)
+    editor.press("Tab")
+    wait_until(lambda: editor.ghost_count() == 0, what="the ghost text to go")
+    editor.press("Control+S")
+    wait_until(
+        lambda: path.read_text() == SHOP.replace("del self\n", f"del self.{expected}\n"),
+        what="the saved file",
+    )
+
+
+def test_word_by_word_accept_inserts_one_word(editor: Editor) -> None:
+    path = write(editor, "market.py", SHOP)
+    probe = write(editor, "probe.py", SHOP.replace("del self\n", "del self.\n"))
+    expected = cli_suggestion(probe, 16, 18)
+    probe.unlink()
+    editor.open_file("market.py")
+    editor.press("Control+End", "ArrowUp", "End")
+    editor.type(".")
+    assert editor.ghost_text() == expected
+    editor.press("Control+ArrowRight")
+    editor.press("Escape", "Control+S")
+    saved = wait_until(lambda: path.read_text() != SHOP and path.read_text(), what="the saved file")
+    line = saved.splitlines()[15]
+    inserted = line.removeprefix("        del self.")
+    assert inserted, line
+    assert expected.startswith(inserted) and len(inserted) < len(expected), (inserted, expected)
+    assert inserted.rstrip("[(.").isidentifier(), f"more than one word: {inserted!r}"
