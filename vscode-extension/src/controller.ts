@@ -28,9 +28,20 @@ import {
 } from "./serverCommand";
 import { buildInitializationOptions, needsRestart, toggleCompletions, userLevelValue, type Json } from "./settings";
 import { pipeStderr, pipeStdout, TraceChannel } from "./serverLog";
+import { partialAccept, type OfferedText } from "./partialAccept";
 import { presentStatus, type ClientState } from "./status";
 
 const SECTION = protocol.CONFIGURATION_SECTION;
+
+/** VS Code's own Accept Next Word, which the extension's keybinding runs (see partialAccept.ts). */
+const ACCEPT_NEXT_WORD = "editor.action.inlineSuggest.acceptNextWord";
+
+/** The items of the server's latest answer, for telling which one a word-by-word accept took. */
+interface Offered {
+  uri: string;
+  texts: OfferedText[];
+  items: vscode.InlineCompletionItem[];
+}
 
 /** The schemes whose documents the server sees (and gets didFocus for). */
 export const DOCUMENT_SCHEMES: readonly string[] = ["file", "untitled"];
@@ -71,6 +82,7 @@ export class Controller implements vscode.Disposable {
   /** Starts and stops run one after another, never interleaved. */
   private queue: Promise<void> = Promise.resolve();
   private statsPanel: vscode.WebviewPanel | undefined;
+  private offered: Offered | undefined;
 
   constructor() {
     this.output = vscode.window.createOutputChannel("ghostcomplete", { log: true });
@@ -92,6 +104,7 @@ export class Controller implements vscode.Disposable {
     register(EXTENSION_COMMANDS.restartServer, () => this.restart());
     register(EXTENSION_COMMANDS.showMenu, () => this.showMenu());
     register(EXTENSION_COMMANDS.showLog, () => this.output.show(true));
+    register(EXTENSION_COMMANDS.acceptNextWord, () => this.acceptNextWord());
     this.disposables.push(
       vscode.workspace.onDidChangeConfiguration((event) => this.onConfigurationChanged(event)),
       vscode.window.onDidChangeActiveTextEditor((editor) => this.sendFocus(editor)),
@@ -184,6 +197,11 @@ export class Controller implements vscode.Disposable {
         return false;
       },
       middleware: {
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          const answer = await next(document, position, context, token);
+          this.remember(document, position, (Array.isArray(answer) ? answer : answer?.items) ?? []);
+          return answer;
+        },
         workspace: {
           // Answer workspace/configuration for "ghostcomplete" without the client-only keys.
           configuration: async (params, token, next) => {
@@ -229,6 +247,7 @@ export class Controller implements vscode.Disposable {
   private async stopClient(): Promise<void> {
     const client = this.client;
     this.client = undefined;
+    this.offered = undefined;
     if (client === undefined) {
       return;
     }
@@ -309,6 +328,68 @@ export class Controller implements vscode.Disposable {
         textDocument: { uri: client.code2ProtocolConverter.asUri(editor.document.uri) },
       })
       .catch((error: unknown) => this.output.info(`didFocus: ${errorText(error)}`));
+  }
+
+  private remember(document: vscode.TextDocument, position: vscode.Position, items: vscode.InlineCompletionItem[]): void {
+    const plain = items.filter((item) => typeof item.insertText === "string");
+    this.offered = {
+      uri: document.uri.toString(),
+      texts: plain.map((item) => ({
+        start: document.offsetAt(item.range?.start ?? position),
+        insertText: item.insertText as string,
+      })),
+      items: plain,
+    };
+  }
+
+  /**
+   * VS Code's Accept Next Word, then didPartiallyAcceptCompletion for the item it took part of.
+   * The edit is read from the change event, which reaches the extension before the command's
+   * answer does, and the notification follows the client's didChange for the same edit.
+   */
+  async acceptNextWord(): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    const client = this.client;
+    const offered = this.offered;
+    let listener: vscode.Disposable | undefined;
+    if (editor !== undefined && client !== undefined && offered !== undefined && offered.uri === editor.document.uri.toString()) {
+      const document = editor.document;
+      listener = vscode.workspace.onDidChangeTextDocument((event) => {
+        const change = event.contentChanges[0];
+        if (event.document !== document || change === undefined || event.contentChanges.length !== 1) {
+          return;
+        }
+        listener?.dispose();
+        const taken = partialAccept(
+          offered.texts,
+          { offset: change.rangeOffset, length: change.rangeLength, text: change.text },
+          (start, end) => document.getText(new vscode.Range(document.positionAt(start), document.positionAt(end))),
+        );
+        const item = taken === undefined ? undefined : offered.items[taken.index];
+        if (taken !== undefined && item !== undefined && client.state === State.Running) {
+          this.sendPartialAccept(client, item, taken.acceptedLength);
+        }
+      });
+    }
+    try {
+      await vscode.commands.executeCommand(ACCEPT_NEXT_WORD);
+    } finally {
+      listener?.dispose();
+    }
+  }
+
+  private sendPartialAccept(client: LanguageClient, item: vscode.InlineCompletionItem, acceptedLength: number): void {
+    const params = {
+      item: {
+        insertText: item.insertText,
+        range: item.range === undefined ? undefined : client.code2ProtocolConverter.asRange(item.range),
+        command: item.command,
+      },
+      acceptedLength,
+    };
+    void client
+      .sendNotification(protocol.DID_PARTIALLY_ACCEPT_COMPLETION, params)
+      .catch((error: unknown) => this.output.info(`didPartiallyAcceptCompletion: ${errorText(error)}`));
   }
 
   // --- status bar ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ export const EXTENSION_COMMANDS = {
   restartServer: "ghostcomplete.restartServer",
   showMenu: "ghostcomplete.showMenu",
   showLog: "ghostcomplete.showLog",
+  acceptNextWord: "ghostcomplete.acceptNextWord",
 } as const;
 
 export interface MenuItem {

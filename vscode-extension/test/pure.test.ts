@@ -16,6 +16,7 @@ import {
 } from "../src/settings";
 import { presentStatus } from "../src/status";
 import { buildServerOptions } from "../src/controller";
+import { partialAccept } from "../src/partialAccept";
 import { StderrLevels, traceRequested } from "../src/logLevels";
 
 describe("buildInitializationOptions", () => {
@@ -332,5 +333,33 @@ describe("traceRequested", () => {
     expect(traceRequested("verbose")).toBe(true);
     expect(traceRequested("off")).toBe(false);
     expect(traceRequested(undefined)).toBe(false);
+  });
+});
+
+describe("partialAccept", () => {
+  const doc = (text: string) => (start: number, end: number) => text.slice(start, end);
+
+  it("finds the item a word-by-word accept took part of, and how much", () => {
+    // "del self." then the suggestion "customers[customer.name]" at offset 9.
+    const items = [{ start: 9, insertText: "customers[customer.name]" }];
+    const after = "del self.customers";
+    expect(partialAccept(items, { offset: 9, length: 0, text: "customers" }, doc(after))).toEqual({ index: 0, acceptedLength: 9 });
+  });
+
+  it("counts from the item's start after earlier partial accepts, in UTF-16 units", () => {
+    const items = [
+      { start: 4, insertText: "other" },
+      { start: 4, insertText: "é😀 = 1" },
+    ];
+    const after = "x = é😀 ";
+    expect(partialAccept(items, { offset: 5, length: 0, text: "😀 " }, doc(after))).toEqual({ index: 1, acceptedLength: 4 });
+  });
+
+  it("reports nothing for a whole accept, another text or an edit before the item", () => {
+    const items = [{ start: 2, insertText: "abc" }];
+    expect(partialAccept(items, { offset: 2, length: 0, text: "abc" }, doc("x abc"))).toBeUndefined();
+    expect(partialAccept(items, { offset: 2, length: 0, text: "ax" }, doc("x ax"))).toBeUndefined();
+    expect(partialAccept(items, { offset: 0, length: 0, text: "y" }, doc("yx abc"))).toBeUndefined();
+    expect(partialAccept([], { offset: 2, length: 0, text: "a" }, doc("x a"))).toBeUndefined();
   });
 });
