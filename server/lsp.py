@@ -163,7 +163,7 @@ async def on_inline_completion(
     )
     ls.telemetry.request_started(document.uri)
     automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
-    result = await ls.session.complete(request, automatic=automatic)
+    result = await ls.while_busy(ls.session.complete(request, automatic=automatic))
     if result.dropped:
         return types.InlineCompletionList(items=[])
     ls.show_file_activity(result.skipped)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from lsprotocol import types
@@ -38,6 +39,11 @@ from ghostcomplete.server import protocol
 from ghostcomplete.server.wire import GhostProtocol
 from ghostcomplete.telemetry.recorder import TelemetryRecorder
 from ghostcomplete.telemetry.store import resolve_path
+
+T = TypeVar("T")
+
+# How long a request runs before the status says busy.
+BUSY_AFTER_S = 0.25
 
 log = logging.getLogger("ghostcomplete")
 
@@ -92,6 +98,8 @@ class GhostServer(LanguageServer):
         self.messages = MessageThrottle()
         self.status = (protocol.StatusKind.NORMAL, "")
         self._configured = False
+        self._in_flight = 0
+        self._busy_shown = False
 
     # --- settings -----------------------------------------------------------------------
     def apply_client_settings(self, initialization: Any, workspace: Any = None) -> None:
@@ -213,6 +221,26 @@ class GhostServer(LanguageServer):
         self.protocol.notify(
             protocol.DID_CHANGE_STATUS, {"kind": kind.value, "message": message, "busy": busy}
         )
+
+    async def while_busy(self, work: Awaitable[T]) -> T:
+        """Awaits ``work``; past BUSY_AFTER_S the status says busy until no request is left.
+        Answers faster than that (cache hits, the lookup backend) send no status at all: no
+        flicker per keystroke, and a slow model still shows that it is working."""
+        self._in_flight += 1
+        timer = asyncio.get_running_loop().call_later(BUSY_AFTER_S, self._show_busy)
+        try:
+            return await work
+        finally:
+            timer.cancel()
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._busy_shown:
+                self._busy_shown = False
+                self.set_status(*self.status)
+
+    def _show_busy(self) -> None:
+        if self._in_flight and not self._busy_shown:
+            self._busy_shown = True
+            self.set_status(*self.status, busy=True)
 
     def position_encoding(self) -> str:
         """The unit of LSP character offsets negotiated with this client ("utf-16" default)."""
