@@ -128,7 +128,9 @@ class Editor:
         self.extensions = root / "extensions"
         user = self.data / "User"
         user.mkdir(parents=True)
-        (user / "settings.json").write_text(json.dumps(settings, indent=2))
+        self.settings_file = user / "settings.json"
+        self.settings = dict(settings)
+        self.settings_file.write_text(json.dumps(settings, indent=2))
         self.env = dict(os.environ)
         for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
             path = root / name.lower()
@@ -342,6 +344,58 @@ class Editor:
             if time.monotonic() > deadline:
                 raise AssertionError(f"status bar never said {summary!r}; last: {label!r}")
             time.sleep(0.1)
+
+    def change_settings(self, changes: dict[str, Any]) -> None:
+        """Changes user settings as a user does: Preferences: Open User Settings (JSON), the
+        new text in that editor, save. (VS Code here does not notice the file written from
+        outside.) A value of None removes the setting."""
+        for key, value in changes.items():
+            if value is None:
+                self.settings.pop(key, None)
+            else:
+                self.settings[key] = value
+        text = json.dumps(self.settings)
+        self.press("Escape")
+        self.command("Preferences: Open User Settings (JSON)")
+        self.js(
+            f"""
+            await page.locator(".tab.active", {{ hasText: "settings.json" }}).waitFor();
+            const group = page.locator(".editor-group-container.active");
+            await group.locator(".monaco-editor textarea").first().focus();
+            await page.keyboard.press("Control+A");
+            await page.keyboard.insertText({json.dumps(text)});
+            // What the JSON editor closed by itself after the inserted text.
+            await page.keyboard.press("Shift+Control+End");
+            await page.keyboard.press("Delete");
+            await page.keyboard.press("Control+S");
+            """
+        )
+        deadline = time.monotonic() + 15
+        while json.loads(self.settings_file.read_text() or "{}") != self.settings:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"settings.json was not saved: {self.settings_file}")
+            time.sleep(0.1)
+        self.command("View: Close Editor")
+
+    def server_pids(self) -> list[int]:
+        """The `ghostcomplete serve` processes in code-server's process group."""
+        pids = []
+        for pid in self.group_members():
+            try:
+                argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"serve" in argv and any(arg.endswith(b"ghostcomplete") for arg in argv):
+                pids.append(pid)
+        return pids
+
+    def notification_texts(self) -> list[str]:
+        return list(
+            self.js(
+                "return await page.locator('.notifications-toasts .notification-toast')"
+                ".allInnerTexts();"
+            )
+        )
 
     def screenshot(self, path: Path, clip_to_editor: bool = False) -> None:
         selector = ".part.editor" if clip_to_editor else "body"

@@ -7,8 +7,10 @@ Run by `make vscode-browser` (part of `make test`), which installs everything fi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -68,6 +70,8 @@ def editor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Editor]:
         "ghostcomplete.telemetry.path": str(root / "telemetry.sqlite3"),
         "ghostcomplete.completion.debounce": "fixed",
         "ghostcomplete.completion.debounceMs": 0,
+        # The trace setting must fill the trace channel (test_trace_channel_shows_lsp_messages).
+        "ghostcomplete.trace.server": "messages",
         # VS Code's own word list would take Tab (and hide the ghost text) while open.
         "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
         "editor.suggestOnTriggerCharacters": False,
@@ -166,6 +170,8 @@ def test_word_by_word_accept_inserts_one_word(editor: Editor) -> None:
     editor.type(".")
     assert editor.ghost_text() == expected
     editor.press("Control+ArrowRight")
+    # The extension's command runs VS Code's Accept Next Word: wait for its edit.
+    editor.js('await page.locator(".tab.active.dirty").waitFor();')
     editor.press("Escape", "Control+S")
     saved = wait_until(lambda: path.read_text() != SHOP and path.read_text(), what="the saved file")
     line = saved.splitlines()[15]
@@ -173,3 +179,83 @@ def test_word_by_word_accept_inserts_one_word(editor: Editor) -> None:
     assert inserted, line
     assert expected.startswith(inserted) and len(inserted) < len(expected), (inserted, expected)
     assert inserted.rstrip("[(.").isidentifier(), f"more than one word: {inserted!r}"
+    # The extension told the server (didPartiallyAcceptCompletion): the telemetry database
+    # has the partial accept, with the characters taken.
+    database = Path(editor.settings["ghostcomplete.telemetry.path"])
+    wait_until(lambda: len(inserted) in partial_accepts(database), what="a partially_accepted row")
+
+
+def partial_accepts(database: Path) -> list[int]:
+    """The accepted lengths of the partially_accepted events stored so far."""
+    if not database.exists():
+        return []
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+        rows = db.execute("SELECT value FROM events WHERE kind = 'partially_accepted'").fetchall()
+    return [int(value) for (value,) in rows]
+
+
+# --- the status bar, commands and settings --------------------------------------------------
+def test_stats_report_matches_the_cli(editor: Editor) -> None:
+    """Show Acceptance Stats renders `ghostcomplete stats --html`; its table's totals are the
+    figures `ghostcomplete stats --json` gives for the same database."""
+    close_all_editors(editor)
+    database = editor.settings["ghostcomplete.telemetry.path"]
+    names = ("requests", "offered", "shown", "noise", "typedThrough", "accepted")
+    names += ("partiallyAccepted", "rejected")
+    for _ in range(3):  # the figures move while earlier suggestions time out: read both again
+        editor.command("ghostcomplete: Show Acceptance Stats")
+        cells = editor.js(
+            """
+            const report = page.frameLocator("iframe.webview.ready").frameLocator("#active-frame");
+            const row = report.locator("table").first().locator("tbody tr").first();
+            await row.waitFor();
+            return await row.locator("td").allInnerTexts();
+            """
+        )
+        done = subprocess.run(
+            [server_executable(), "stats", "--json", "--db", database],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        total = json.loads(done.stdout)["total"]
+        if [int(cell) for cell in cells[1:9]] == [total[name] for name in names]:
+            break
+        close_all_editors(editor)
+    assert cells[0] == "all"
+    assert [int(cell) for cell in cells[1:9]] == [total[name] for name in names]
+    assert cells[9] == f"{total['acceptanceRate'] * 100:.1f} %"
+    assert int(cells[10]) == total["acceptedChars"]
+    assert total["offered"] >= 1 and total["accepted"] >= 1
+    close_all_editors(editor)
+
+
+def test_trace_channel_shows_lsp_messages(editor: Editor) -> None:
+    """ghostcomplete.trace.server = "messages" (set from the start): the trace output channel
+    shows the LSP traffic."""
+    editor.command("Output: Show Output Channels")
+    editor.js(
+        """
+        const input = page.locator(".quick-input-widget input");
+        await input.fill("ghostcomplete trace");
+        await page.locator(".quick-input-list .monaco-list-row",
+          { hasText: "ghostcomplete trace" }).first().waitFor();
+        await page.keyboard.press("Enter");
+        """
+    )
+
+    def shown() -> str:
+        return str(
+            editor.js(
+                "return (await page.locator('.part.panel .monaco-editor .view-lines')"
+                ".allInnerTexts()).join('\\n');"
+            )
+        )
+
+    text = wait_until(
+        lambda: "textDocument/" in shown() and shown().replace("\xa0", " "),
+        what="LSP messages in the trace",
+    )
+    assert "Sending " in text or "Received " in text, text
+    editor.command("View: Hide Panel")
