@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from code_server import REPO, Editor, missing_install
+from code_server import GHOST_SELECTOR, REPO, Editor, missing_install
 from support import server_executable
 
 pytestmark = [pytest.mark.vscode_browser, pytest.mark.timeout(120)]
@@ -171,7 +171,16 @@ def test_word_by_word_accept_inserts_one_word(editor: Editor) -> None:
     assert editor.ghost_text() == expected
     editor.press("Control+ArrowRight")
     # The extension's command runs VS Code's Accept Next Word: wait for its edit.
-    editor.js('await page.locator(".tab.active.dirty").waitFor();')
+    wait_until(
+        lambda: (
+            editor.js(
+                f"return (await page.locator({json.dumps(GHOST_SELECTOR)})"
+                ".allTextContents()).join('');"
+            )
+            != expected
+        ),
+        what="the word accept's edit",
+    )
     editor.press("Escape", "Control+S")
     saved = wait_until(lambda: path.read_text() != SHOP and path.read_text(), what="the saved file")
     line = saved.splitlines()[15]
