@@ -292,7 +292,7 @@ class Pipeline:
             candidates=settings.completion.candidates,
             deadline=deadline,
         )
-        around = Surroundings(cursor.line_prefix, cursor.suffix, scope, max_lines)
+        around = Surroundings.at(cursor.prefix, cursor.suffix, scope, max_lines)
         timings["rank"] = round((time.monotonic() - mark) * 1000, 3)
         return Prepared(prompt, limits, around)
 

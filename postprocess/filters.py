@@ -17,6 +17,8 @@ _FIM_ARTIFACTS = re.compile(
     r"|<(?:PRE|SUF|MID|EOT)>|<｜fim▁(?:begin|hole|end)｜>|<｜end▁of▁sentence｜>"
 )
 
+_WORD = re.compile(r"\w")
+
 
 @dataclass(frozen=True)
 class Surroundings:
@@ -26,6 +28,15 @@ class Surroundings:
     suffix: str
     scope: Scope
     max_lines: int
+    # The whole line above the cursor's line ("" on the first line).
+    line_above: str = ""
+
+    @classmethod
+    def at(cls, prefix: str, suffix: str, scope: Scope, max_lines: int) -> Surroundings:
+        """The surroundings of a cursor that splits a text into ``prefix`` and ``suffix``."""
+        lines = prefix.rsplit("\n", 2)
+        above = lines[-2] if len(lines) > 1 else ""
+        return cls(lines[-1], suffix, scope, max_lines, above.removesuffix("\r"))
 
 
 Filter = Callable[[str, Surroundings], str]
@@ -95,6 +106,24 @@ def drop_suffix_repeat(text: str, around: Surroundings) -> str:
     return text
 
 
+def drop_copy_of_line_above(text: str, around: Surroundings) -> str:
+    """Drop a candidate whose first line, once written, is the line just above it again:
+    repeating the previous statement is almost never what the user wants next. Lines of
+    brackets and punctuation only (closers at the same depth) may repeat."""
+    line_suffix = around.suffix.split("\n", 1)[0].removesuffix("\r")
+    if text.startswith("\n") and around.line_prefix.strip():
+        # The candidate starts the next line: the cursor's own line is the one above it.
+        written = text[1:].split("\n", 1)[0]
+        above = around.line_prefix + line_suffix
+    else:
+        first = text.split("\n", 1)[0]
+        written = around.line_prefix + first + (line_suffix if "\n" not in text else "")
+        above = around.line_above
+    if not _WORD.search(above) or written.rstrip() != above.rstrip():
+        return text
+    return ""
+
+
 def balance_closers_with_suffix(text: str, around: Surroundings) -> str:
     """When the rest of the line already closes brackets the candidate also closes, keep only
     one: drop the candidate's trailing closers that the line suffix supplies."""
@@ -118,6 +147,7 @@ PIPELINE: tuple[Filter, ...] = (
     trim_trailing_whitespace,
     balance_closers_with_suffix,
     drop_suffix_repeat,
+    drop_copy_of_line_above,
     drop_trivial,
 )
 

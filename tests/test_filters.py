@@ -17,12 +17,8 @@ CASES = tomllib.loads((Path(__file__).parent / "golden" / "filters.toml").read_t
 def test_golden(case: dict) -> None:
     before, after = case["text"].split("║")
     scope = Scope(case.get("scope", "line"))
-    around = Surroundings(
-        line_prefix=before.rsplit("\n", 1)[-1],
-        suffix=after,
-        scope=scope,
-        max_lines=case.get("max_lines", 20 if scope is Scope.BLOCK else 1),
-    )
+    max_lines = case.get("max_lines", 20 if scope is Scope.BLOCK else 1)
+    around = Surroundings.at(before, after, scope, max_lines)
     kept = apply_filters([case["candidate"]], around)
     assert kept == ([case["expect"]] if case["expect"] else [])
 
