@@ -107,9 +107,10 @@ def drop_suffix_repeat(text: str, around: Surroundings) -> str:
 
 
 def drop_copy_of_line_above(text: str, around: Surroundings) -> str:
-    """Drop a candidate whose first line, once written, is the line just above it again:
-    repeating the previous statement is almost never what the user wants next. Lines of
-    brackets and punctuation only (closers at the same depth) may repeat."""
+    """Drop a candidate whose first line, once written, is the line just above it again (at
+    any indentation): repeating the previous statement, or a header inside its own body, is
+    almost never what the user wants next. Lines of brackets and punctuation only may
+    repeat."""
     line_suffix = around.suffix.split("\n", 1)[0].removesuffix("\r")
     if text.startswith("\n") and around.line_prefix.strip():
         # The candidate starts the next line: the cursor's own line is the one above it.
@@ -119,7 +120,7 @@ def drop_copy_of_line_above(text: str, around: Surroundings) -> str:
         first = text.split("\n", 1)[0]
         written = around.line_prefix + first + (line_suffix if "\n" not in text else "")
         above = around.line_above
-    if not _WORD.search(above) or written.rstrip() != above.rstrip():
+    if not _WORD.search(above) or written.strip() != above.strip():
         return text
     return ""
 
