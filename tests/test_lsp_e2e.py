@@ -281,7 +281,7 @@ async def utf8_client(lsp_client: LanguageClient):
 async def test_positions_in_utf8_when_negotiated(utf8_client: LanguageClient, tmp_path):
     text = (
         "greeting = 'héllo wörld'; farewell_message = format_message(greeting)\n"
-        "greeting = 'héllo wörld'; farewell_"
+        "salutation = 'héllo wörld'; farewell_"
     )
     uri = open_document(utf8_client, tmp_path / "accents.py", text)
     last = text.split("\n")[1]
@@ -294,7 +294,7 @@ async def test_positions_in_utf8_when_negotiated(utf8_client: LanguageClient, tm
     assert first.startswith("message = ") and "message = format_message(greeting)".startswith(first)
     # A byte offset inside "é" is no position at all: nothing, rather than a wrong place.
     assert not (
-        await request_completion(utf8_client, uri, 1, len(b"greeting = 'h") + 1, automatic=True)
+        await request_completion(utf8_client, uri, 1, len(b"salutation = 'h") + 1, automatic=True)
     ).items
 
 
