@@ -17,4 +17,4 @@ class Inventory:
     def total_value_cents(self) -> int:
         return sum(product.total_value_cents() for product in self.products.values())
 
-    # Try: below this line, define a method that tells if a product is in stock.
+    # Try: below this line, add a method that updates the details of a supplier.

@@ -45,7 +45,7 @@ vim.api.nvim_create_autocmd('VimEnter', {
     end
     vim.api.nvim_echo({
       {
-        'ghostcomplete: press G o, type "def is_in_stock"; Tab accepts',
+        'ghostcomplete: press G o, type "def update_supplier(", then Tab, Tab',
         'MoreMsg',
       },
     }, false, {})
