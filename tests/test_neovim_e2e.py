@@ -30,14 +30,13 @@ INIT = REPO / "neovim" / "try" / "init.lua"
 SAMPLE = REPO / "examples" / "sample_project"
 HL = "GhostcompleteSuggestion"
 
-# What the lookup backend proposes after "def is_in_stock" once models.py is open, and the
-# block it proposes after that line is accepted: both are copied from models.py.
-TYPED = "def is_in_stock"
+# The guided steps of `make try`: what the lookup backend proposes after "def update_supplier("
+# in Inventory, and the body it proposes once that line is accepted, both copied from
+# add_supplier.
+TYPED = "def update_supplier("
 LINE = "    " + TYPED
-SUGGESTION = "(self) -> bool:"
-# The place in models.py matched the whole header, so its body is trusted past "self"; the
-# cut stops before " > 0".
-BLOCK = "\n        return self.quantity"
+SUGGESTION = "self, supplier: Supplier) -> None:"
+BLOCK = "\n        self.suppliers[supplier.name] = supplier"
 
 
 def server_command() -> str:
@@ -241,14 +240,15 @@ def test_accept_word_inserts_one_word_and_keeps_the_rest(editor: Editor) -> None
     editor.wait_ghost(SUGGESTION)
 
     editor.press("<M-Right>")
-    wait_for(lambda: editor.line() == LINE + "(self", "the accepted word")
-    editor.wait_ghost(") -> bool:")
-    assert editor.cursor() == (21, len(LINE + "(self"))
+    wait_for(lambda: editor.line() == LINE + "self", "the accepted word")
+    editor.wait_ghost(", supplier: Supplier) -> None:")
+    assert editor.cursor() == (21, len(LINE + "self"))
     wait_for(lambda: editor.stats()["partiallyAccepted"] == 1, "the partial accept")
 
     editor.press("<M-Right>")
-    wait_for(lambda: editor.line() == LINE + "(self)", "the second word")
-    editor.wait_ghost(" -> bool:")
+    # Punctuation, then one word: the comma comes alone, as the blank follows it.
+    wait_for(lambda: editor.line() == LINE + "self,", "the second word")
+    editor.wait_ghost(" supplier: Supplier) -> None:")
 
     editor.press("<Tab>")  # the rest
     wait_for(lambda: editor.line() == LINE + SUGGESTION, "the rest of the line")
@@ -258,9 +258,9 @@ def test_accept_word_inserts_one_word_and_keeps_the_rest(editor: Editor) -> None
 def test_typing_through_the_suggestion_keeps_showing_the_rest(editor: Editor) -> None:
     editor.type_at_end(TYPED)
     editor.wait_ghost(SUGGESTION)
-    editor.keys("(se")
-    wait_for(lambda: editor.line() == LINE + "(se", "the typed text")
-    editor.wait_ghost("lf) -> bool:")
+    editor.keys("se")
+    wait_for(lambda: editor.line() == LINE + "se", "the typed text")
+    editor.wait_ghost("lf, supplier: Supplier) -> None:")
 
 
 def test_dismiss_clears_the_ghost_text(editor: Editor) -> None:
