@@ -364,6 +364,10 @@ class FamilyFit:
 # beat copying whole is no fit. "javascript" covers JavaScript and TypeScript.
 FITS: dict[str, FamilyFit] = {
     "python": FamilyFit(PLACE_CALIBRATION, CALIBRATION),
+    "javascript": FamilyFit(
+        (-0.704, 1.15, 1.039, 0.399, 1.634),
+        (-1.187, 0.306, 0.059, 0.491, -0.203, 0.498),
+    ),
 }
 
 
