@@ -30,9 +30,11 @@ class LookupSettings:
     # confidence.py); "none": the whole line or block that followed the match.
     cut: str = field(default="confidence", metadata=one_of("confidence", "none"))
     # Show nothing when the estimated chance that the suggestion is accepted whole is lower
-    # (lookup/confidence.acceptance_chance): the highest gate that keeps nearly all of the
-    # characters users accept without a gate, chosen on the development seed of the
-    # acceptance benchmark (docs/benchmarks.md).
+    # (lookup/confidence.acceptance_chance, calibrated per language family): the highest gate
+    # that keeps nearly all of the characters users accept without a gate, chosen on the
+    # development projects of the acceptance benchmark (docs/benchmarks.md). place,
+    # cut, minConfidence and fallback apply to the families with fitted weights
+    # (lookup/confidence.FITS); the others always get the plain lookup.
     min_confidence: float = field(default=0.12, metadata=between(0.0, 1.0))
     # Where nothing long enough matches (or the best copy is gated out): "ngram" writes the
     # rest of the line from how shorter contexts go on in the same text, shown when its

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostcomplete.backends import KINDS as BACKENDS
-from ghostcomplete.bench.corpus import CorpusError, default_cache, load_repos
+from ghostcomplete.bench.corpus import SPLITS, CorpusError, default_cache, load_repos
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="only this project of the corpus (e.g. click, stdlib/json); repeatable",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="the corpus's development projects (tune on these), its test projects (report "
+        "on these) or both (default)",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="lookup", help="server backend")
     parser.add_argument(
@@ -153,7 +160,9 @@ def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     cache = args.cache or default_cache()
     started = time.monotonic()
     try:
-        repos = load_repos(quick=args.quick, paths=args.repo, cache=cache, only=args.only)
+        repos = load_repos(
+            quick=args.quick, paths=args.repo, cache=cache, only=args.only, split=args.split
+        )
     except CorpusError as error:
         print(f"ghostcomplete bench: {error}", file=sys.stderr)
         return 1
@@ -171,7 +180,12 @@ def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         tasks = [task for repo in repos for task in make_tasks(repo, per_kind, args.seed)]
         data: dict[str, Any] = {**report.header(argv), "benchmark": "acceptance"}
         data["corpus"] = [_describe(repo) for repo in repos]
-        data["settings"] = {"seed": args.seed, "tasks_per_kind": per_kind, "quick": args.quick}
+        data["settings"] = {
+            "seed": args.seed,
+            "tasks_per_kind": per_kind,
+            "quick": args.quick,
+            "split": args.split,
+        }
         data["server_settings"] = args.settings
         data.update(acceptance.run(repos, tasks, contexts, args.backend, args.settings))
     else:
@@ -183,7 +197,12 @@ def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         chars = args.chars or (50 if args.quick else 300)
         data = {**report.header(argv), "benchmark": "latency"}
         data["corpus"] = [_describe(repo) for repo in repos]
-        data["settings"] = {"seed": args.seed, "files": files, "chars": chars}
+        data["settings"] = {
+            "seed": args.seed,
+            "files": files,
+            "chars": chars,
+            "split": args.split,
+        }
         data["server_settings"] = args.settings
         data.update(
             latency.run(
@@ -201,5 +220,6 @@ def _describe(repo: Any) -> dict[str, Any]:
         "version": repo.version,
         "license": repo.license,
         "source": repo.source,
+        "split": repo.split,
         "files": len(repo.files),
     }

@@ -33,6 +33,9 @@ LANGUAGES: dict[str, str] = {
     ".ts": "typescript",
     ".tsx": "typescriptreact",
 }
+# The sides of the corpus (``split`` in corpus.toml): "dev" projects are where every fit and
+# tuning choice is made, "test" projects are only reported on; "all" is both.
+SPLITS = ("dev", "test", "all")
 _SKIP_DIRS = {".git", ".hg", ".venv", "venv", "node_modules", "__pycache__", "build", "dist"}
 _MAX_FILE_CHARS = 200_000
 _MAX_REPO_FILES = 3000
@@ -52,6 +55,7 @@ class Repo:
     source: str  # pypi | npm | stdlib | local
     root: Path
     files: tuple[str, ...]  # POSIX paths relative to root, sorted
+    split: str = ""  # dev | test for the pinned corpus; "" for a local directory
 
     @property
     def label(self) -> str:
@@ -166,10 +170,10 @@ def pinned_repo(kind: str, entry: dict[str, Any], cache: Path) -> Repo:
     files = _collect(root, list(entry["include"]))
     if not files:
         raise CorpusError(f"{name} {version}: no files match {entry['include']}")
-    return Repo(name, version, str(entry["license"]), kind, root, files)
+    return Repo(name, version, str(entry["license"]), kind, root, files, str(entry["split"]))
 
 
-def stdlib_repo(package: str, cache: Path) -> Repo:
+def stdlib_repo(package: str, cache: Path, split: str = "dev") -> Repo:
     """A package of the running interpreter's standard library, copied into the cache: where
     Python is installed may be a folder a .gitignore hides (pyenv's is), and the server
     rightly reads no ignored file."""
@@ -185,7 +189,7 @@ def stdlib_repo(package: str, cache: Path) -> Repo:
         if not copy.is_file():
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(installed / path, copy)
-    return Repo(f"stdlib/{package}", version, "PSF-2.0", "stdlib", root, files)
+    return Repo(f"stdlib/{package}", version, "PSF-2.0", "stdlib", root, files, split)
 
 
 def local_repo(path: Path) -> Repo:
@@ -198,26 +202,48 @@ def local_repo(path: Path) -> Repo:
     return Repo(root.name, "", "(local)", "local", root, files)
 
 
+def selected(entry_split: str, split: str) -> bool:
+    """Whether a project on side ``entry_split`` of the corpus is in a run of ``split``."""
+    if split not in SPLITS:
+        raise CorpusError(f"unknown split {split!r}: one of {', '.join(SPLITS)}")
+    if entry_split not in ("dev", "test"):
+        raise CorpusError(f"corpus.toml: split {entry_split!r} is neither dev nor test")
+    return split == "all" or entry_split == split
+
+
 def load_repos(
-    *, quick: bool, paths: list[Path], cache: Path, only: list[str] | None = None
+    *,
+    quick: bool,
+    paths: list[Path],
+    cache: Path,
+    only: list[str] | None = None,
+    split: str = "all",
 ) -> list[Repo]:
     """The repositories of one run: ``--repo`` paths when given, else the pinned corpus
-    (only the offline standard-library subset with ``quick``)."""
+    (only the offline standard-library subset with ``quick``), the projects of one side of
+    it with ``split`` ("dev", "test"; "all" for both)."""
     if paths:
         return [local_repo(path) for path in paths]
     manifest = load_manifest()
     stdlib = manifest["stdlib"]
+    stdlib_split = str(stdlib["split"])
     if quick:
-        return [stdlib_repo(package, cache) for package in stdlib["quick"]]
+        # The quick subset is the standard library's: a development-side smoke test.
+        return [stdlib_repo(package, cache, stdlib_split) for package in stdlib["quick"]]
     repos: list[Repo] = []
     for kind in ("pypi", "npm"):
         for entry in manifest.get(kind, []):
             if only and entry["name"] not in only:
                 continue
+            if not selected(str(entry["split"]), split):
+                continue
             repos.append(pinned_repo(kind, entry, cache))
-    repos += [
-        stdlib_repo(package, cache)
-        for package in stdlib["packages"]
-        if not only or f"stdlib/{package}" in only
-    ]
+    if selected(stdlib_split, split):
+        repos += [
+            stdlib_repo(package, cache, stdlib_split)
+            for package in stdlib["packages"]
+            if not only or f"stdlib/{package}" in only
+        ]
+    if not repos:
+        raise CorpusError(f"no project of the corpus is in split {split!r} and --only {only}")
     return repos

@@ -1,6 +1,10 @@
 """How much better could the lookup backend choose? A study on the acceptance tasks.
 
-``python -m ghostcomplete.bench.lookup_study [--seed N] [--tasks N] [--only NAME]``
+``python -m ghostcomplete.bench.lookup_study [--split dev|test|all] [--family F] [--seed N]
+[--tasks N] [--only NAME] [--fit]``
+
+Fits are made on the development projects only (``--split dev``, the default); the test
+projects are for reporting.
 
 For every acceptance task (the same seeded tasks as ``bench acceptance``) it lists the places
 the backend compares (``backends.lookup.backend.find_occurrences``: in the prefix, the suffix — the
@@ -29,7 +33,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,20 +50,24 @@ from ghostcomplete.backends.lookup.backend import (
     surrounding_identifiers,
 )
 from ghostcomplete.backends.lookup.confidence import (
+    FITS,
     RECALIBRATED_BELOW,
     ContinuationCounts,
     Cut,
+    FamilyFit,
     acceptance_features,
     chance_of,
     confident_cut,
+    fit_for,
     near_words,
     piece_evidence,
     place_features,
 )
 from ghostcomplete.backends.lookup.ngram import ngram_continuation, written_first
-from ghostcomplete.bench.corpus import default_cache, load_repos
+from ghostcomplete.bench.corpus import SPLITS, default_cache, load_repos
 from ghostcomplete.bench.metrics import accepted
 from ghostcomplete.bench.tasks import Task, make_tasks
+from ghostcomplete.context.languages import family_of
 from ghostcomplete.context.syntax import Scope
 
 # As the server gives a local backend: the whole document, each side capped.
@@ -77,6 +85,10 @@ class Row:
     task: Task
     found: list[Occurrence]
     sources: tuple[str, ...]  # prefix, suffix, files: what the confidence cut counts in
+    # The weights the cut and gate are judged with: the family's fit, else Python's (a
+    # candidate: the server gives a family with no fit the plain lookup).
+    fit: FamilyFit = FITS["python"]
+    fitted: bool = True  # the family has a fit in the backend (else its default is plain)
 
     def counts(self) -> ContinuationCounts:
         # Built when asked: the joined text is about a megabyte per task.
@@ -115,7 +127,9 @@ def confidence_cut(row: Row, choose: Choice = backend_choice) -> Cut | None:
         return None
     query = row.task.prefix[-_QUERY_CHARS:]
     matched = next(o.length for o in row.found if o.text == chosen)
-    return confident_cut(chosen.rstrip(), query, row.counts(), matched)
+    return confident_cut(
+        chosen.rstrip(), query, row.counts(), matched, place_weights=row.fit.place_calibration
+    )
 
 
 def confidence_cut_choice(row: Row) -> str | None:
@@ -136,7 +150,7 @@ def calibrated_cut(row: Row) -> tuple[Cut, tuple[float, ...], float] | None:
     top = row.found[0]
     lead, agreeing = lead_and_agreement(row.found, 0)
     features = acceptance_features(cut.confidence, top.similarity, lead, agreeing, len(cut.text))
-    return cut, features, chance_of(features)
+    return cut, features, chance_of(features, row.fit.calibration)
 
 
 def default_choice(row: Row) -> str | None:
@@ -150,7 +164,10 @@ def default_choice(row: Row) -> str | None:
 
 def fallback_choice(row: Row) -> str | None:
     """The server's default: the gated cut, or the n-gram's suggestion where that shows
-    nothing or is weak and the n-gram is sure (``written_first``, as the backend decides)."""
+    nothing or is weak and the n-gram is sure (``written_first``, as the backend decides);
+    the plain lookup for a family with no fit."""
+    if not row.fitted:
+        return longest_choice(row) if row.found else None
     found = calibrated_cut(row) if row.found else None
     copied = found if found and found[2] >= LookupSettings().min_confidence else None
     written = written_first(
@@ -388,18 +405,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="only this project of the corpus")
     parser.add_argument("--quick", action="store_true", help="the offline stdlib subset")
     parser.add_argument("--cache", type=Path, default=None, help="download cache")
+    parser.add_argument(
+        "--split", choices=SPLITS, default="dev", help="side of the corpus (fit on dev only)"
+    )
     parser.add_argument("--language", help="only tasks in this language id (e.g. python)")
+    parser.add_argument(
+        "--family", help="only tasks of this language family (python, javascript: JS and TS)"
+    )
     parser.add_argument(
         "--fit", action="store_true", help="print the calibration fitted on these tasks"
     )
     args = parser.parse_args(argv)
+    if args.fit and args.split != "dev":
+        parser.error("--fit: fits are made on the development projects only (--split dev)")
     cache = args.cache or default_cache()
-    repos = load_repos(quick=args.quick, paths=[], cache=cache, only=args.only)
+    repos = load_repos(quick=args.quick, paths=[], cache=cache, only=args.only, split=args.split)
     rows: list[Row] = []
     for repo in repos:
         texts: dict[str, str] = {}  # one copy of each file, shared by the rows
         for task in make_tasks(repo, args.tasks, args.seed):
             if args.language and task.language_id != args.language:
+                continue
+            family = family_of(task.language_id)
+            if args.family and family != args.family:
                 continue
             files = [
                 texts.setdefault(path, repo.text(path)) if path not in texts else texts[path]
@@ -407,16 +435,27 @@ def main(argv: list[str] | None = None) -> int:
             ]
             found = occurrences(task, files)
             sources = (task.prefix[-_PREFIX_CHARS:], task.suffix[:_SUFFIX_CHARS], *files)
-            rows.append(Row(task, found, sources))
-    language = f", {args.language}" if args.language else ""
-    print(f"# Lookup choice study — seed {args.seed}{language}, {len(rows)} tasks\n")
+            fit = fit_for(family)
+            rows.append(Row(task, found, sources, fit or FITS["python"], fit is not None))
+    language = "".join(f", {x}" for x in (args.family, args.language) if x)
+    title = f"# Lookup choice study — {args.split} split, seed {args.seed}{language}"
+    print(f"{title}, {len(rows)} tasks\n")
     print(study(rows))
     if args.fit:
-        places = fit_place_calibration(rows)
-        print(f"Pieces fitted on these tasks (lookup_confidence.PLACE_CALIBRATION): {places}\n")
-        weights = fit_calibration(rows)
-        print(f"Calibration fitted on these tasks (lookup_confidence.CALIBRATION): {weights}")
+        fitted = fit_family(rows)
+        print(f"Pieces fitted (FamilyFit.place_calibration): {fitted.place_calibration}\n")
+        print(f"Calibration fitted (FamilyFit.calibration): {fitted.calibration}\n")
+        print("## The same tasks judged with the weights fitted on them\n")
+        print(study([replace(row, fit=fitted, fitted=True) for row in rows]))
     return 0
+
+
+def fit_family(rows: list[Row]) -> FamilyFit:
+    """A family's weights fitted on ``rows`` (its development tasks): the piece model first,
+    then the chance of acceptance of the cuts that the new piece model makes."""
+    places = fit_place_calibration(rows)
+    recut = [replace(row, fit=FamilyFit(places, row.fit.calibration)) for row in rows]
+    return FamilyFit(places, fit_calibration(recut))
 
 
 if __name__ == "__main__":

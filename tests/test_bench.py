@@ -236,9 +236,9 @@ def test_lookup_study_bounds_the_backends_choice_by_the_oracle(
     assert len(shown) == len(lookup_study._CONFIDENCE_GATES)
     assert shown == sorted(shown, reverse=True)  # a higher gate never shows more
     assert "## Calibration: estimated chance against accepted" in report
-    weights = report.split("(lookup_confidence.CALIBRATION): (", 1)[1].split(")")[0].split(",")
+    weights = report.split("(FamilyFit.calibration): (", 1)[1].split(")")[0].split(",")
     assert len(weights) == len(CALIBRATION)
-    places = report.split("(lookup_confidence.PLACE_CALIBRATION): (", 1)[1].split(")")[0]
+    places = report.split("(FamilyFit.place_calibration): (", 1)[1].split(")")[0]
     assert len(places.split(",")) == len(PLACE_CALIBRATION)
 
 
@@ -248,3 +248,60 @@ def test_lookup_speed_times_requests_on_a_huge_file(capsys: pytest.CaptureFixtur
     assert lookup_speed.main(["--file-kb", "200", "--files", "2", "--requests", "3"]) == 0
     line = capsys.readouterr().out
     assert "lookup on a 200 KB file with 2 recent files, 3 requests: p50" in line
+
+
+def _fake_repos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_repos without downloads: each pinned or standard-library project as an empty
+    stand-in carrying its name and side."""
+
+    def pinned(kind: str, entry: dict, cache: Path) -> corpus.Repo:
+        return corpus.Repo(entry["name"], entry["version"], "", kind, cache, (), entry["split"])
+
+    def stdlib(package: str, cache: Path, split: str = "dev") -> corpus.Repo:
+        return corpus.Repo(f"stdlib/{package}", "", "", "stdlib", cache, (), split)
+
+    monkeypatch.setattr(corpus, "pinned_repo", pinned)
+    monkeypatch.setattr(corpus, "stdlib_repo", stdlib)
+
+
+@pytest.mark.timeout(10)
+def test_the_corpus_has_enough_of_each_family_on_each_side() -> None:
+    manifest = corpus.load_manifest()
+    sides: dict[tuple[str, str], int] = {}
+    for kind, family in (("pypi", "python"), ("npm", "javascript")):
+        for entry in manifest[kind]:
+            assert entry["split"] in ("dev", "test"), entry["name"]
+            sides[entry["split"], family] = sides.get((entry["split"], family), 0) + 1
+    assert manifest["stdlib"]["split"] == "dev"  # the lookup was first tuned on it
+    assert sides["test", "python"] >= 4 and sides["test", "javascript"] >= 2
+    assert sides["dev", "python"] >= 4 and sides["dev", "javascript"] >= 2
+
+
+@pytest.mark.timeout(10)
+def test_a_split_selects_one_side_of_the_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_repos(monkeypatch)
+    everything = corpus.load_repos(quick=False, paths=[], cache=tmp_path)
+    dev = corpus.load_repos(quick=False, paths=[], cache=tmp_path, split="dev")
+    test = corpus.load_repos(quick=False, paths=[], cache=tmp_path, split="test")
+    assert {r.split for r in dev} == {"dev"} and {r.split for r in test} == {"test"}
+    assert {r.name for r in dev} | {r.name for r in test} == {r.name for r in everything}
+    assert not {r.name for r in dev} & {r.name for r in test}
+    assert "click" in {r.name for r in dev} and "stdlib/json" in {r.name for r in dev}
+    assert "boltons" in {r.name for r in test} and "semver" in {r.name for r in test}
+    # --only within a side; a project on the other side is not there.
+    only = corpus.load_repos(quick=False, paths=[], cache=tmp_path, only=["boltons"], split="test")
+    assert [r.name for r in only] == ["boltons"]
+    with pytest.raises(corpus.CorpusError):
+        corpus.load_repos(quick=False, paths=[], cache=tmp_path, only=["click"], split="test")
+    with pytest.raises(corpus.CorpusError):
+        corpus.load_repos(quick=False, paths=[], cache=tmp_path, split="train")
+
+
+@pytest.mark.timeout(10)
+def test_the_study_refuses_to_fit_on_the_test_side(tmp_path: Path) -> None:
+    from ghostcomplete.bench import lookup_study
+
+    with pytest.raises(SystemExit):
+        lookup_study.main(["--split", "test", "--cache", str(tmp_path), "--fit"])

@@ -6,7 +6,8 @@ there. Code repeats itself (call sites, record fields, test cases, tables), and 
 code this is what a human would type next. Of the places that match, the one whose surrounding
 lines share most identifiers with the cursor's wins; the copy is then cut where it stops being
 likely and shown only when its chance of being accepted is high enough
-(``lookup_confidence``).
+(``lookup_confidence``), with the weights fitted for the file's language family; a family
+with no fit gets the plain lookup (longest match, nearest place, whole copy).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from ghostcomplete.backends.lookup.confidence import (
     ContinuationCounts,
     acceptance_chance,
     confident_cut,
+    fit_for,
 )
 from ghostcomplete.backends.lookup.ngram import ngram_continuation, written_first
+from ghostcomplete.context.languages import family_of
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.postprocess.filters import scope_text
 
@@ -271,28 +274,43 @@ class LookupBackend:
             limits.max_chars,
             limits.deadline,
         )
-        if self.settings.place == "nearest":
+        # Where the file's family has no fitted weights, the choice, cut, gate and fallback
+        # have nothing measured to stand on: copy as the plain lookup does.
+        fit = fit_for(family_of(prompt.language_id))
+        if self.settings.place == "nearest" or fit is None:
             matches.sort(key=nearest_first)
         await asyncio.sleep(0)  # a point where a superseded request can be cancelled
-        fallback = self.settings.fallback == "ngram"
+        fallback = self.settings.fallback == "ngram" and fit is not None
         if not matches:
             if not fallback:
                 return []  # nothing to copy: no need to join the sources for counting
             return self._written(continuation_counts(texts), query, limits, None)
-        counting = self.settings.cut == "confidence"
+        counting = self.settings.cut == "confidence" and fit is not None
         counts = continuation_counts(texts) if counting else None
         seen: set[str] = set()
         found: list[Candidate] = []
         for index, match in enumerate(matches):
             text = match.text
             details = {"matched_chars": float(match.length), "similarity": match.similarity}
-            if counts is not None:
-                cut = confident_cut(text, query, counts, match.length, deadline=limits.deadline)
+            if counts is not None and fit is not None:
+                cut = confident_cut(
+                    text,
+                    query,
+                    counts,
+                    match.length,
+                    deadline=limits.deadline,
+                    place_weights=fit.place_calibration,
+                )
                 chance = 0.0
                 if cut is not None:
                     lead, agreeing = lead_and_agreement(matches, index)
                     chance = acceptance_chance(
-                        cut.confidence, match.similarity, lead, agreeing, len(cut.text)
+                        cut.confidence,
+                        match.similarity,
+                        lead,
+                        agreeing,
+                        len(cut.text),
+                        fit.calibration,
                     )
                 if cut is None or chance < self.settings.min_confidence:
                     if index == 0:

@@ -30,8 +30,10 @@ in the last 300 characters before the cursor get a higher floor (they were right
 and a suggestion never ends inside brackets it opened or after an operator or a dot, which
 would leave a statement half written.
 
-The floors and the recalibration are fitted on the acceptance benchmark's development seed
-and judged on held-out seeds (docs/benchmarks.md, the lookup study).
+The recalibration and the chance of acceptance are fitted per language family
+(``FITS``) on the development projects of the benchmark corpus and judged on its test
+projects (docs/benchmarks.md, "Development and test"). A family with no fit gets no cut and
+no gate: the lookup backend falls back to the plain lookup for it (``fit_for``).
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ _DANGLING = tuple("=+-*/%<>&|^~.@!")
 # Where the places disagree (a counted chance below this), the chance of a copied piece is
 # recalibrated by how far the place copied from matched (``place_chance``): a logistic model
 # over ``place_features`` of the pieces of the backend's copies up to their first wrong one,
-# fitted on the acceptance benchmark's development seed by `python -m
-# ghostcomplete.bench.lookup_study --seed 1 --language python --fit`.
+# fitted on the development projects by `python -m ghostcomplete.bench.lookup_study --split
+# dev --family python --fit` (Python's; each family's is in ``FITS``).
 PLACE_CALIBRATION = (-1.101, 0.976, 1.299, 0.554, 2.066)
 RECALIBRATED_BELOW = 0.97
 # Contexts with more places than this are counted without overlaps (fast, nearly the same).
@@ -265,11 +267,13 @@ def confident_cut(
     min_chars: int = 4,
     deadline: float | None = None,
     balanced: bool = True,
+    place_weights: Sequence[float] = PLACE_CALIBRATION,
 ) -> Cut | None:
     """The start of ``text`` (typed after ``before``) most worth showing, or None when no
     start of at least ``min_chars`` non-blank characters (or all of a shorter ``text``) has a
     chance above zero. ``matched`` is how many characters before the cursor also preceded
     ``text`` where it was copied from; 0 (not known) leaves each piece at its counted chance.
+    ``place_weights`` are the language family's ``PLACE_CALIBRATION``.
     """
     min_chars = min(min_chars, len(text.strip()))
     best: Cut | None = None
@@ -279,7 +283,7 @@ def confident_cut(
     for match, evidence in piece_evidence(text, before, counts, near_words(before), deadline):
         piece, before_piece, typed = match.group(), match.start(), match.end()
         if matched:
-            chance *= place_chance(evidence, matched + before_piece, before_piece)
+            chance *= place_chance(evidence, matched + before_piece, before_piece, place_weights)
         else:
             chance *= evidence.chance
         if chance < _HOPELESS or len(text) * chance <= best_value:
@@ -302,9 +306,9 @@ def confident_cut(
 # The chance that a suggestion is accepted whole, from what the lookup knows of it: a
 # logistic model over (1, logit of the cut's chance, similarity of the place's surroundings,
 # its lead over the best place that goes on differently / 50 matched characters, whether
-# another place goes on alike, log(1 + length) / 5). Fitted on the acceptance benchmark's
-# development seed by `python -m ghostcomplete.bench.lookup_study --seed 1 --language
-# python --fit`.
+# another place goes on alike, log(1 + length) / 5). Fitted on the development projects by
+# `python -m ghostcomplete.bench.lookup_study --split dev --family python --fit` (Python's;
+# each family's is in ``FITS``).
 CALIBRATION = (-2.133, 0.282, 1.559, 0.436, 0.618, 0.728)
 _LEAD_CAP = 50.0
 
@@ -330,10 +334,44 @@ def chance_of(features: Sequence[float], weights: Sequence[float] = CALIBRATION)
 
 
 def acceptance_chance(
-    cut_chance: float, similarity: float, lead: float, agreeing: int, length: int
+    cut_chance: float,
+    similarity: float,
+    lead: float,
+    agreeing: int,
+    length: int,
+    weights: Sequence[float] = CALIBRATION,
 ) -> float:
     """Estimated chance that the user takes a suggestion whole: the cut's ``cut_chance``,
     the ``similarity`` of the copied place's surroundings, its ``lead`` in score over the best
     place that goes on differently, how many places go on alike (``agreeing``, itself
-    included), and the suggestion's ``length``."""
-    return chance_of(acceptance_features(cut_chance, similarity, lead, agreeing, length))
+    included), and the suggestion's ``length``; ``weights`` are the language family's
+    ``CALIBRATION``."""
+    features = acceptance_features(cut_chance, similarity, lead, agreeing, length)
+    return chance_of(features, weights)
+
+
+@dataclass(frozen=True)
+class FamilyFit:
+    """The weights the cut and the gate rest on, fitted for one language family."""
+
+    place_calibration: tuple[float, ...]  # as PLACE_CALIBRATION
+    calibration: tuple[float, ...]  # as CALIBRATION
+
+
+# Fitted per language family (context.languages.family_of) on the development projects only
+# (`lookup_study --split dev --family F --fit`). A family is listed only where its fit, with
+# the default gate, beat the plain lookup on its development projects: a fit that cannot
+# beat copying whole is no fit. "javascript" covers JavaScript and TypeScript.
+FITS: dict[str, FamilyFit] = {
+    "python": FamilyFit(PLACE_CALIBRATION, CALIBRATION),
+    "javascript": FamilyFit(
+        (-0.704, 1.15, 1.039, 0.399, 1.634),
+        (-1.187, 0.306, 0.059, 0.491, -0.203, 0.498),
+    ),
+}
+
+
+def fit_for(family: str) -> FamilyFit | None:
+    """The family's fitted weights, or None where there is no fit: the lookup then makes no
+    cut and no gate and copies as the plain lookup does."""
+    return FITS.get(family)
