@@ -27,7 +27,7 @@ class Recorded:
             self.sent.append((loop.time(), params))
             self.changed.set()
 
-        server.protocol.notify = notify  # type: ignore[method-assign]
+        server.protocol.notify = notify
 
     async def next(self) -> dict[str, Any]:
         await asyncio.wait_for(self.changed.wait(), timeout=5)
