@@ -321,7 +321,8 @@ class Editor:
     def ghost_text(self, timeout_ms: int = 8_000) -> str:
         """The ghost text the editor shows (waits for it), as the user reads it. On a loaded
         machine VS Code sometimes asks for no suggestion after a keystroke; then the user's
-        shortcut (Alt+\\, Trigger Inline Suggestion) asks once more."""
+        shortcut (Alt+\\, Trigger Inline Suggestion) asks once more. VS Code draws spaces
+        as no-break spaces; they are read as spaces."""
         return str(
             self.js(
                 f"""
@@ -336,7 +337,7 @@ class Editor:
                 """,
                 timeout=2 * timeout_ms / 1000 + 10,
             )
-        )
+        ).replace("\xa0", " ")
 
     def ghost_count(self) -> int:
         return int(self.js(f"return await page.locator({json.dumps(GHOST_SELECTOR)}).count();"))

@@ -47,6 +47,15 @@ class Shop:
 """
 
 
+# The README's picture (docs/ghost-text.png): `clear` empties what `__init__` fills, and after
+# its first line the lookup backend proposes the second, the line a human would write next.
+SHOP_CLEAR = (
+    SHOP.replace("del self\n", "del self.customers[customer.name]\n")
+    + "\n    def clear(self):\n        self.suppliers = {}\n"
+)
+CLEAR_SUGGESTION = "self.customers = {}"
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 10, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -138,15 +147,16 @@ def cli_suggestion(path: Path, line: int, column: int) -> str:
 
 
 def test_ghost_text_appears_and_tab_inserts_it(editor: Editor) -> None:
-    path = write(editor, "shop.py", SHOP)
-    # The server's answer for the same text once "." is typed.
-    probe = write(editor, "probe.py", SHOP.replace("del self\n", "del self.\n"))
-    expected = cli_suggestion(probe, 16, 18)
+    path = write(editor, "shop.py", SHOP_CLEAR)
+    # The server's answer for the same text once Enter has indented a new line in `clear`.
+    probe = write(editor, "probe.py", SHOP_CLEAR + "        \n")
+    expected = cli_suggestion(probe, SHOP_CLEAR.count("\n") + 1, 9)
     probe.unlink()
-    assert expected, "the lookup backend has nothing to suggest here: change SHOP"
+    assert expected == CLEAR_SUGGESTION, (
+        "the picture must show a right suggestion: change SHOP_CLEAR"
+    )
     editor.open_file("shop.py")
-    editor.press("Control+End", "ArrowUp", "End")
-    editor.type(".")
+    editor.press("Control+End", "ArrowUp", "End", "Enter")
     assert editor.ghost_text() == expected
     if os.environ.get("GHOSTCOMPLETE_SCREENSHOT"):  # docs/ghost-text.png, on request
         editor.screenshot(Path(os.environ["GHOSTCOMPLETE_SCREENSHOT"]), clip_to_editor=True)
@@ -154,7 +164,7 @@ def test_ghost_text_appears_and_tab_inserts_it(editor: Editor) -> None:
     wait_until(lambda: editor.ghost_count() == 0, what="the ghost text to go")
     editor.press("Control+S")
     wait_until(
-        lambda: path.read_text() == SHOP.replace("del self\n", f"del self.{expected}\n"),
+        lambda: path.read_text() == SHOP_CLEAR + f"        {expected}\n",
         what="the saved file",
     )
 
