@@ -175,10 +175,26 @@ class CommandProtocol(LanguageServerProtocol):
         return (yield from super().lsp_shutdown(*args))
 
 
+class DocumentProtocol(LanguageServerProtocol):
+    """Ignores a didChange for a document that is not open: VS Code's Revert and Close sends
+    the document's didClose before the revert's didChange, and pygls alone raises a KeyError
+    that the user sees as an internal error."""
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(
+        self, params: types.DidChangeTextDocumentParams
+    ) -> Generator[Any, Any, None]:
+        if params.text_document.uri not in self.workspace.text_documents:
+            log.info("didChange for %s, which is not open: ignored", params.text_document.uri)
+            return
+        yield from super().lsp_text_document__did_change(params)
+
+
 def command_params() -> types.ExecuteCommandParams | None:
     """The params of the executeCommand request whose handler is running in this task."""
     return _COMMAND_PARAMS.get()
 
 
-class GhostProtocol(WireProtocol, CommandProtocol):
-    """Answers malformed requests; keeps command params for commands that run a while."""
+class GhostProtocol(WireProtocol, CommandProtocol, DocumentProtocol):
+    """Answers malformed requests; keeps command params for commands that run a while;
+    ignores changes to documents that are not open."""

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -119,9 +120,21 @@ class Browser:
 
 class Editor:
     """code-server on a free loopback port, its extension installed from the .vsix, and one
-    browser tab on ``folder``."""
+    browser tab on ``folder``.
 
-    def __init__(self, root: Path, folder: Path, settings: dict[str, Any]) -> None:
+    code-server's workbench is a remote window: it drops machine-scoped settings (such as
+    ``ghostcomplete.server.command``, machine-overridable) from the user settings once their
+    scope is known, and reads them from the remote machine's settings instead, which
+    code-server keeps in ``<user-data-dir>/Machine/settings.json``. Those go in
+    ``machine_settings``."""
+
+    def __init__(
+        self,
+        root: Path,
+        folder: Path,
+        settings: dict[str, Any],
+        machine_settings: dict[str, Any],
+    ) -> None:
         self.root = root
         self.folder = folder
         self.data = root / "data"
@@ -131,6 +144,9 @@ class Editor:
         self.settings_file = user / "settings.json"
         self.settings = dict(settings)
         self.settings_file.write_text(json.dumps(settings, indent=2))
+        machine = self.data / "Machine"
+        machine.mkdir()
+        (machine / "settings.json").write_text(json.dumps(machine_settings, indent=2))
         self.env = dict(os.environ)
         for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
             path = root / name.lower()
@@ -260,32 +276,44 @@ class Editor:
         self.js(f"await page.keyboard.type({json.dumps(text)}, {{ delay: 20 }});")
 
     def command(self, title: str) -> None:
-        """Runs a command from the command palette by its title."""
+        """Runs a command from the command palette by its full title. The row is clicked, not
+        taken with Enter: the palette lists recently used commands first, so the top row for
+        "View: Close Editor" can be "View: Close All Editors"."""
+        query = json.dumps("> " + title)
+        # A title that asks for more input ends in an ellipsis, which callers may leave out.
+        exact = json.dumps(f"^{re.escape(title.rstrip('.…'))}(\\.\\.\\.|…)?$")
         self.js(
             f"""
             await page.keyboard.press("F1");
             const input = page.locator(".quick-input-widget input");
             await input.waitFor({{ state: "visible" }});
-            await input.fill({json.dumps("> " + title)});
-            const row = page.locator(".quick-input-list .monaco-list-row", {{
-              hasText: {json.dumps(title)} }}).first();
-            await row.waitFor({{ state: "visible" }});
-            await page.keyboard.press("Enter");
+            await input.fill({query});
+            const label = page.locator(".label-name", {{ hasText: new RegExp({exact}) }});
+            await page.locator(".quick-input-list .monaco-list-row")
+              .filter({{ has: label }}).first().click();
+            // The palette is gone, or its input reused by the command (an input box).
+            await page.waitForFunction((query) => {{
+              const box = document.querySelector(".quick-input-widget input");
+              return box === null || box.offsetParent === null || box.value !== query;
+            }}, {query});
             """
         )
 
     def open_file(self, name: str) -> None:
+        exact = json.dumps(f"^{re.escape(Path(name).name)}$")
         self.js(
             f"""
             await page.keyboard.press("Control+P");
             const input = page.locator(".quick-input-widget input");
             await input.waitFor({{ state: "visible" }});
             await input.fill({json.dumps(str(self.folder / name))});
-            // The row for this file, not one left from the list's previous contents.
-            await page.locator(".quick-input-list .monaco-list-row", {{
-              hasText: {json.dumps(name)} }}).first().waitFor();
-            await page.keyboard.press("Enter");
-            await page.locator(".tab.active", {{ hasText: {json.dumps(name)} }}).waitFor();
+            // The row for this file, clicked: Enter takes the top row, which can still be one
+            // of the list's previous contents. A row shows the file's name, its folder apart.
+            const label = page.locator(".label-name", {{ hasText: new RegExp({exact}) }});
+            await page.locator(".quick-input-list .monaco-list-row")
+              .filter({{ has: label }}).first().click();
+            await page.locator(".tab.active", {{ hasText: {json.dumps(Path(name).name)} }})
+              .waitFor();
             await page.locator(".monaco-editor textarea").first().focus();
             """
         )
@@ -293,7 +321,8 @@ class Editor:
     def ghost_text(self, timeout_ms: int = 8_000) -> str:
         """The ghost text the editor shows (waits for it), as the user reads it. On a loaded
         machine VS Code sometimes asks for no suggestion after a keystroke; then the user's
-        shortcut (Alt+\\, Trigger Inline Suggestion) asks once more."""
+        shortcut (Alt+\\, Trigger Inline Suggestion) asks once more. VS Code draws spaces
+        as no-break spaces; they are read as spaces."""
         return str(
             self.js(
                 f"""
@@ -308,7 +337,7 @@ class Editor:
                 """,
                 timeout=2 * timeout_ms / 1000 + 10,
             )
-        )
+        ).replace("\xa0", " ")
 
     def ghost_count(self) -> int:
         return int(self.js(f"return await page.locator({json.dumps(GHOST_SELECTOR)}).count();"))
@@ -368,6 +397,9 @@ class Editor:
             await page.keyboard.press("Shift+Control+End");
             await page.keyboard.press("Delete");
             await page.keyboard.press("Control+S");
+            // Saved: an unchanged text is dirty after the insert, and closing it would ask.
+            await page.locator(".tab.active:not(.dirty)", {{ hasText: "settings.json" }})
+              .waitFor();
             """
         )
         deadline = time.monotonic() + 15
@@ -376,6 +408,16 @@ class Editor:
                 raise AssertionError(f"settings.json was not saved: {self.settings_file}")
             time.sleep(0.1)
         self.command("View: Close Editor")
+
+    def close_all_editors(self) -> None:
+        """Closes every editor tab, dropping unsaved changes (closing a changed file would
+        ask what to do with them)."""
+        self.press("Escape")
+        for _ in range(20):
+            if not self.js("return await page.locator('.tabs-container .tab').count();"):
+                return
+            self.command("View: Revert and Close Editor")
+        raise AssertionError("editor tabs are left after closing each of them")
 
     def server_pids(self) -> list[int]:
         """The `ghostcomplete serve` processes in code-server's process group."""
