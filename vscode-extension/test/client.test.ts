@@ -129,7 +129,12 @@ describe.skipIf(!existsSync(SERVER))("the extension with the real server (fake V
   });
 
   it("follows typing (incremental didChange)", async () => {
-    inventory.edit(new Range(endOf(inventory), endOf(inventory)), "pliers[supplier.name] = supplier\n        self.sup");
+    // The accepted line, then a new method: the same line again would only be a copy of the
+    // line above (which the server never suggests), but under a new header it is right.
+    inventory.edit(
+      new Range(endOf(inventory), endOf(inventory)),
+      "pliers[supplier.name] = supplier\n\n    def update_supplier(self, supplier: Supplier) -> None:\n        self.sup",
+    );
     const items = await ask(inventory, endOf(inventory));
     expect(items.map((item) => item.insertText)).toContain(EXPECTED);
     // The server's copy of the buffer is the editor's, byte for byte.
