@@ -22,6 +22,7 @@ import contextvars
 import logging
 from collections.abc import Generator
 from typing import Any, BinaryIO
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.exceptions import (
@@ -184,7 +185,10 @@ class DocumentProtocol(LanguageServerProtocol):
     def lsp_text_document__did_change(
         self, params: types.DidChangeTextDocumentParams
     ) -> Generator[Any, Any, None]:
-        if params.text_document.uri not in self.workspace.text_documents:
+        # pygls keys documents by the percent-decoded URI; editors send encoded ones.
+        documents = self.workspace.text_documents
+        uri = params.text_document.uri
+        if uri not in documents and unquote(uri) not in documents:
             log.info("didChange for %s, which is not open: ignored", params.text_document.uri)
             return
         yield from super().lsp_text_document__did_change(params)

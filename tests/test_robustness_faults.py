@@ -147,7 +147,12 @@ async def test_model_server_fault_one_message_status_serving_recovery(
             await broken.close()
     errors = popups(http, types.MessageType.Error)
     assert len(errors) == 1, errors  # four failures, one message
-    assert [s["kind"] for s in statuses].count("Error") == 1
+    # One change to Error: the busy flag may repeat the status while a slow request runs.
+    kinds = [s["kind"] for s in statuses]
+    assert (
+        sum(1 for i, kind in enumerate(kinds) if kind == "Error" and kinds[i - 1 : i] != ["Error"])
+        == 1
+    )
 
     # The fault goes: suggestions come back and the status is Normal again, by itself.
     healthy = await FakeModelServer(good).start(PORT)
@@ -283,7 +288,7 @@ async def test_nonsense_settings_one_message_defaults_then_recovery(
         # Completions go on, with defaults for what was nonsense.
         assert await completion_texts(lookup, uri, *LOOKUP_AT) == ["retry(attempts=3))"]
     await eventually(lambda: any(s["kind"] == "Warning" for s in statuses))
-    settings_popups = [m.message for m in lookup.messages if "settings" in m.message]
+    settings_popups = [m.message for m in lookup.messages if "invalid settings" in m.message]
     assert len(settings_popups) == 1, settings_popups
     assert (await command(lookup, "ghostcomplete.status"))["kind"] == "Warning"
 

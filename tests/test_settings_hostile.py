@@ -183,7 +183,8 @@ def test_hostile_settings_through_initialize_and_configuration(tmp_path: Path) -
                 {
                     "jsonrpc": "2.0",
                     "method": "workspace/didChangeConfiguration",
-                    "params": {"settings": {"ghostcomplete": _with_kind_and_a_good_value(layer)}},
+                    # Trusted: restricted settings from the workspace apply, so they are checked.
+                    "params": {"settings": {"ghostcomplete": _trusted(layer)}},
                 }
             )
             status = server.status(number)["result"]
@@ -191,6 +192,11 @@ def test_hostile_settings_through_initialize_and_configuration(tmp_path: Path) -
         assert not [text for text in _messages(server) if "internal error" in text]
         assert server.stop() == 0
         assert "Traceback" not in server.stderr, server.stderr
+
+
+def _trusted(layer: dict[str, Any]) -> dict[str, Any]:
+    """A workspace configuration push from a client that says the workspace is trusted."""
+    return {**_with_kind_and_a_good_value(layer), "workspaceTrusted": True}
 
 
 def _no_side_effects(layer: Any) -> Any:
