@@ -1,0 +1,350 @@
+"""Peer engines on this machine: llama.cpp's ``llama-server`` and ``llama-bench``, built by
+``make peers`` from the llama-cpp-python sdist into the cache, run on the real GGUF
+(``python -m ghostcomplete.model.gguf_parts``).
+
+``LlamaServer`` starts ``llama-server`` on 127.0.0.1 for the peer tests and the benchmark;
+``python -m ghostcomplete.bench.peers`` measures, in one run on one machine, llama-bench's
+prompt and generation speed and a typing replay through our server with the http backend
+pointed at llama-server, with both processes' peak memory.
+
+    python -m ghostcomplete.bench.peers [--threads 2] [--files 4] [--api llamacpp --api openai]
+        [--repetitions 3] [--out DIR] [--no-llama-bench] [--no-replay]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from ghostcomplete.model.gguf_parts import CATALOGUE, cache_home
+
+LLAMA_CPP_PYTHON = "0.3.36"
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+
+class PeerMissing(RuntimeError):
+    """A peer binary or the model is not there: ``make peers`` / ``make model-qwen``."""
+
+
+def peer_binary(name: str) -> Path:
+    """``llama-server`` or ``llama-bench``: ``$GHOSTCOMPLETE_LLAMA_SERVER`` /
+    ``$GHOSTCOMPLETE_LLAMA_BENCH``, else where ``make peers`` puts it."""
+    variable = "GHOSTCOMPLETE_" + name.upper().replace("-", "_")
+    path = Path(
+        os.environ.get(variable)
+        or cache_home() / "peers" / f"llama-cpp-python-{LLAMA_CPP_PYTHON}" / "bin" / name
+    )
+    if not os.access(path, os.X_OK):
+        raise PeerMissing(f"{path} is missing: run `make peers` (or set {variable})")
+    return path
+
+
+def peer_gguf() -> Path:
+    """The GGUF the peers run: ``$GHOSTCOMPLETE_PEER_GGUF``, else the assembled 0.5B model."""
+    path = Path(
+        os.environ.get("GHOSTCOMPLETE_PEER_GGUF")
+        or cache_home() / "models" / CATALOGUE[DEFAULT_MODEL].file_name
+    )
+    if not path.is_file():
+        raise PeerMissing(
+            f"{path} is missing: run `make model-qwen` (or set GHOSTCOMPLETE_PEER_GGUF)"
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """The process's peak resident memory (``VmHWM``), while it runs (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class LlamaServer:
+    """``llama-server`` on 127.0.0.1 with one slot, so that its state is easy to read."""
+
+    gguf: Path
+    threads: int = 2
+    context: int = 8192
+    extra: tuple[str, ...] = ()
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 120.0) -> LlamaServer:
+        self.port = self.port or free_port()
+        command = [
+            str(peer_binary("llama-server")),
+            "--model", str(self.gguf),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--threads", str(self.threads),
+            "--ctx-size", str(self.context),
+            "--parallel", "1",
+            "--slots",
+            *self.extra,
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama-server exited: {self.log_tail()}")
+            try:
+                if self.get("/health").get("status") == "ok":
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"llama-server did not come up in {timeout_s:.0f} s: {self.log_tail()}")
+
+    def get(self, path: str) -> Any:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=5) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return json.loads(error.read() or b"{}")
+
+    def slot(self) -> dict[str, Any]:
+        """The one slot's state: ``is_processing``, ``next_token[0].n_decoded``, ..."""
+        slots = self.get("/slots")
+        return dict(slots[0])
+
+    def peak_rss_mib(self) -> float | None:
+        return None if self.process is None else peak_rss_mib(self.process.pid)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
+
+    def __enter__(self) -> LlamaServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+
+def run_llama_bench(
+    gguf: Path, threads: int, arguments: Sequence[str], repetitions: int
+) -> tuple[list[dict[str, Any]], float]:
+    """llama-bench's JSON rows, and its peak resident memory in MiB."""
+    command = [
+        str(peer_binary("llama-bench")),
+        "-m", str(gguf),
+        "-t", str(threads),
+        "-r", str(repetitions),
+        "-o", "json",
+        *arguments,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    # wait4 gives this child's own peak memory (ru_maxrss, KiB on Linux).
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"llama-bench failed ({process.returncode}): {' '.join(command)}")
+    return json.loads(output), round(usage.ru_maxrss / 1024, 1)
+
+
+def llama_bench_rows(gguf: Path, threads: int, repetitions: int) -> dict[str, Any]:
+    """Prompt processing of 512 and 2,000 tokens; 16 new tokens after 0, 512 and 2,000."""
+    prompt_rows, prompt_rss = run_llama_bench(
+        gguf, threads, ["-p", "512,2000", "-n", "0"], repetitions
+    )
+    decode_rows, decode_rss = run_llama_bench(
+        gguf, threads, ["-p", "0", "-n", "16", "-d", "0,512,2000"], repetitions
+    )
+    rows = [
+        {
+            "test": f"pp{row['n_prompt']}" if row["n_prompt"] else f"tg{row['n_gen']}",
+            "depth": row.get("n_depth", 0),
+            "tokens_per_s": round(row["avg_ts"], 1),
+            "stddev": round(row["stddev_ts"], 1),
+        }
+        for row in prompt_rows + decode_rows
+    ]
+    build = prompt_rows[0].get("build_commit", "") if prompt_rows else ""
+    return {"rows": rows, "peak_rss_mib": max(prompt_rss, decode_rss), "build": build}
+
+
+def _ghostcomplete() -> list[str]:
+    script = Path(sys.executable).with_name("ghostcomplete")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "ghostcomplete.server.cli"]
+
+
+def replay(gguf: Path, threads: int, api: str, files: int, out: Path, seed: int) -> dict[str, Any]:
+    """``bench latency`` through our server, its http backend pointed at llama-server."""
+    with LlamaServer(gguf, threads=threads) as server:
+        http: dict[str, Any] = {"api": api, "url": server.base}
+        if api == "openai":
+            http = {"api": api, "url": server.base + "/v1", "fimFamily": "qwen"}
+        settings = {"backend": {"kind": "http", "http": http}}
+        folder = out / f"replay-{api}"
+        command = [
+            *_ghostcomplete(),
+            "bench", "latency",
+            "--backend", "http",
+            "--settings", json.dumps(settings),
+            "--files", str(files),
+            "--seed", str(seed),
+            "--out", str(folder),
+        ]  # fmt: skip
+        subprocess.run(command, check=True, stdin=subprocess.DEVNULL)
+        server_rss = server.peak_rss_mib()
+    summary = json.loads((folder / "latency.json").read_text())["runs"][0]["summary"]
+    stages, counts = summary["latency_ms"], summary["counts"]
+    latency = stages["keystroke → answer"]
+    return {
+        "api": api,
+        "settings": settings,
+        "keystroke_p50_ms": latency["p50"],
+        "keystroke_p95_ms": latency["p95"],
+        "answered": latency["n"],
+        "backend_p50_ms": (stages.get("server backend") or {}).get("p50"),
+        "llama_server_peak_rss_mib": server_rss,
+        "ghostcomplete_peak_rss_mib": counts.get("server peak RSS MiB"),
+        "counts": counts,
+    }
+
+
+def _commit() -> str:
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return found.stdout.strip()
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [
+        f"Commit `{result['commit']}`, {result['date']}, {result['machine']}, "
+        f"{result['threads']} threads, `{result['model']}`.",
+        "",
+    ]
+    if bench := result.get("llama_bench"):
+        lines += [
+            f"llama-bench (llama.cpp `{bench['build']}`, peak RSS {bench['peak_rss_mib']} MiB):",
+            "",
+            "| test | depth | tokens/s | ± |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['test']} | {r['depth']} | {r['tokens_per_s']} | {r['stddev']} |"
+            for r in bench["rows"]
+        ]
+        lines.append("")
+    if replays := result.get("replays"):
+        lines += [
+            "| typing replay through our server | keystroke p50 ms | p95 ms | answered "
+            "| backend p50 ms | llama-server peak RSS MiB | our server peak RSS MiB |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| http → llama-server, `api: {r['api']}` | {r['keystroke_p50_ms']} "
+            f"| {r['keystroke_p95_ms']} | {r['answered']} | {r['backend_p50_ms']} "
+            f"| {r['llama_server_peak_rss_mib']} | {r['ghostcomplete_peak_rss_mib']} |"
+            for r in replays
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ghostcomplete.bench.peers",
+        description="llama.cpp on the same model and machine: llama-bench, and a typing replay "
+        "through our server's http backend pointed at llama-server.",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repetitions", type=int, default=3, help="llama-bench -r")
+    parser.add_argument("--files", type=int, default=4, help="files typed in each replay")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--api", action="append", choices=("llamacpp", "openai"), help="replays (default both)"
+    )
+    parser.add_argument("--no-llama-bench", action="store_true")
+    parser.add_argument("--no-replay", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench-results") / "peers")
+    args = parser.parse_args(argv)
+    try:
+        gguf = peer_gguf()
+        peer_binary("llama-server")
+        peer_binary("llama-bench")
+    except PeerMissing as missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "commit": _commit(),
+        "date": date.today().isoformat(),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}",
+        "threads": args.threads,
+        "model": gguf.name,
+    }
+    if not args.no_llama_bench:
+        print("llama-bench ...", file=sys.stderr, flush=True)
+        result["llama_bench"] = llama_bench_rows(gguf, args.threads, args.repetitions)
+    if not args.no_replay:
+        result["replays"] = []
+        for api in args.api or ["llamacpp", "openai"]:
+            print(f"typing replay, api {api} ...", file=sys.stderr, flush=True)
+            result["replays"].append(
+                replay(gguf, args.threads, api, args.files, args.out, args.seed)
+            )
+    (args.out / "peers.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    text = report(result)
+    (args.out / "peers.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
