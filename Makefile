@@ -121,11 +121,16 @@ vscode-browser: $(STAMP) $(BROWSER_STAMP) vsix
 ## checkout; a no-op when the cache holds them. About 15 minutes on a busy 2-core machine.
 ## Not part of `make test`. LLAMA_USE_PREBUILT_UI=OFF: the server's web UI would be fetched
 ## from a hub; the completion endpoints do not need it. Static: the two binaries stand alone.
+## -mno-amx-*: -march=native turns on ggml's AMX kernels on CPUs that list AMX, and on these
+## VMs they crash (SIGSEGV in ggml_backend_amx_mul_mat at the first matrix product).
 LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_CPP_PYTHON_SHA256 := 832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 GHOSTCOMPLETE_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ghostcomplete
 PEERS_DIR := $(GHOSTCOMPLETE_CACHE)/peers/llama-cpp-python-$(LLAMA_CPP_PYTHON)
-PEERS_STAMP := $(PEERS_DIR)/bin/.built
+# Bump when the build's options change, so that a cached build with the old ones is redone.
+PEERS_RECIPE := 2
+PEERS_STAMP := $(PEERS_DIR)/bin/.built-$(PEERS_RECIPE)
+PEERS_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 PEERS_SDIST := $(PEERS_DIR)/sdist/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz
 
 peers: $(PEERS_STAMP)
@@ -140,7 +145,8 @@ $(PEERS_STAMP): | $(STAMP)
 	tar xzf $(PEERS_SDIST) -C $(PEERS_DIR)/src --strip-components=1
 	cmake -S $(PEERS_DIR)/src/vendor/llama.cpp -B $(PEERS_DIR)/build -DCMAKE_BUILD_TYPE=Release \
 		-DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DBUILD_SHARED_LIBS=OFF \
-		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+		-DCMAKE_C_FLAGS="$(PEERS_CFLAGS)" -DCMAKE_CXX_FLAGS="$(PEERS_CFLAGS)" >/dev/null
 	cmake --build $(PEERS_DIR)/build --target llama-server llama-bench -j2
 	cp $(PEERS_DIR)/build/bin/llama-server $(PEERS_DIR)/build/bin/llama-bench $(PEERS_DIR)/bin/
 	touch $(PEERS_STAMP)

@@ -91,6 +91,8 @@ class LlamaServer:
     threads: int = 2
     context: int = 8192
     extra: tuple[str, ...] = ()
+    # /slots then also shows each slot's prompt and generated text (tests read them).
+    debug_slots: bool = False
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
@@ -112,9 +114,16 @@ class LlamaServer:
             "--slots",
             *self.extra,
         ]  # fmt: skip
+        environ = dict(os.environ)
+        if self.debug_slots:
+            environ["LLAMA_SERVER_SLOTS_DEBUG"] = "1"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environ,
             )
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -36,11 +37,11 @@ def llama() -> Iterator[LlamaServer]:
         gguf = peer_gguf()
     except PeerMissing as missing:
         pytest.skip(str(missing))
-    with LlamaServer(gguf, context=4096) as server:
+    with LlamaServer(gguf, context=4096, debug_slots=True) as server:
         yield server
 
 
-def line_limits(seconds: float = 30.0) -> GenerationLimits:
+def line_limits(seconds: float = 60.0) -> GenerationLimits:
     return GenerationLimits(Scope.LINE, 400, 1, 1, time.monotonic() + seconds)
 
 
@@ -59,7 +60,7 @@ async def generate(
     return [c.text for c in candidates]
 
 
-async def wait_idle(server: LlamaServer, timeout_s: float = 5.0) -> float:
+async def wait_idle(server: LlamaServer, timeout_s: float = 15.0) -> float:
     """Seconds until the slot stops processing (fails past ``timeout_s``)."""
     started = time.monotonic()
     while server.slot()["is_processing"]:
@@ -73,9 +74,9 @@ async def wait_idle(server: LlamaServer, timeout_s: float = 5.0) -> float:
 
 @pytest.mark.parametrize("stream", [True, False])
 async def test_infill_puts_input_extra_and_both_sides_into_the_prompt(llama, stream: bool):
-    texts = await generate(
-        llama, HttpSettings(api="llamacpp", url=llama.base, stream=stream), line_limits()
-    )
+    # Whole answers run to max_tokens (nothing stops them at the line's end): keep it short.
+    settings = HttpSettings(api="llamacpp", url=llama.base, stream=stream, max_tokens=48)
+    texts = await generate(llama, settings, line_limits())
     assert len(texts) == 1 and texts[0].strip() and "\n" not in texts[0]
     slot = llama.slot()
     prompt = slot["prompt"]
@@ -92,10 +93,9 @@ async def test_infill_puts_input_extra_and_both_sides_into_the_prompt(llama, str
 
 
 async def test_infill_streamed_and_whole_answers_agree(llama):
-    streamed = await generate(llama, HttpSettings(api="llamacpp", url=llama.base), line_limits())
-    whole = await generate(
-        llama, HttpSettings(api="llamacpp", url=llama.base, stream=False), line_limits()
-    )
+    settings = HttpSettings(api="llamacpp", url=llama.base, max_tokens=48)
+    streamed = await generate(llama, settings, line_limits())
+    whole = await generate(llama, replace(settings, stream=False), line_limits())
     assert streamed == whole
 
 
@@ -103,13 +103,11 @@ async def test_infill_streamed_and_whole_answers_agree(llama):
 
 
 async def test_openai_with_our_qwen_prompt_streamed_and_whole_agree(llama):
-    settings = HttpSettings(url=llama.base + "/v1", fim_family="qwen")
+    settings = HttpSettings(url=llama.base + "/v1", fim_family="qwen", max_tokens=48)
     streamed = await generate(llama, settings, line_limits())
     prompt = llama.slot()["prompt"]
     assert prompt.startswith("<|file_sep|>") and prompt.rstrip().endswith("<|fim_middle|>")
-    whole = await generate(
-        llama, HttpSettings(url=llama.base + "/v1", fim_family="qwen", stream=False), line_limits()
-    )
+    whole = await generate(llama, replace(settings, stream=False), line_limits())
     assert streamed == whole
     assert streamed[0].strip() and "\n" not in streamed[0]
 
@@ -118,7 +116,7 @@ async def test_openai_suffix_is_ignored_by_llama_server(llama):
     """With ``fimFamily`` null the openai adapter sends ``prompt`` + ``suffix``; llama-server's
     /v1/completions drops ``suffix`` (the model sees the prefix only), so the docs tell
     llama.cpp users to set a family or use ``api: llamacpp``."""
-    await generate(llama, HttpSettings(url=llama.base + "/v1"), line_limits())
+    await generate(llama, HttpSettings(url=llama.base + "/v1", max_tokens=16), line_limits())
     prompt = llama.slot()["prompt"]
     assert PREFIX.rstrip() in prompt
     assert "print(area(2))" not in prompt and "<|fim_suffix|>" not in prompt
@@ -156,9 +154,8 @@ async def test_cancelling_mid_stream_frees_the_slot(llama, api: str):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    # Going on to 1,000 tokens would take the server tens of seconds on this machine.
     assert await wait_idle(llama) < 1.0
-    decoded = llama.slot()["next_token"][0]
-    assert decoded["n_decoded"] < 1000 and decoded["n_remain"] > 0
     # The server takes the next request at once.
     began = time.monotonic()
     texts = await generate(llama, HttpSettings(api="llamacpp", url=llama.base), line_limits())
@@ -177,9 +174,9 @@ async def test_a_line_is_cut_at_its_end_and_the_server_stops(llama, api: str):
         await backend.aclose()
     assert len(candidates) == 1 and "\n" not in candidates[0].text.strip("\n")
     assert candidates[0].details["stopped_early"] == 1.0
+    # The server stopped at our hang-up: the 400 tokens it was asked for would take it seconds.
+    # (/slots' "generated" is not updated for a task cut short, so it cannot tell how many.)
     assert await wait_idle(llama) < 1.0
-    decoded = llama.slot()["next_token"][0]
-    assert decoded["n_decoded"] < 400 and decoded["n_remain"] > 0
 
 
 # --- what the fakes assume about the wire -------------------------------------------------------
