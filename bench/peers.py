@@ -8,7 +8,7 @@ prompt and generation speed and a typing replay through our server with the http
 pointed at llama-server, with both processes' peak memory.
 
     python -m ghostcomplete.bench.peers [--threads 2] [--files 4] [--api llamacpp --api openai]
-        [--repetitions 3] [--out DIR] [--no-llama-bench] [--no-replay]
+        [--settings LABEL=JSON ...] [--repetitions 3] [--out DIR] [--no-llama-bench] [--no-replay]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ghostcomplete.bench.acceptance import merged
 from ghostcomplete.model.gguf_parts import CATALOGUE, cache_home
 
 LLAMA_CPP_PYTHON = "0.3.36"
@@ -228,14 +229,28 @@ def _ghostcomplete() -> list[str]:
     return [sys.executable, "-m", "ghostcomplete.server.cli"]
 
 
-def replay(gguf: Path, threads: int, api: str, files: int, out: Path, seed: int) -> dict[str, Any]:
-    """``bench latency`` through our server, its http backend pointed at llama-server."""
+def _round(value: Any) -> Any:
+    return round(value, 1) if isinstance(value, float) else value
+
+
+def replay(
+    gguf: Path,
+    threads: int,
+    api: str,
+    files: int,
+    out: Path,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+    label: str = "",
+) -> dict[str, Any]:
+    """``bench latency`` through our server, its http backend pointed at llama-server;
+    ``extra`` settings merged over the backend's."""
     with LlamaServer(gguf, threads=threads) as server:
         http: dict[str, Any] = {"api": api, "url": server.base}
         if api == "openai":
             http = {"api": api, "url": server.base + "/v1", "fimFamily": "qwen"}
-        settings = {"backend": {"kind": "http", "http": http}}
-        folder = out / f"replay-{api}"
+        settings = merged({"backend": {"kind": "http", "http": http}}, extra or {})
+        folder = out / f"replay-{api}{'-' + label if label else ''}"
         command = [
             *_ghostcomplete(),
             "bench", "latency",
@@ -252,11 +267,13 @@ def replay(gguf: Path, threads: int, api: str, files: int, out: Path, seed: int)
     latency = stages["keystroke → answer"]
     return {
         "api": api,
+        "label": label,
         "settings": settings,
-        "keystroke_p50_ms": latency["p50"],
-        "keystroke_p95_ms": latency["p95"],
+        "keystroke_p50_ms": _round(latency["p50"]),
+        "keystroke_p95_ms": _round(latency["p95"]),
         "answered": latency["n"],
-        "backend_p50_ms": (stages.get("server backend") or {}).get("p50"),
+        "with_a_suggestion": counts.get("answers with a suggestion"),
+        "backend_p50_ms": _round((stages.get("server backend") or {}).get("p50")),
         "llama_server_peak_rss_mib": server_rss,
         "ghostcomplete_peak_rss_mib": counts.get("server peak RSS MiB"),
         "counts": counts,
@@ -294,12 +311,14 @@ def report(result: dict[str, Any]) -> str:
     if replays := result.get("replays"):
         lines += [
             "| typing replay through our server | keystroke p50 ms | p95 ms | answered "
-            "| backend p50 ms | llama-server peak RSS MiB | our server peak RSS MiB |",
-            "|---|---|---|---|---|---|---|",
+            "| with a suggestion | backend p50 ms | llama-server peak RSS MiB "
+            "| our server peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| http → llama-server, `api: {r['api']}` | {r['keystroke_p50_ms']} "
-            f"| {r['keystroke_p95_ms']} | {r['answered']} | {r['backend_p50_ms']} "
+            f"| http → llama-server, `api: {r['api']}`{' ' + r['label'] if r['label'] else ''} "
+            f"| {r['keystroke_p50_ms']} | {r['keystroke_p95_ms']} | {r['answered']} "
+            f"| {r['with_a_suggestion']} | {r['backend_p50_ms'] or '–'} "
             f"| {r['llama_server_peak_rss_mib']} | {r['ghostcomplete_peak_rss_mib']} |"
             for r in replays
         ]
@@ -318,6 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--api", action="append", choices=("llamacpp", "openai"), help="replays (default both)"
+    )
+    parser.add_argument(
+        "--settings",
+        action="append",
+        default=[],
+        metavar="LABEL=JSON",
+        help="one more replay per --api with these server settings merged in (repeatable)",
     )
     parser.add_argument("--no-llama-bench", action="store_true")
     parser.add_argument("--no-replay", action="store_true")

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from http_fakes import PREFIX, SNIPPET, SUFFIX, prompt_for
 
-from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
+from ghostcomplete.backends.base import BackendError, CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.http.backend import HttpBackend
 from ghostcomplete.backends.http.config import HttpSettings
 from ghostcomplete.bench.peers import LlamaServer, PeerMissing, peer_binary, peer_gguf
@@ -216,3 +216,16 @@ async def test_the_completions_stream_has_the_shape_the_fake_sends(llama):
     assert events[-1] == "[DONE]"
     for event in map(json.loads, events[:-1]):
         assert isinstance(event["choices"][0]["text"], str)
+
+
+async def test_a_prompt_past_the_context_is_one_readable_error(llama):
+    """The real server refuses with HTTP 400 and a JSON error; the backend says so once, with
+    the server's own words."""
+    long_prefix = "values = [\n" + "".join(f"    {n},\n" for n in range(3000))
+    prompt = prompt_for("qwen", prefix=long_prefix)
+    with pytest.raises(BackendError) as raised:
+        await generate(
+            llama, HttpSettings(url=llama.base, fim_family="qwen"), line_limits(), prompt
+        )
+    message = str(raised.value)
+    assert "HTTP 400" in message and "context" in message
