@@ -8,7 +8,8 @@ prompt and generation speed and a typing replay through our server with the http
 pointed at llama-server, with both processes' peak memory.
 
     python -m ghostcomplete.bench.peers [--threads 2] [--files 4] [--api llamacpp --api openai]
-        [--settings LABEL=JSON ...] [--repetitions 3] [--out DIR] [--no-llama-bench] [--no-replay]
+        [--settings LABEL=JSON ... [--only-settings]] [--repetitions 3] [--out DIR]
+        [--no-llama-bench] [--no-replay]
 """
 
 from __future__ import annotations
@@ -345,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="LABEL=JSON",
         help="one more replay per --api with these server settings merged in (repeatable)",
     )
+    parser.add_argument(
+        "--only-settings", action="store_true", help="skip the replay with default settings"
+    )
     parser.add_argument("--no-llama-bench", action="store_true")
     parser.add_argument("--no-replay", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench-results") / "peers")
@@ -369,11 +373,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["llama_bench"] = llama_bench_rows(gguf, args.threads, args.repetitions)
     if not args.no_replay:
         result["replays"] = []
+        variants: list[tuple[str, dict[str, Any]]] = [("", {})]
+        for option in args.settings:
+            label, _, text = option.partition("=")
+            variants.append((label, json.loads(text)))
+        if args.only_settings:
+            variants = variants[1:]
         for api in args.api or ["llamacpp", "openai"]:
-            print(f"typing replay, api {api} ...", file=sys.stderr, flush=True)
-            result["replays"].append(
-                replay(gguf, args.threads, api, args.files, args.out, args.seed)
-            )
+            for label, extra in variants:
+                print(f"typing replay, api {api} {label} ...", file=sys.stderr, flush=True)
+                result["replays"].append(
+                    replay(gguf, args.threads, api, args.files, args.out, args.seed, extra, label)
+                )
     (args.out / "peers.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     text = report(result)
     (args.out / "peers.md").write_text(text)
