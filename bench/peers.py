@@ -18,7 +18,9 @@ import argparse
 import json
 import os
 import platform
+import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,6 +85,20 @@ def peak_rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def prompt_reuse(log: str) -> dict[str, Any]:
+    shares = [
+        float(x)
+        for x in re.findall(r"selected slot by LCP similarity, f_sim_best = ([0-9.]+)", log)
+    ]
+    fresh = len(re.findall(r"selected slot by LRU", log))
+    everything = sorted(shares + [0.0] * fresh)
+    return {
+        "generations_started": len(everything),
+        "reused_share_p50": round(statistics.median(everything), 3) if everything else None,
+        "cancelled_tasks": len(re.findall(r"stop: cancel task", log)),
+    }
 
 
 @dataclass
@@ -154,6 +170,12 @@ class LlamaServer:
 
     def peak_rss_mib(self) -> float | None:
         return None if self.process is None else peak_rss_mib(self.process.pid)
+
+    def prompt_reuse(self) -> dict[str, Any]:
+        """From the server's log: generations it started, and the share of each prompt its
+        cache already held (``f_sim_best``: the common start with the slot's last prompt; a
+        share under 0.1 shows as "selected slot by LRU", counted here as 0)."""
+        return prompt_reuse(self.log_path.read_text(errors="replace"))
 
     def log_tail(self, chars: int = 2000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -263,6 +285,7 @@ def replay(
         ]  # fmt: skip
         subprocess.run(command, check=True, stdin=subprocess.DEVNULL)
         server_rss = server.peak_rss_mib()
+        reuse = server.prompt_reuse()
     summary = json.loads((folder / "latency.json").read_text())["runs"][0]["summary"]
     stages, counts = summary["latency_ms"], summary["counts"]
     latency = stages["keystroke → answer"]
@@ -276,6 +299,7 @@ def replay(
         "with_a_suggestion": counts.get("answers with a suggestion"),
         "backend_p50_ms": _round((stages.get("server backend") or {}).get("p50")),
         "llama_server_peak_rss_mib": server_rss,
+        "llama_server": reuse,
         "ghostcomplete_peak_rss_mib": counts.get("server peak RSS MiB"),
         "counts": counts,
     }
@@ -312,14 +336,16 @@ def report(result: dict[str, Any]) -> str:
     if replays := result.get("replays"):
         lines += [
             "| typing replay through our server | keystroke p50 ms | p95 ms | answered "
-            "| with a suggestion | backend p50 ms | llama-server peak RSS MiB "
-            "| our server peak RSS MiB |",
-            "|---|---|---|---|---|---|---|---|",
+            "| with a suggestion | backend p50 ms | generations started (prompt reused p50) "
+            "| llama-server peak RSS MiB | our server peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| http → llama-server, `api: {r['api']}`{' ' + r['label'] if r['label'] else ''} "
             f"| {r['keystroke_p50_ms']} | {r['keystroke_p95_ms']} | {r['answered']} "
             f"| {r['with_a_suggestion']} | {r['backend_p50_ms'] or '–'} "
+            f"| {r['llama_server']['generations_started']} "
+            f"({r['llama_server']['reused_share_p50']}) "
             f"| {r['llama_server_peak_rss_mib']} | {r['ghostcomplete_peak_rss_mib']} |"
             for r in replays
         ]
