@@ -229,3 +229,24 @@ async def test_a_prompt_past_the_context_is_one_readable_error(llama):
         )
     message = str(raised.value)
     assert "HTTP 400" in message and "context" in message
+
+
+async def test_a_prompt_being_read_is_read_to_the_end_and_warms_the_cache(llama):
+    """llama-server does not stop reading a prompt when its request is cancelled (docs/backends.md
+    says so); the prompt it read is then in its cache, so asking again is quick."""
+    lines = [f"def handler_{n}(request):\n    return respond(request, {n})\n" for n in range(120)]
+    prompt = prompt_for("qwen", prefix="".join(lines) + "def handler_120(request):\n    return ")
+    settings = HttpSettings(api="llamacpp", url=llama.base, max_tokens=16)
+    task = asyncio.ensure_future(generate(llama, settings, line_limits(), prompt))
+    started = time.monotonic()
+    while not llama.slot()["is_processing"]:
+        await asyncio.sleep(0.01)
+        assert time.monotonic() - started < 10
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await wait_idle(llama, timeout_s=60) > 0.5
+    began = time.monotonic()
+    assert await generate(llama, settings, line_limits(), prompt)
+    assert time.monotonic() - began < 3.0
