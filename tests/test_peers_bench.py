@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostcomplete.bench import peers
+from ghostcomplete.bench import peers, peers_llamacpp
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -22,27 +22,27 @@ LOG = """\
 
 
 def test_prompt_reuse_counts_generations_and_the_cached_share():
-    assert peers.prompt_reuse(LOG) == {
+    assert peers_llamacpp.prompt_reuse(LOG) == {
         "generations_started": 3,
         "reused_share_p50": 0.254,
         "cancelled_tasks": 2,
     }
-    assert peers.prompt_reuse("")["reused_share_p50"] is None
+    assert peers_llamacpp.prompt_reuse("")["reused_share_p50"] is None
 
 
 def test_missing_peers_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("GHOSTCOMPLETE_LLAMA_SERVER", raising=False)
     monkeypatch.delenv("GHOSTCOMPLETE_PEER_GGUF", raising=False)
-    with pytest.raises(peers.PeerMissing, match="make peers"):
-        peers.peer_binary("llama-server")
-    with pytest.raises(peers.PeerMissing, match="make model-qwen"):
-        peers.peer_gguf()
+    with pytest.raises(peers_llamacpp.PeerMissing, match="make peers"):
+        peers_llamacpp.peer_binary("llama-server")
+    with pytest.raises(peers_llamacpp.PeerMissing, match="make model-qwen"):
+        peers_llamacpp.peer_gguf()
     binary = tmp_path / "llama-server"
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
     monkeypatch.setenv("GHOSTCOMPLETE_LLAMA_SERVER", str(binary))
-    assert peers.peer_binary("llama-server") == binary
+    assert peers_llamacpp.peer_binary("llama-server") == binary
     assert peers.main(["--out", str(tmp_path / "out")]) == 1  # no model: one message, exit 1
 
 

@@ -22,7 +22,7 @@ from http_fakes import PREFIX, SNIPPET, SUFFIX, prompt_for
 from ghostcomplete.backends.base import BackendError, CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.http.backend import HttpBackend
 from ghostcomplete.backends.http.config import HttpSettings
-from ghostcomplete.bench.peers import LlamaServer, PeerMissing, peer_binary, peer_gguf
+from ghostcomplete.bench.peers_llamacpp import LlamaServer, PeerMissing, peer_binary, peer_gguf
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
