@@ -15,8 +15,8 @@ class OnnxSettings:
     # Which file in that folder: null = model.onnx (or model_quantized.onnx when ``quantized``).
     file: str | None = None
     # The int8 dynamically quantized file (model_quantized.onnx) when the folder has one. For
-    # the built-in model on the CPU it was as accurate and ~30 % faster (model/README.md);
-    # on CUDA keep the float file.
+    # the built-in model on the CPU it is as accurate and faster (the figures are in
+    # model/README.md); on CUDA keep the float file.
     quantized: bool = False
     # "auto" = CUDA when onnxruntime can use it, else the CPU.
     provider: str = field(default="auto", metadata=one_of("auto", "cuda", "cpu"))
