@@ -336,6 +336,16 @@ class Pipeline:
             )
         return definitions + chunks
 
+    def result_for(
+        self, request: CompletionRequest, automatic: bool = True, skipped: str | None = None
+    ) -> CompletionResult:
+        """An empty result for ``request``, naming the backend and model that answer it."""
+        result = CompletionResult(request.completion_id, [], skipped, request=request)
+        result.automatic = automatic
+        result.backend = self.settings.backend.kind
+        result.model = getattr(self.backend, "name", None)
+        return result
+
     def finish(
         self, prepared: Prepared, candidates: list[Candidate], result: CompletionResult
     ) -> None:
@@ -350,9 +360,7 @@ class Pipeline:
         """One completion with no caches, debounce or sharing (the ``complete`` CLI)."""
         started = time.monotonic()
         deadline = started + self.settings.completion.timeout_ms / 1000
-        result = CompletionResult(request.completion_id, [], request=request)
-        result.backend = self.settings.backend.kind
-        result.model = getattr(self.backend, "name", None)
+        result = self.result_for(request)
         cursor = self.cut(request, result)
         if cursor is None:
             return result

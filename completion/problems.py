@@ -60,6 +60,18 @@ def dense_problem(message: str) -> Problem:
     return Problem("dense", Severity.WARNING, message)
 
 
+def untrusted_settings_problem(ignored: Sequence[str]) -> Problem:
+    """Restricted settings a workspace set without saying it is trusted: the user's stay."""
+    names = ", ".join(ignored)
+    return Problem(
+        "untrusted-settings",
+        Severity.WARNING,
+        f"ignored workspace settings {names} (the workspace is not trusted; set them in your "
+        "user settings)",
+        lasting=False,
+    )
+
+
 def internal_problem(error: Exception) -> Problem:
     """A bug of ours outside any request (a notification handler failed, say)."""
     return Problem(

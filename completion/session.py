@@ -114,28 +114,19 @@ class CompletionSession:
             if current is not None and current.cancelling():
                 raise
             log.info("[%s] superseded", request.completion_id)
-            result = self._result(request, automatic, skipped="superseded")
+            result = self.pipeline.result_for(request, automatic, skipped="superseded")
             result.dropped = True
             return result
         finally:
             if self.requests.get(uri) is task:
                 del self.requests[uri]
 
-    def _result(
-        self, request: CompletionRequest, automatic: bool, skipped: str | None = None
-    ) -> CompletionResult:
-        result = CompletionResult(request.completion_id, [], skipped, request=request)
-        result.automatic = automatic
-        result.backend = self.pipeline.settings.backend.kind
-        result.model = getattr(self.pipeline.backend, "name", None)
-        return result
-
     async def _answer(self, request: CompletionRequest, automatic: bool) -> CompletionResult:
         settings = self.pipeline.settings.completion
         started = time.monotonic()
         deadline = started + settings.timeout_ms / 1000
         self.counters.requests += 1
-        result = self._result(request, automatic)
+        result = self.pipeline.result_for(request, automatic)
         try:
             await self._complete(request, automatic, started, deadline, result)
         except BackendError as error:

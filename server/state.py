@@ -29,6 +29,7 @@ from ghostcomplete.completion.problems import (
     dense_problem,
     internal_problem,
     settings_problem,
+    untrusted_settings_problem,
 )
 from ghostcomplete.completion.session import CompletionSession
 from ghostcomplete.completion.settings import Settings, install_or_fall_back, resolve
@@ -108,12 +109,7 @@ class GhostServer(LanguageServer):
         (completion/workspace_trust.py)."""
         layers, ignored = client_layers(initialization, workspace)
         if ignored:
-            self.tell_once(
-                "untrusted-settings",
-                "ghostcomplete: ignored workspace settings " + ", ".join(ignored) + " (the "
-                "workspace is not trusted; set them in your user settings)",
-                types.MessageType.Warning,
-            )
+            self.report(untrusted_settings_problem(ignored))
         self.apply_settings(*layers)
 
     def apply_settings(self, *layers: Any) -> None:
