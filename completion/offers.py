@@ -45,6 +45,3 @@ class OfferLedger:
 
     def get(self, item: str) -> Offer | None:
         return self._offers.get(item)
-
-    def __len__(self) -> int:
-        return len(self._offers)

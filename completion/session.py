@@ -92,7 +92,6 @@ class CompletionSession:
         self.requests: dict[str, asyncio.Task[CompletionResult]] = {}
         self.offers = OfferLedger()
         self.counters = SessionCounters()
-        self._background: set[asyncio.Task[None]] = set()
 
     # --- requests --------------------------------------------------------------------------
     async def complete(
