@@ -26,6 +26,7 @@ from ghostcomplete.backends.onnx.chat import ChatTemplate, load_chat_template
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.decode import Limits, Sampling, Start, decode, prefill
 from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel, fim_family_of, read_json
+from ghostcomplete.backends.onnx.installed import installed_folder
 from ghostcomplete.backends.onnx.prompt import fit_prompt
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import Tokenizer, load_tokenizer
@@ -49,7 +50,12 @@ def shipped_model_folder() -> Path:
 
 def model_file(settings: OnnxSettings) -> Path:
     """The .onnx file the settings name; BackendError when it is not there."""
-    folder = Path(settings.path).expanduser() if settings.path else shipped_model_folder()
+    if settings.model:
+        folder = installed_folder(settings.model)
+    elif settings.path:
+        folder = Path(settings.path).expanduser()
+    else:
+        folder = shipped_model_folder()
     if settings.file:
         chosen = folder / settings.file
     else:
@@ -60,7 +66,13 @@ def model_file(settings: OnnxSettings) -> Path:
         if not chosen.exists() and merged.exists():
             chosen = merged
     if not chosen.is_file():
-        where = "the built-in model" if not settings.path else f"backend.onnx.path {folder}"
+        where = (
+            f"backend.onnx.model {settings.model!r}"
+            if settings.model
+            else f"backend.onnx.path {folder}"
+            if settings.path
+            else "the built-in model"
+        )
         raise BackendError(f"no model file {chosen.name} in {where} ({folder})")
     return chosen
 

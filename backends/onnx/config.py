@@ -9,6 +9,8 @@ from ghostcomplete.backends.setting_checks import between, one_of
 
 @dataclass(frozen=True)
 class OnnxSettings:
+    # An installed model by name (`ghostcomplete model list`); wins over ``path``.
+    model: str | None = None
     # A folder in the Hugging Face optimum layout (model.onnx, config.json, tokenizer files);
     # null = the model shipped with ghostcomplete.
     path: str | None = None

@@ -13,6 +13,7 @@ export const RESTART_SETTINGS: readonly string[] = [
   "server.command",
   "server.verbose",
   "backend.kind",
+  "backend.onnx.model",
   "backend.onnx.path",
   "backend.onnx.file",
   "backend.onnx.quantized",

@@ -1,0 +1,133 @@
+"""Models installed by name: ``ghostcomplete model import``/``pull`` write one folder per model
+into the models directory, each with a manifest, and ``backend.onnx.model`` names one.
+
+    $XDG_DATA_HOME/ghostcomplete/models/<name>/
+        model.onnx (+ model.onnx.data), config.json, tokenizer files
+        ghostcomplete-model.json   the manifest below
+
+The manifest is written last, so a folder without one is an import that did not finish: it is
+neither listed nor loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ghostcomplete.backends.base import BackendError
+
+MANIFEST = "ghostcomplete-model.json"
+# A name is one path segment anyone can type: no separators, no leading dot.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """What ``ghostcomplete-model.json`` says about one installed model."""
+
+    name: str
+    # Where it came from: a GGUF file, a Hugging Face folder, a catalogue entry.
+    source: str
+    architecture: str  # the config's model_type: "qwen2", "llama", ...
+    precision: str  # "int4", "int8", "fp16" or "fp32"
+    fim_family: str | None = None
+    license: str | None = None
+    size_bytes: int = 0
+    created: str = ""  # ISO 8601, UTC
+    # Measured once on this machine after the import (prompt and decode tokens/s, keystroke
+    # milliseconds, the provider and threads they were measured with); None until then.
+    speed: dict[str, Any] | None = None
+    # Anything else the importer wants to keep (the source's sha256, the converter's version).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def models_dir() -> Path:
+    """``$GHOSTCOMPLETE_MODELS``, else ``$XDG_DATA_HOME/ghostcomplete/models``."""
+    explicit = os.environ.get("GHOSTCOMPLETE_MODELS")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ghostcomplete" / "models"
+
+
+def check_name(name: str) -> str:
+    """``name`` when it can name a model folder; ValueError saying why not."""
+    if not _NAME.fullmatch(name) or name.endswith("."):
+        raise ValueError(
+            f"{name!r} cannot name a model: use letters, digits, '.', '_', '+' or '-' "
+            "(at most 100, starting with a letter or digit)"
+        )
+    return name
+
+
+def read_manifest(folder: Path) -> InstalledModel:
+    """The manifest in ``folder``; BackendError when it is missing or unreadable."""
+    path = folder / MANIFEST
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise BackendError(f"{folder} has no {MANIFEST}: not an installed model") from None
+    except (OSError, ValueError) as error:
+        raise BackendError(f"cannot read {path}: {error}") from error
+    if not isinstance(data, dict):
+        raise BackendError(f"{path} is not a JSON object")
+    known = {f for f in InstalledModel.__dataclass_fields__}
+    try:
+        return InstalledModel(**{k: v for k, v in data.items() if k in known})
+    except TypeError as error:
+        raise BackendError(f"{path} lacks a field: {error}") from error
+
+
+def write_manifest(folder: Path, model: InstalledModel) -> Path:
+    """Write the manifest atomically (the folder's other files must already be complete)."""
+    path = folder / MANIFEST
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(asdict(model), indent=2, sort_keys=True) + "\n", "utf-8")
+    partial.replace(path)
+    return path
+
+
+def with_speed(folder: Path, speed: dict[str, Any]) -> InstalledModel:
+    """Record a measured speed in the manifest of the model in ``folder``."""
+    updated = replace(read_manifest(folder), speed=speed)
+    write_manifest(folder, updated)
+    return updated
+
+
+def installed_models(root: Path | None = None) -> list[tuple[Path, InstalledModel]]:
+    """Every finished model under ``root`` (the models directory), by name; a folder whose
+    manifest cannot be read is skipped."""
+    root = root or models_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
+        if not (folder / MANIFEST).is_file():
+            continue
+        try:
+            found.append((folder, read_manifest(folder)))
+        except BackendError:
+            continue
+    return found
+
+
+def installed_folder(name: str, root: Path | None = None) -> Path:
+    """The folder of the installed model ``name``; BackendError naming what is installed."""
+    root = root or models_dir()
+    try:
+        check_name(name)
+    except ValueError as error:
+        raise BackendError(str(error)) from None
+    folder = root / name
+    if (folder / MANIFEST).is_file():
+        return folder
+    names = [m.name for _, m in installed_models(root)]
+    have = f"installed: {', '.join(names)}" if names else "none is installed"
+    raise BackendError(
+        f"no model named {name!r} in {root} ({have}); "
+        "add one with `ghostcomplete model import` or `ghostcomplete model pull`"
+    )
