@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -68,27 +69,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stats_parser(commands)
     model = commands.add_parser(
-        "model", help="the built-in model: train (needs the [train] extra) or measure its speed"
+        "model",
+        help="local models: import a GGUF or Hugging Face folder, pull from the catalogue, "
+        "list what is installed, measure speed, train the built-in model",
     )
-    model.add_argument("action", choices=("train", "measure"))
+    model.add_argument("action", choices=tuple(MODEL_ACTIONS))
     model.add_argument("arguments", nargs=argparse.REMAINDER, help="passed on (see --help)")
     return parser
 
 
-def _model(args: argparse.Namespace) -> int:
-    """``ghostcomplete model train|measure ...``: the scripts in model/, with their own flags."""
-    if args.action == "measure":
-        from ghostcomplete.model import measure
+# ``ghostcomplete model ACTION ...``: each action is a module in model/ with its own flags.
+MODEL_ACTIONS = {
+    "import": "importer",
+    "pull": "pull",
+    "list": "listing",
+    "measure": "measure",
+    "train": "train",
+}
 
-        measure.main(args.arguments)
-        return 0
+
+def _model(args: argparse.Namespace) -> int:
+    module_name = MODEL_ACTIONS[args.action]
     try:
-        from ghostcomplete.model import train
+        module = importlib.import_module(f"ghostcomplete.model.{module_name}")
     except ImportError as error:
-        print(f"ghostcomplete: training needs the [train] extra ({error})", file=sys.stderr)
+        extra = "train" if args.action == "train" else "convert"
+        print(
+            f"ghostcomplete: model {args.action} needs the [{extra}] extra ({error})",
+            file=sys.stderr,
+        )
         return 2
-    train.main(args.arguments)
-    return 0
+    return int(module.main(args.arguments) or 0)
 
 
 def _parse_location(parser: argparse.ArgumentParser, location: str) -> tuple[Path, int, int]:
