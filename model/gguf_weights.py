@@ -18,7 +18,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
+from gguf import quants
 
 from ghostcomplete.model.decoder_source import DecoderSource, SourceError
 from ghostcomplete.model.gguf_tokenizer import gguf_tokenizer
@@ -71,8 +73,6 @@ def permute_rows(rows: np.ndarray, heads: int) -> np.ndarray:
 
 
 def _open(path: Path) -> Any:
-    import gguf
-
     try:
         with path.open("rb") as stream:
             magic = stream.read(4)
@@ -114,8 +114,6 @@ class GgufWeights(Mapping[str, np.ndarray]):
                 self._tensors[name] = tensor
 
     def __getitem__(self, name: str) -> np.ndarray:
-        from gguf import quants
-
         tensor = self._tensors[name]
         values = quants.dequantize(tensor.data, tensor.tensor_type)
         # GGUF lists dimensions innermost first; numpy's order is Hugging Face's.
@@ -148,6 +146,12 @@ def _int(reader: Any, key: str, default: int | None = None) -> int:
     return int(value)
 
 
+def _float32(value: Any) -> float:
+    """A float32 of the metadata as the decimal it was written from (1e-06, not
+    9.99999997e-07): the shortest text that reads back as the same float32."""
+    return float(str(np.float32(value)))
+
+
 def _config(reader: Any, tensors: dict[str, Any], architecture: str) -> DecoderConfig:
     prefix = architecture + "."
     hidden = _int(reader, prefix + "embedding_length")
@@ -171,8 +175,8 @@ def _config(reader: Any, tensors: dict[str, Any], architecture: str) -> DecoderC
         num_heads=heads,
         num_kv_heads=_int(reader, prefix + "attention.head_count_kv", heads),
         head_dim=head_dim,
-        rms_norm_eps=float(_value(reader, prefix + "attention.layer_norm_rms_epsilon", 1e-6)),
-        rope_theta=float(_value(reader, prefix + "rope.freq_base", 10_000.0)),
+        rms_norm_eps=_float32(_value(reader, prefix + "attention.layer_norm_rms_epsilon", 1e-6)),
+        rope_theta=_float32(_value(reader, prefix + "rope.freq_base", 10_000.0)),
         max_positions=_int(reader, prefix + "context_length", 4096),
         tied_embeddings="output.weight" not in tensors,
         attention_bias="blk.0.attn_q.bias" in tensors,
@@ -181,8 +185,6 @@ def _config(reader: Any, tensors: dict[str, Any], architecture: str) -> DecoderC
 
 def read_gguf(path: Path) -> DecoderSource:
     """The decoder in the GGUF file ``path``; SourceError saying why when it cannot be read."""
-    from gguf import quants
-
     reader = _open(path)
     architecture = str(_value(reader, "general.architecture", ""))
     if architecture not in ARCHITECTURES:
