@@ -5,19 +5,16 @@ install it into the models directory.
         [--force]
 
 The files are fetched and checked by ``model.hub`` (``HF_ENDPOINT``, ``HF_HOME``,
-``HF_HUB_OFFLINE`` and ``HF_TOKEN`` apply), then converted by the importer into a folder under
-a staging directory inside the models directory, and moved into place only once its manifest
-is written: a pull that fails anywhere leaves no model behind, and ``--force`` replaces an
-installed model only when its successor is complete. The manifest records where the model
-came from: the repository, the revision asked for, the commit it resolved to and every file's
-sha256.
+``HF_HUB_OFFLINE`` and ``HF_TOKEN`` apply) and converted by the importer, which moves a model
+into place only once it is complete: a pull that fails anywhere leaves no model behind, and
+``--force`` replaces an installed model only when its successor is ready. The manifest then
+records where the model came from: the repository, the revision asked for, the commit it
+resolved to and every file's sha256 and how it was checked.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -26,7 +23,6 @@ from pathlib import Path
 
 from ghostcomplete.backends.base import BackendError
 from ghostcomplete.backends.onnx.installed import (
-    MANIFEST,
     InstalledModel,
     check_name,
     models_dir,
@@ -42,9 +38,6 @@ from ghostcomplete.model.catalogue import (
 from ghostcomplete.model.hub import PullError, Snapshot, endpoint, fetch
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
-# Inside the models directory (so that moving a finished model into place is a rename); its
-# leading dot keeps it out of `model list` and out of any model name.
-STAGING = ".pulling"
 
 
 def pull(
@@ -68,13 +61,13 @@ def pull(
         raise PullError(str(error)) from None
     root = root or models_dir()
     target = root / name
-    if (target / MANIFEST).is_file() and not force:
+    if target.exists() and not force:
         raise PullError(
             f"{name} is already installed in {root}: --force replaces it, --name N installs "
             "beside it"
         )
     snapshot = fetch(entry.repo, entry.revision, entry.patterns, say)
-    return install(entry, snapshot, name, precision, root, say)
+    return install(entry, snapshot, name, precision, root, say, force)
 
 
 def install(
@@ -84,55 +77,42 @@ def install(
     precision: str,
     root: Path,
     say: Callable[[str], None],
+    force: bool = False,
 ) -> tuple[Path, InstalledModel]:
-    """Convert a checked snapshot and move it into ``root/name`` (replacing what is there)."""
+    """Convert a checked snapshot into ``root/name`` and record where it came from."""
     # Imported here: the converter's dependencies are the `convert` extra's.
-    from ghostcomplete.model.importer import import_model
+    from ghostcomplete.model.importer import ImportFailed, import_model
 
-    staging = root / STAGING / f"{name}-{os.getpid()}"
     try:
-        try:
-            folder, model = import_model(
-                snapshot.folder, name=name, precision=precision, root=staging, say=say
-            )
-        except (BackendError, ValueError, OSError) as error:
-            raise PullError(f"converting {entry.repo} failed: {error}") from None
-        licence = snapshot.folder / "LICENSE"
-        if licence.is_file():
-            shutil.copyfile(licence, folder / "LICENSE")
-        model = replace(
-            model,
-            name=name,
-            source=f"{entry.repo}@{snapshot.commit}",
-            license=entry.license,
-            fim_family=model.fim_family or entry.fim_family,
-            extra={
-                **model.extra,
-                "catalogue": entry.name,
-                "hub": {
-                    "endpoint": endpoint(),
-                    "repo": entry.repo,
-                    "revision": entry.revision,
-                    "commit": snapshot.commit,
-                    "files": snapshot.files,
-                },
-            },
+        # The importer builds beside the target and renames it into place once complete, so
+        # a failed conversion leaves no model behind and a replaced one stays until then.
+        folder, model = import_model(
+            snapshot.folder, name=name, precision=precision, root=root, say=say, force=force
         )
-        write_manifest(folder, model)
-        target = root / name
-        if target.exists():
-            retired = staging.with_name(staging.name + ".old")
-            target.rename(retired)
-            folder.rename(target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            folder.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        # Fails while another pull is staging beside this one, which is fine.
-        with contextlib.suppress(OSError):
-            (root / STAGING).rmdir()
-    return target, read_manifest(target)
+    except (ImportFailed, BackendError, ValueError, OSError) as error:
+        raise PullError(f"converting {entry.repo} failed: {error}") from None
+    licence = snapshot.folder / "LICENSE"
+    if licence.is_file():
+        shutil.copyfile(licence, folder / "LICENSE")
+    model = replace(
+        model,
+        source=f"{entry.repo}@{snapshot.commit}",
+        license=entry.license,
+        fim_family=model.fim_family or entry.fim_family,
+        extra={
+            **model.extra,
+            "catalogue": entry.name,
+            "hub": {
+                "endpoint": endpoint(),
+                "repo": entry.repo,
+                "revision": entry.revision,
+                "commit": snapshot.commit,
+                "files": snapshot.files,
+            },
+        },
+    )
+    write_manifest(folder, model)
+    return folder, read_manifest(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -240,3 +240,79 @@ def test_an_installed_name_is_not_replaced_without_force(tmp_path: Path, tiny: P
         assert hub.requests == []
     assert result.returncode == 1
     assert "--force" in one_error_line(result)
+
+
+# --- the whole pull: download, check, convert, install -------------------------------------
+def manifest(tmp_path: Path, name: str) -> dict:
+    return json.loads((tmp_path / "models" / name / "ghostcomplete-model.json").read_text())
+
+
+async def test_a_pull_installs_a_model_that_loads_and_completes(
+    tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
+    from ghostcomplete.backends.onnx.backend import OnnxBackend
+    from ghostcomplete.backends.onnx.config import OnnxSettings
+    from ghostcomplete.context.syntax import Scope
+    from ghostcomplete.ranker.budget import PackedContext
+    from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
+
+    repo = FakeRepo.from_folder(tiny)
+    with FakeHub({REPO_ID: repo}) as hub:
+        result = pull(environment(tmp_path, hub.url), ENTRY)
+    assert result.returncode == 0, result.stderr
+    assert installed(tmp_path) == [ENTRY]
+    record = manifest(tmp_path, ENTRY)
+    assert record["source"] == f"{REPO_ID}@{repo.commit}"
+    assert (record["license"], record["fim_family"], record["precision"]) == (
+        "Apache-2.0",
+        "qwen",
+        "int4",
+    )
+    hub_record = record["extra"]["hub"]
+    assert (hub_record["repo"], hub_record["revision"], hub_record["commit"]) == (
+        REPO_ID,
+        "main",
+        repo.commit,
+    )
+    assert hub_record["files"]["model.safetensors"]["sha256"] == sha256(tiny / "model.safetensors")
+    assert record["extra"]["catalogue"] == ENTRY
+    assert (tmp_path / "models" / ENTRY / "LICENSE").read_bytes() == (tiny / "LICENSE").read_bytes()
+
+    monkeypatch.setenv("GHOSTCOMPLETE_MODELS", str(tmp_path / "models"))
+    backend = OnnxBackend(OnnxSettings(model=ENTRY, threads=1, max_new_tokens=8))
+    assert backend.fim_family == "qwen"
+    context = PackedContext(prefix="def add(a, b):\n    ", suffix="", snippets=(), tokens=0)
+    prompt_text = render_fim(context, "qwen", "python", "demo.py")
+    prompt = CompletionPrompt("python", "demo.py", context, prompt_text, TEMPLATES["qwen"].stop)
+    found = await backend.generate(prompt, GenerationLimits(scope=Scope.BLOCK, candidates=1))
+    await backend.aclose()
+    assert found and found[0].details["tokens"] >= 1 and found[0].text
+
+
+def test_a_pull_whose_transfer_is_cut_still_installs(tmp_path: Path, tiny: Path) -> None:
+    repo = FakeRepo.from_folder(tiny, cut_once={"model.safetensors"})
+    with FakeHub({REPO_ID: repo}) as hub:
+        result = pull(environment(tmp_path, hub.url), ENTRY)
+        assert len(hub.transfers("model.safetensors")) == 2
+    assert result.returncode == 0, result.stderr
+    files = manifest(tmp_path, ENTRY)["extra"]["hub"]["files"]
+    assert files["model.safetensors"]["sha256"] == sha256(tiny / "model.safetensors")
+
+
+def test_offline_pulls_reinstall_from_the_cache_under_a_name_and_by_force(
+    tmp_path: Path, tiny: Path
+) -> None:
+    with FakeHub({REPO_ID: FakeRepo.from_folder(tiny)}) as hub:
+        assert pull(environment(tmp_path, hub.url), ENTRY).returncode == 0
+    first = manifest(tmp_path, ENTRY)
+    offline = environment(tmp_path, "http://127.0.0.1:9", offline=True)
+    beside = pull(offline, ENTRY, "--name", "small", "--precision", "int8")
+    assert beside.returncode == 0, beside.stderr
+    assert installed(tmp_path) == sorted([ENTRY, "small"])
+    assert manifest(tmp_path, "small")["precision"] == "int8"
+    assert manifest(tmp_path, "small")["extra"]["hub"]["files"] == first["extra"]["hub"]["files"]
+    again = pull(offline, ENTRY, "--force", "--precision", "fp32")
+    assert again.returncode == 0, again.stderr
+    assert manifest(tmp_path, ENTRY)["precision"] == "fp32"
+    assert installed(tmp_path) == sorted([ENTRY, "small"])  # nothing left over
