@@ -28,10 +28,16 @@ from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
-    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+try:
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+except ImportError:  # huggingface_hub < 1.0 names the HTTP error so
+    from huggingface_hub.errors import (  # type: ignore[assignment]
+        EntryNotFoundError as RemoteEntryNotFoundError,
+    )
 
 # Files an importable Hugging Face folder cannot do without.
 REQUIRED = ("config.json", "tokenizer.json")

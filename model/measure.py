@@ -3,6 +3,7 @@
     python -m ghostcomplete.model.measure [--path FOLDER] [--file model.onnx] [--threads 2]
         [--loss FILE ...] [--json OUT]
     python -m ghostcomplete.model.measure --path FOLDER --request 2000:16 [--repeat 5]
+    ghostcomplete model measure NAME [--no-save]
 
 Prints prefill latency by prompt length (the first token's latency), decode tokens/s with the
 KV cache, the gain of prompt-lookup decoding on repetitive code, the gain of reusing the KV
@@ -15,6 +16,11 @@ on the given files (to compare model.onnx with model_quantized.onnx).
 (random, so a folder without a tokenizer will do: ``model.random_export``), then N new tokens
 by greedy decoding with the KV cache; the first run is a warm-up, the rest give p50 and p95
 of the whole request and of its prefill (issue 5's GPU target is 2,000 + 16 at p50 ≤ 60 ms).
+
+``NAME`` measures an installed model (``ghostcomplete model list``) and records the result in
+its manifest (``--no-save`` only prints it): prompt and decode tokens/s, the keystroke
+latency, the provider and threads, and the machine's fingerprint. That record is what a
+default chosen per machine reads: measured once, kept with the model.
 """
 
 from __future__ import annotations
@@ -23,24 +29,34 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
+from ghostcomplete.backends.base import BackendError, CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.onnx.backend import OnnxBackend, model_file
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.decode import Limits, decode, prefill
 from ghostcomplete.backends.onnx.engine import OnnxModel
+from ghostcomplete.backends.onnx.installed import (
+    installed_folder,
+    machine_fingerprint,
+    with_speed,
+)
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
 
 REPO = Path(__file__).resolve().parent.parent
+# The sample project is in a checkout, not in the wheel: there, this file is the code typed.
 SAMPLE = REPO / "examples" / "sample_project" / "inventory.py"
+if not SAMPLE.is_file():
+    SAMPLE = Path(__file__).resolve()
 
 
 def _ms(runs: list[float]) -> float:
@@ -185,8 +201,39 @@ def loss(model: OnnxModel, backend: OnnxBackend, files: list[Path]) -> float:
     return round(float(np.mean(losses)), 4)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+def speed_record(result: dict[str, Any]) -> dict[str, Any]:
+    """What a manifest keeps of a full measurement (``with_speed``)."""
+    prefills = {
+        int(key.split("_")[1]): value
+        for key, value in result.items()
+        if key.startswith("prefill_") and key.endswith("_ms")
+    }
+    longest = max(prefills)
+    return {
+        "prompt_tokens_per_s": round(longest / (prefills[longest] / 1000), 1),
+        "prompt_tokens": longest,
+        "decode_tokens_per_s": result["decode_tokens_per_s"],
+        "keystroke_p50_ms": result["keystroke_p50_ms"],
+        "keystroke_p95_ms": result["keystroke_p95_ms"],
+        "provider": result["provider"],
+        "threads": result["threads"],
+        "machine": machine_fingerprint(),
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ghostcomplete model measure",
+        description=__doc__.split("\n")[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "model",
+        nargs="?",
+        metavar="NAME",
+        help="an installed model; its speed is recorded in its manifest",
+    )
+    parser.add_argument("--no-save", action="store_true", help="with NAME: only print it")
     parser.add_argument("--path", default=None)
     parser.add_argument("--file", default=None)
     parser.add_argument("--threads", type=int, default=2)
@@ -209,7 +256,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of --request")
     parser.add_argument("--provider", default="auto", choices=("auto", "cuda", "cpu"))
     args = parser.parse_args(argv)
+    if args.model and args.path:
+        parser.error("give an installed model's NAME or --path, not both")
+    folder = None
+    if args.model:
+        try:
+            folder = installed_folder(args.model)
+        except BackendError as error:
+            print(f"ghostcomplete: model measure: {error}", file=sys.stderr)
+            return 2
     settings = OnnxSettings(
+        model=args.model,
         path=args.path,
         file=args.file,
         provider=args.provider,
@@ -242,7 +299,12 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
+    # Only the full run is the product's speed (--request times random ids).
+    if folder is not None and not args.no_save and not args.request:
+        kept = with_speed(folder, speed_record(result))
+        print(f"recorded in {folder}: {json.dumps(kept.speed)}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

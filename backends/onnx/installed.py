@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -96,6 +97,30 @@ def with_speed(folder: Path, speed: dict[str, Any]) -> InstalledModel:
     updated = replace(read_manifest(folder), speed=speed)
     write_manifest(folder, updated)
     return updated
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """The machine a speed is measured on (CPU model, cores, architecture, system): a speed
+    recorded in a manifest holds only where the fingerprint is the same, not in a models
+    directory copied to another machine."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count() or 0,
+        "arch": platform.machine(),
+        "system": platform.system(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def installed_models(root: Path | None = None) -> list[tuple[Path, InstalledModel]]:
