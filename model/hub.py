@@ -168,7 +168,7 @@ def _check(path: Path, name: str, sha256: str | None, blob_id: str | None) -> di
     elif blob_id is not None:
         expected, got, how = blob_id.lower(), git_blob_id(path), "git blob id"
     else:
-        return {"sha256": actual, "size": path.stat().st_size, "checked": "not listed"}
+        return {"sha256": actual, "size": path.stat().st_size, "checked": "unchecked"}
     if got != expected:
         _evict(path)
         raise PullError(

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def install_builtin_as(root: Path, name: str, **fields: object) -> Path:
         shipped_model_folder(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__")
     )
     model = InstalledModel(name, "test", "llama", "fp32", "starcoder", "MIT", 12_800_000)
-    write_manifest(folder, InstalledModel(**{**model.__dict__, **fields}))  # type: ignore[arg-type]
+    write_manifest(folder, replace(model, **fields))
     return folder
 
 

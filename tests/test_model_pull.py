@@ -300,11 +300,15 @@ def test_a_pull_whose_transfer_is_cut_still_installs(tmp_path: Path, tiny: Path)
     assert files["model.safetensors"]["sha256"] == sha256(tiny / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_offline_pulls_reinstall_from_the_cache_under_a_name_and_by_force(
     tmp_path: Path, tiny: Path
 ) -> None:
     with FakeHub({REPO_ID: FakeRepo.from_folder(tiny)}) as hub:
         assert pull(environment(tmp_path, hub.url), ENTRY).returncode == 0
+        # Pulled again online, the cached files are not fetched again.
+        assert pull(environment(tmp_path, hub.url), ENTRY, "--force").returncode == 0
+        assert len(hub.transfers("model.safetensors")) == 1
     first = manifest(tmp_path, ENTRY)
     offline = environment(tmp_path, "http://127.0.0.1:9", offline=True)
     beside = pull(offline, ENTRY, "--name", "small", "--precision", "int8")
