@@ -146,7 +146,7 @@ def _from_hub(
     for name in wanted:
         sibling = listed[name]
         size = sibling.lfs.size if sibling.lfs else sibling.size
-        say(f"fetching {name}" + (f" ({size / 1e6:,.1f} MB)" if size else ""))
+        say(f"fetching {name}" + (f" ({size / 1e6:,.0f} MB)" if size and size >= 1e6 else ""))
         # By the asked-for revision, not the commit, so that the cache records which commit
         # it is (what offline mode reads).
         path = Path(hf_hub_download(repo, name, revision=revision))
