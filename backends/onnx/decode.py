@@ -218,8 +218,7 @@ def prefill_chunks(
 ) -> Prefilled:
     """The state after ``tokens``, reusing ``cached`` (tokens, cache) for the part they
     share; the rest is fed ``chunk`` tokens at a time (all at once when 0), and before each
-    chunk but the first ``stop`` may give a reason to abandon it ("deadline",
-    "cancelled")."""
+    chunk ``stop`` may give a reason to abandon it ("deadline", "cancelled")."""
     past = model.empty_cache()
     keep = 0
     if cached is not None:
@@ -232,7 +231,7 @@ def prefill_chunks(
     at = keep
     logits: np.ndarray | None = None
     while at < len(tokens):
-        if stop is not None and at > keep:
+        if stop is not None:
             reason = stop()
             if reason is not None:
                 return Prefilled(None, keep, list(tokens[:at]), past, reason)
