@@ -47,7 +47,7 @@ T = TypeVar("T")
 DRAFT_TOKENS = 8
 # Prompt tokens per prefill pass: between two passes a request can be abandoned (deadline,
 # cancellation) and background warming gives way to a new request. Large enough that the
-# passes cost no throughput (see bench/RESULTS.md), small enough to stop soon.
+# passes cost next to no throughput, small enough to stop soon.
 PREFILL_CHUNK = 128
 
 
