@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ghostcomplete.backends.http.config import HttpSettings
+from ghostcomplete.backends.hybrid.config import HybridSettings
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.setting_checks import between, one_of
 
-KINDS = ("lookup", "http", "onnx")
+KINDS = ("auto", "lookup", "hybrid", "http", "onnx")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,10 @@ class LookupSettings:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    kind: str = field(default="lookup", metadata=one_of(*KINDS))
+    # "auto": the hybrid with the best installed model whose measured speed fits
+    # completion.timeoutMs, else the lookup (backends/hybrid/auto.py).
+    kind: str = field(default="auto", metadata=one_of(*KINDS))
     lookup: LookupSettings = field(default_factory=LookupSettings)
+    hybrid: HybridSettings = field(default_factory=HybridSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     onnx: OnnxSettings = field(default_factory=OnnxSettings)

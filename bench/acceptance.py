@@ -57,6 +57,9 @@ class TaskResult(Score):
     context: str
     suggestion: str
     target: str
+    # Who wrote the suggestion ("lookup:prefix", "onnx", ...; "" when none was shown): a
+    # hybrid's answers split by it.
+    origin: str
     skipped: str | None
     latency_ms: float
     timings_ms: dict[str, float]
@@ -101,6 +104,7 @@ async def run_task(
     if context != "none":
         reachable += "\n".join(neighbour_texts[-recent_files:] if recent_files else [])
     prompt = report.get("prompt")
+    origins = report.get("origins") or []
     client.did_complete.clear()
     return TaskResult(
         task_id=task.task_id,
@@ -109,6 +113,7 @@ async def run_task(
         context=context,
         suggestion=suggestion,
         target=task.target,
+        origin=str(origins[0]) if origins and suggestion else "",
         skipped=report.get("skipped"),
         latency_ms=round(answer.latency_ms, 3),
         timings_ms=dict(report.get("timingsMs") or {}),
@@ -117,6 +122,13 @@ async def run_task(
         coverage_prompt=coverage(task.target, prompt) if isinstance(prompt, str) else None,
         **asdict(scored),
     )
+
+
+async def chosen_backend(client: LspClient) -> str:
+    """What the server's backend resolved to, in words (``auto``'s choice)."""
+    answer = await client.request("workspace/executeCommand", {"command": STATUS_COMMAND})
+    status = answer.result if isinstance(answer.result, dict) else {}
+    return str(status.get("chosen") or status.get("backend") or "")
 
 
 async def _settled(client: LspClient) -> None:
@@ -182,6 +194,7 @@ async def run_context(
     options = merged(server_options(context, backend), settings)
     client = await LspClient.start(repos[0].root, options)
     try:
+        chosen = await chosen_backend(client)
         for task in tasks:
             repo = by_label[task.repo]
             results.append(await run_task(client, repo, task, context, recent_files))
@@ -189,7 +202,8 @@ async def run_context(
         usage = client.usage()
     finally:
         await client.shutdown()
-    server = asdict(usage) if usage else {}
+    server: dict[str, Any] = asdict(usage) if usage else {}
+    server["chosen"] = chosen
     return results, server
 
 
@@ -218,11 +232,18 @@ def run(
             for repo in repos
             if any(r.repo == repo.label for r in results)
         }
+        # The shown suggestions by who wrote them (a hybrid: the lookup or the model).
+        by_origin = {
+            origin: summarize([r for r in results if r.origin == origin])
+            for origin in sorted({r.origin for r in results if r.origin})
+        }
         runs.append(
             {
                 "context": context,
                 "backend": backend,
+                "chosen": server.get("chosen", ""),
                 "overall": summarize(results),
+                "by_origin": by_origin,
                 "by_kind": by_kind,
                 "by_repo": by_repo,
                 "server": server,

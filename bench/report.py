@@ -111,7 +111,15 @@ def _summary_row(first: list[str], summary: dict[str, Any]) -> list[str]:
 
 def acceptance_markdown(data: dict[str, Any]) -> str:
     heads = [name for name, _, _ in _ACCEPT_COLUMNS]
-    overall = [_summary_row([r["context"], r["backend"]], r["overall"]) for r in data["runs"]]
+    overall = [
+        _summary_row([r["context"], r.get("chosen") or r["backend"]], r["overall"])
+        for r in data["runs"]
+    ]
+    by_origin = [
+        _summary_row([r["context"], origin], summary)
+        for r in data["runs"]
+        for origin, summary in r.get("by_origin", {}).items()
+    ]
     by_kind = [
         _summary_row([r["context"], kind], summary)
         for r in data["runs"]
@@ -145,6 +153,8 @@ def acceptance_markdown(data: dict[str, Any]) -> str:
             f"{_machine_line(data['machine'])}",
             "## Overall\n\n" + _table(["context", "backend", *heads], overall),
             "## By task kind\n\n" + _table(["context", "kind", *heads], by_kind),
+            "## By who wrote the suggestion (shown ones only)\n\n"
+            + (_table(["context", "origin", *heads], by_origin) if by_origin else "none"),
             "## By repository\n\n" + _table(repo_heads, by_repo),
             "## Server process\n\n" + _table(["context", "CPU s", "peak RSS MiB"], servers),
             "## Why the server answered nothing (top reasons)\n\n"

@@ -44,6 +44,15 @@ def backend_problem(error: BackendError) -> Problem:
     return Problem("backend", Severity.ERROR, str(error))
 
 
+def degraded_backend_problem(message: str) -> Problem:
+    """The hybrid's model could not be built: suggestions come from the lookup alone."""
+    return Problem(
+        "backend",
+        Severity.WARNING,
+        f"{message}; suggestions come from the lookup alone until it can be loaded",
+    )
+
+
 def settings_problem(errors: Sequence[str]) -> Problem:
     """Settings that were ignored; their defaults (or the lower layer's values) apply."""
     joined = "; ".join(errors)

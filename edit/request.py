@@ -22,6 +22,11 @@ from ghostcomplete.ranker.snippets import Snippet
 
 _CANNOT_FOLLOW = {
     "lookup": "the lookup backend copies text from open files and has no model",
+    "auto": (
+        "the backend auto chose (the lookup, or the lookup with an installed completion model) "
+        "has no instruct model"
+    ),
+    "hybrid": "the hybrid backend's model cannot follow instructions (or did not load)",
     "onnx": (
         "the onnx backend's model is a code-completion (fill-in-the-middle) model with no chat "
         "template (backend.onnx.path may name an instruct model exported by optimum instead)"

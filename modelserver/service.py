@@ -104,10 +104,13 @@ def run_serve_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             layer = settings_layer(args.settings)
         except ValueError as error:
             parser.error(f"--settings: {error}")
-    if args.backend:
-        backend_layer = dict(layer.get("backend") or {}) if isinstance(layer, dict) else {}
+    given = layer.get("backend") if isinstance(layer, dict) else None
+    backend_layer = dict(given) if isinstance(given, dict) else {}
+    unset = given is None or (isinstance(given, dict) and "kind" not in given)
+    if args.backend or unset:
         layer = {**(layer if isinstance(layer, dict) else {}), "backend": backend_layer}
-        backend_layer["kind"] = args.backend
+        # Not the editors' default (auto): a team's server serves what it is told.
+        backend_layer["kind"] = args.backend or "lookup"
     if args.concurrency < 1 or args.queue < 0 or args.timeout_ms < 1:
         parser.error("--concurrency and --timeout-ms must be positive, --queue not negative")
     if args.max_connections < 1 or args.header_timeout <= 0 or args.idle_timeout <= 0:

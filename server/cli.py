@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, NoReturn, cast
 
-from ghostcomplete.backends import BackendError, create_backend
+from ghostcomplete.backends import BackendError, build_backend, choose_backend
 from ghostcomplete.completion.pipeline import CompletionRequest, Pipeline
 from ghostcomplete.completion.settings import resolve
 from ghostcomplete.context.documents import DocumentSnapshot
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         default={},
         help="settings as in initializationOptions (camelCase JSON: FILE.json, @FILE or "
         "inline), e.g. a backend.onnx model to run",
+    )
+    complete.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="say on stderr which backend answers (what auto chose) and where each suggestion "
+        "came from",
     )
 
     from ghostcomplete.bench.cli import add_bench_parser
@@ -140,10 +147,15 @@ def _complete(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print("ghostcomplete: invalid settings: " + "; ".join(errors), file=sys.stderr)
         return 2
     try:
-        pipeline = Pipeline(create_backend(settings.backend), settings)
+        chosen = choose_backend(settings.backend, settings.completion.timeout_ms)
+        pipeline = Pipeline(build_backend(chosen.settings), settings)
     except BackendError as error:
         print(f"ghostcomplete: {error}", file=sys.stderr)
         return 2
+    if args.verbose:
+        described = getattr(pipeline.backend, "description", None)
+        shown = chosen.summary if settings.backend.kind == "auto" else described or chosen.summary
+        print(f"ghostcomplete: backend: {shown}", file=sys.stderr)
     # Columns count characters as an editor shows them; LSP wants UTF-16 units.
     lines = document.text.split("\n")
     if line > len(lines) or column > len(lines[line - 1]) + 1:
@@ -158,8 +170,12 @@ def _complete(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             f"ghostcomplete: no suggestion ({result.skipped or 'nothing found'})", file=sys.stderr
         )
         return 1
-    for text in result.texts if args.all else result.texts[:1]:
-        print(text)
+    shown = range(len(result.texts) if args.all else 1)
+    for index in shown:
+        print(result.texts[index])
+        if args.verbose:
+            origin = result.origins[index] if index < len(result.origins) else ""
+            print(f"ghostcomplete: suggestion {index + 1} from {origin or '?'}", file=sys.stderr)
     return 0
 
 

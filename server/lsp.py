@@ -208,6 +208,8 @@ def _timings_report(ls: GhostServer, result: CompletionResult) -> dict[str, Any]
         "uri": request.document.uri if request is not None else None,
         "skipped": result.skipped,
         "items": result.texts,
+        # Who wrote each item ("lookup:prefix", "onnx", ...): a hybrid's answers split by it.
+        "origins": result.origins,
         "timingsMs": result.timings_ms,
         "cache": result.cache,
         "backendCalled": result.backend_called,
@@ -255,6 +257,8 @@ def on_status(ls: GhostServer, *arguments: Any) -> dict[str, Any]:
         "kind": kind.value,
         "message": message,
         "backend": ls.settings.backend.kind,
+        # What it resolved to, in words: auto's choice, a hybrid's model.
+        "chosen": ls.backends.chosen,
         "version": VERSION,
     }
     dense = ls.pipeline.dense

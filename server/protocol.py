@@ -14,8 +14,8 @@ Client -> server notifications (Copilot-compatible; no client is required to sen
 
 Server -> client notifications:
   ghostcomplete/didChangeStatus  {kind: Normal|Warning|Error|Inactive, message, busy}
-  ghostcomplete/didComplete      {id, uri, skipped, items, timingsMs: {stage: ms}, cache,
-                                  backendCalled, backendCalls, prefetches, prompt}
+  ghostcomplete/didComplete      {id, uri, skipped, items, origins, timingsMs: {stage: ms},
+                                  cache, backendCalled, backendCalls, prefetches, prompt}
                                  (only with debug.reportTimings = true; benchmarks read it;
                                  prompt is the rendered prompt text, for context coverage)
 
@@ -27,7 +27,7 @@ Commands (workspace/executeCommand):
                         {telemetry, database, written, dropped, droppedByReason, problem}
                         and the database totals under "recorded" (see telemetry/ and
                         `ghostcomplete stats`)
-  ghostcomplete.status  []                 -> {kind, message, backend, version}
+  ghostcomplete.status  []                 -> {kind, message, backend, chosen, version}
                         (+ dense: {pending, vectors} while dense retrieval is on)
   ghostcomplete.edit    [{uri, range, instruction}]
                         rewrites the range as instructed: the server answers the command

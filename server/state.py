@@ -26,6 +26,7 @@ from ghostcomplete.completion.problems import (
     Problem,
     Severity,
     backend_problem,
+    degraded_backend_problem,
     dense_problem,
     internal_problem,
     settings_problem,
@@ -120,7 +121,10 @@ class GhostServer(LanguageServer):
         self._configured = True
 
         def install(settings: Settings) -> None:
-            if first or settings.backend != self.settings.backend:
+            # auto's choice depends on completion.timeoutMs too.
+            timeout_changed = settings.completion.timeout_ms != self.settings.completion.timeout_ms
+            auto = settings.backend.kind == "auto"
+            if first or settings.backend != self.settings.backend or (auto and timeout_changed):
                 self.build_backend(settings)
             if not first and settings != self.settings:
                 self.session.forget_answers()
@@ -140,13 +144,21 @@ class GhostServer(LanguageServer):
             self.report(settings_problem(errors))
         elif self.pipeline.dense_problem is not None:
             self.set_status(protocol.StatusKind.WARNING, self.pipeline.dense_problem)
+        elif self.backends.degraded is not None:
+            pass  # its warning stays (build_backend reported it)
         elif self.status[0] is protocol.StatusKind.WARNING:
             self.set_status(protocol.StatusKind.NORMAL, "")
 
     def build_backend(self, settings: Settings) -> None:
-        error = self.backends.build(settings.backend)
+        was_degraded = self.backends.degraded is not None
+        error = self.backends.build(settings.backend, settings.completion.timeout_ms)
         if error is not None:
             self.report(backend_problem(error))
+        elif self.backends.degraded is not None:
+            self.report(degraded_backend_problem(self.backends.degraded))
+        elif was_degraded and self.status[0] is protocol.StatusKind.WARNING:
+            self.set_status(protocol.StatusKind.NORMAL, "")  # the model loads now
+        log.info("backend: %s", self.backends.chosen)
 
     def backend_ready(self) -> bool:
         """False while the configured backend cannot be built (tried again now and then)."""

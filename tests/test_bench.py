@@ -118,6 +118,13 @@ def test_repo_flag_benchmarks_any_directory(tmp_path: Path) -> None:
     data = json.loads((out / "acceptance.json").read_text())
     assert data["corpus"][0]["source"] == "local"
     assert {row["kind"] for row in data["tasks"]} == set(KINDS)
+    # What the server's backend resolved to, and who wrote each shown suggestion.
+    assert data["runs"][0]["chosen"] == "lookup"
+    shown = [row for row in data["tasks"] if row["suggestion"]]
+    assert shown and all(row["origin"].startswith("lookup:") for row in shown)
+    by_origin = data["runs"][0]["by_origin"]
+    assert sum(summary["tasks"] for summary in by_origin.values()) == len(shown)
+    assert "| none | lookup:" in (out / "acceptance.md").read_text()
 
 
 def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ def test_defaults() -> None:
     settings, errors = resolve()
     assert settings == Settings() and errors == []
     assert settings.context.recent_files == 20
-    assert settings.backend.kind == "lookup"
+    assert settings.backend.kind == "auto"
 
 
 def test_layers_merge_later_wins_per_field() -> None:
@@ -40,7 +40,7 @@ def test_bad_values_are_reported_and_skipped() -> None:
         "context.maxSnippets must be between 0 and 20",
         "context.snippets must be one of ranked, bm25, imports, copilot, none",
         "budget.suffixShare must be a number",
-        "backend.kind must be one of lookup",
+        "backend.kind must be one of auto, lookup, hybrid",
         "unknown setting surprise",
         "completion must be an object",
     ):

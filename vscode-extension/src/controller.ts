@@ -271,7 +271,7 @@ export class Controller implements vscode.Disposable {
         command: protocol.COMMAND_STATUS,
         arguments: [],
       })) as Partial<protocol.StatusAnswer> | null;
-      this.detail = `backend ${answer?.backend ?? "?"} · server ${answer?.version ?? "?"} · ${server.command} (${server.source})`;
+      this.detail = `backend ${answer?.chosen || answer?.backend || "?"} · server ${answer?.version ?? "?"} · ${server.command} (${server.source})`;
     } catch (error) {
       this.detail = `${server.command} (${server.source})`;
       this.output.info(`ghostcomplete.status: ${errorText(error)}`);

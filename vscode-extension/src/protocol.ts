@@ -31,6 +31,8 @@ export interface StatusAnswer {
   kind: StatusKind;
   message: string;
   backend: string;
+  /** What backend resolved to, in words (auto's choice, a hybrid's model). */
+  chosen?: string;
   version: string;
 }
 

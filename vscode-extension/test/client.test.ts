@@ -102,7 +102,7 @@ describe.skipIf(!existsSync(SERVER))("the extension with the real server (fake V
     expect(item?.text).toBe("$(sparkle) ghostcomplete");
     expect(item?.visible).toBe(true);
     expect(item?.command).toBe("ghostcomplete.showMenu");
-    await until("the server's description", () => controller.statusView().tooltip.includes("backend lookup"));
+    await until("the server's description", () => controller.statusView().tooltip.includes("backend auto: lookup"));
     expect(fake.messages).toEqual([]); // in particular no "ignored invalid settings"
   });
 
@@ -208,7 +208,7 @@ describe.skipIf(!existsSync(SERVER))("the extension with the real server (fake V
     await until("the new server's description", () => controller.statusView().tooltip.includes("backend http"));
     expect(fake.output("ghostcomplete")?.text).toContain("settings changed that need a restart");
     setSetting("ghostcomplete.backend.kind", undefined);
-    await until("ready again", () => controller.statusView().summary === "ready" && controller.statusView().tooltip.includes("backend lookup"));
+    await until("ready again", () => controller.statusView().summary === "ready" && controller.statusView().tooltip.includes("backend auto: lookup"));
     expect((await ask(inventory, endOf(inventory))).map((item) => item.insertText)).toContain(EXPECTED);
   });
 
@@ -234,7 +234,7 @@ describe.skipIf(!existsSync(SERVER))("the extension with the real server (fake V
     fake.settings.workspace.delete("ghostcomplete.backend.kind");
     fake.settings.global.delete("ghostcomplete.server.command");
     fireConfigurationChange(["ghostcomplete.backend.http.url", "ghostcomplete.backend.kind", "ghostcomplete.server.command"]);
-    await until("ready again", () => controller.statusView().summary === "ready" && controller.statusView().tooltip.includes("backend lookup"));
+    await until("ready again", () => controller.statusView().summary === "ready" && controller.statusView().tooltip.includes("backend auto: lookup"));
   });
 
   it("a server command that does not exist leaves a stopped status and a message", async () => {

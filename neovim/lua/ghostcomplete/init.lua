@@ -217,7 +217,7 @@ local function create_commands()
           print(
             ('ghostcomplete: server %s, backend %s, %s'):format(
               tostring(result.version),
-              tostring(result.backend),
+              tostring(result.chosen or result.backend),
               tostring(result.kind)
             )
           )

@@ -1,0 +1,173 @@
+"""The real server with ``backend.kind = "hybrid"``: the lookup answers where it is sure (the
+model server is not asked), the model server elsewhere, the lookup when the model server sleeps
+past the deadline; a model that cannot load gives one warning and the lookup keeps answering."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import pytest
+import pytest_lsp
+from http_fakes import FakeModelServer, Recorded, Reply
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from support import completion_texts, eventually, open_document, server_executable
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+SURE = (
+    "".join(
+        f"def {verb}(client, method, url, headers):\n    log('{verb}')\n"
+        "    return client.send(method, url, headers=headers)\n\n\n"
+        for verb in ("get", "put", "post")
+    )
+    + "def delete(client, method, url, headers):\n    log('delete')\n    return client.send(\n"
+)
+SURE_AT = (SURE.count("\n") - 1, len("    return client.send("))
+COPIED = "method, url, headers=headers)"
+UNSURE = "import numpy as np\n\n\ndef mean(values):\n    return np.\n"
+UNSURE_AT = (4, len("    return np."))
+MODEL_TEXT = "mean(values)"
+TIMEOUT_MS = 600
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def start(client: LanguageClient, backend: dict[str, Any]) -> None:
+    client.reports: list[Any] = []  # type: ignore[attr-defined]
+    client.statuses: list[Any] = []  # type: ignore[attr-defined]
+
+    @client.feature("ghostcomplete/didComplete")
+    def on_complete(params: Any) -> None:
+        client.reports.append(params)  # type: ignore[attr-defined]
+
+    @client.feature("ghostcomplete/didChangeStatus")
+    def on_status(params: Any) -> None:
+        kind = params["kind"] if isinstance(params, dict) else params.kind
+        client.statuses.append(kind)  # type: ignore[attr-defined]
+
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            initialization_options={
+                "backend": backend,
+                "completion": {"timeoutMs": TIMEOUT_MS, "candidates": 1},
+                "debug": {"reportTimings": True},
+            },
+        )
+    )
+
+
+PORT = free_port()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
+async def client(lsp_client: LanguageClient):
+    http = {"url": f"http://127.0.0.1:{PORT}/v1", "stream": False, "fimFamily": "qwen"}
+    await start(lsp_client, {"kind": "hybrid", "hybrid": {"model": "http"}, "http": http})
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
+async def always_ask(lsp_client: LanguageClient):
+    """lookupFirst 1: the model is asked even where the lookup is sure."""
+    http = {"url": f"http://127.0.0.1:{PORT}/v1", "stream": False}
+    hybrid = {"model": "http", "lookupFirst": 1.0}
+    await start(lsp_client, {"kind": "hybrid", "hybrid": hybrid, "http": http})
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
+async def no_model(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory):
+    missing = tmp_path_factory.mktemp("no-model") / "nothing-here"
+    await start(lsp_client, {"kind": "hybrid", "onnx": {"path": str(missing)}})
+    yield
+    await lsp_client.shutdown_session()
+
+
+def origins(client: LanguageClient) -> list[str]:
+    report = client.reports[-1]  # type: ignore[attr-defined]
+    found = report["origins"] if isinstance(report, dict) else report.origins
+    return list(found)
+
+
+async def answer(request: Recorded, reply: Reply) -> None:
+    await reply.json({"choices": [{"index": 0, "text": MODEL_TEXT}]})
+
+
+async def sleepy(request: Recorded, reply: Reply) -> None:
+    await reply.hang(10)
+
+
+async def status(client: LanguageClient) -> Any:
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="ghostcomplete.status")
+    )
+
+
+async def test_the_lookup_where_sure_the_model_elsewhere(client: LanguageClient, tmp_path):
+    server = await FakeModelServer(answer).start(PORT)
+    try:
+        sure = open_document(client, (tmp_path / "verbs.py").as_uri(), SURE)
+        assert await completion_texts(client, sure, *SURE_AT) == [COPIED]
+        await eventually(lambda: client.reports)  # type: ignore[attr-defined]
+        assert origins(client) == ["lookup:prefix"]
+        assert server.requests == []  # the model server was not asked
+
+        unsure = open_document(client, (tmp_path / "stats.py").as_uri(), UNSURE)
+        assert await completion_texts(client, unsure, *UNSURE_AT) == [MODEL_TEXT]
+        await eventually(lambda: len(client.reports) == 2)  # type: ignore[attr-defined]
+        assert origins(client) == ["http:openai"]
+        assert len(server.requests) == 1
+    finally:
+        await server.close()
+    reported = await status(client)
+    assert reported["backend"] == "hybrid"
+    assert reported["chosen"] == "hybrid: lookup + http"
+
+
+async def test_a_sleeping_model_server_leaves_the_lookup_answer_in_time(
+    always_ask: LanguageClient, tmp_path
+):
+    server = await FakeModelServer(sleepy).start(PORT)
+    try:
+        uri = open_document(always_ask, (tmp_path / "verbs.py").as_uri(), SURE)
+        started = time.monotonic()
+        texts = await completion_texts(always_ask, uri, *SURE_AT)
+        took = time.monotonic() - started
+        assert len(server.requests) == 1
+        assert texts == [COPIED]
+        await eventually(lambda: always_ask.reports)  # type: ignore[attr-defined]
+        assert origins(always_ask) == ["lookup:prefix"]
+        report = always_ask.reports[-1]  # type: ignore[attr-defined]
+        # Within the deadline, plus the round trip and a little slack on a loaded machine.
+        assert took <= TIMEOUT_MS / 1000 * 1.25, (took, report.timingsMs)
+        assert await server.wait_for(lambda: server.requests[0].client_closed_early)
+    finally:
+        await server.close()
+
+
+async def test_a_model_that_cannot_load_warns_once_and_the_lookup_answers(
+    no_model: LanguageClient, tmp_path
+):
+    warnings = [m for m in no_model.messages if m.type == types.MessageType.Warning]
+    assert len(warnings) == 1, warnings
+    assert "no model file" in warnings[0].message and "lookup alone" in warnings[0].message
+    assert "Warning" in no_model.statuses  # type: ignore[attr-defined]
+    uri = open_document(no_model, (tmp_path / "verbs.py").as_uri(), SURE)
+    assert await completion_texts(no_model, uri, *SURE_AT) == [COPIED]
+    assert await completion_texts(no_model, uri, *SURE_AT) == [COPIED]
+    warnings = [m for m in no_model.messages if m.type == types.MessageType.Warning]
+    assert len(warnings) == 1, warnings  # told once, not per request
+    assert not [m for m in no_model.messages if m.type == types.MessageType.Error]
+    reported = await status(no_model)
+    assert reported["chosen"].startswith("hybrid: lookup only (no model file")
+    assert reported["kind"] == "Warning"
