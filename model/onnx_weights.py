@@ -30,6 +30,7 @@ ALIGN = 65536
 ALIGNED_FROM = 1024 * 1024
 # Tensors smaller than this stay inside model.onnx.
 INLINE_BYTES = 1024
+FLOAT32 = np.dtype(np.float32)
 # Rows quantized at a time: bounds the float temporaries of a large table (the embedding).
 _CHUNK_VALUES = 4 * 1024 * 1024
 
@@ -174,10 +175,17 @@ class TensorFile:
         return self.add_chunks(name, dtype, (columns, rows), chunks)
 
     def add_quantized(
-        self, name: str, weight: np.ndarray, bits: int, block: int, gathered: bool = False
+        self,
+        name: str,
+        weight: np.ndarray,
+        bits: int,
+        block: int,
+        gathered: bool = False,
+        scale_type: np.dtype = FLOAT32,
     ) -> Quantized:
         """``weight`` (N, K) block-quantized: its ``MatMulNBits`` initializers, and with
-        ``gathered`` its ``GatherBlockQuantized`` scales and zero points too."""
+        ``gathered`` its ``GatherBlockQuantized`` scales and zero points too. The scales are
+        of ``scale_type``, the type of the op's float input and output."""
         rows, columns = weight.shape
         blocks = -(-columns // block)
         scales: list[np.ndarray] = []
@@ -196,7 +204,7 @@ class TensorFile:
         stored = pack_nibbles(all_zero_points) if bits == 4 else all_zero_points
         found = Quantized(
             packed,
-            self.add(f"{name}.scales", np.concatenate(scales)),
+            self.add(f"{name}.scales", np.concatenate(scales).astype(scale_type)),
             self.add(f"{name}.zero_points", stored),
             rows,
             columns,

@@ -17,9 +17,9 @@ from ghostcomplete.backends.onnx.decode import Limits, decode, prefill
 from ghostcomplete.backends.onnx.engine import LOGITS_KEPT, OnnxModel
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.context.syntax import Scope
+from ghostcomplete.model.decoder_graph import IR_VERSION
 from ghostcomplete.model.onnx_decoder import (
     DATA_FILE,
-    IR_VERSION,
     MODEL_FILE,
     DecoderConfig,
     expected_shapes,
@@ -137,9 +137,17 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], P
     folders = {}
     for name, config in CONFIGS.items():
         weights = random_weights(config)
-        for precision in ("fp32", "fp16", "int8", "int4"):
-            folder = tmp_path_factory.mktemp(f"{name}-{precision}")
-            write_decoder(folder, config, weights, precision, {"fim_family": "qwen"})
+        for precision in ("fp32", "fp16", "int8", "int4", "int4/fp16"):
+            folder = tmp_path_factory.mktemp(f"{name}-{precision.replace('/', '-')}")
+            bits, _, activations = precision.partition("/")
+            write_decoder(
+                folder,
+                config,
+                weights,
+                bits,
+                {"fim_family": "qwen"},
+                activations=activations or None,
+            )
             folders[name, precision] = folder
     return folders
 
@@ -208,7 +216,13 @@ def test_greedy_decoding_with_the_cache_equals_decoding_without_it(written, name
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize(
     ("precision", "tolerance", "size_range"),
-    [("fp16", 0.01, (0.48, 0.6)), ("int8", 0.03, (0.27, 0.36)), ("int4", 0.25, (0.15, 0.22))],
+    [
+        ("fp16", 0.01, (0.48, 0.6)),
+        ("int8", 0.03, (0.27, 0.36)),
+        ("int4", 0.25, (0.15, 0.22)),
+        # The graph for CUDA: int4 weights, float16 activations and cache.
+        ("int4/fp16", 0.25, (0.14, 0.21)),
+    ],
 )
 def test_smaller_precisions_stay_close_to_fp32(
     written, name, precision, tolerance, size_range
@@ -220,7 +234,7 @@ def test_smaller_precisions_stay_close_to_fp32(
     ids = [*PROMPT, 1, 2]
     expected, past_expected = exact.forward(ids, exact.empty_cache())
     found, past = smaller.forward(ids, smaller.empty_cache())
-    assert past.arrays[0].dtype == (np.float16 if precision == "fp16" else np.float32)
+    assert past.arrays[0].dtype == (np.float16 if "fp16" in precision else np.float32)
     spread = float(expected.std())
     assert float(np.abs(found - expected).max()) < tolerance * 4 * spread
     assert float(np.sqrt(np.mean((found - expected) ** 2))) < tolerance * spread
@@ -250,7 +264,8 @@ def bound_run(
         binding.bind_ortvalue_input(name, buffer)
         binding.bind_ortvalue_output(name.replace("past_key_values.", "present."), buffer)
     session.run_with_iobinding(binding)
-    return np.asarray(binding.copy_outputs_to_cpu()[0][0])
+    # Only the logits: copy_outputs_to_cpu would copy every bound cache buffer too.
+    return np.asarray(binding.get_outputs()[0].numpy()[0])
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int4"])
@@ -369,6 +384,8 @@ def test_a_missing_or_misshapen_weight_is_named(tmp_path) -> None:
         write_decoder(tmp_path / "b", config, misshapen, "fp32")
     with pytest.raises(ValueError, match="precision 'int3'"):
         write_decoder(tmp_path / "c", config, weights, "int3")
+    with pytest.raises(ValueError, match="activations 'fp16' do not go with precision 'fp32'"):
+        write_decoder(tmp_path / "c", config, weights, "fp32", activations="fp16")
     with pytest.raises(ValueError, match="head_dim 24"):
         write_decoder(tmp_path / "d", replace(config, head_dim=24), weights, "fp32")
     with pytest.raises(ValueError, match="architecture 'gpt2'"):
