@@ -4,7 +4,8 @@ the graph is and how to run it)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -12,9 +13,6 @@ from onnx import TensorProto, helper
 
 from ghostcomplete.backends.onnx.engine import LOGITS_KEPT
 from ghostcomplete.model.onnx_weights import Quantized, TensorFile
-
-if TYPE_CHECKING:
-    from ghostcomplete.model.onnx_decoder import DecoderConfig
 
 BITS = {"int4": 4, "int8": 8}
 BLOCK = 32
@@ -24,6 +22,23 @@ MS = "com.microsoft"
 # onnxruntime 1.31 reads IR 10 and opset 21.
 IR_VERSION = 10
 OPSET = 21
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    architecture: str  # "qwen2" | "llama"  (written as model_type in config.json)
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    rope_theta: float
+    max_positions: int
+    tied_embeddings: bool  # True: no lm_head.weight; the output layer is embed_tokens
+    attention_bias: bool  # qwen2: q/k/v projections have biases
 
 
 def rotary_tables(config: DecoderConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -47,37 +47,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from ghostcomplete.model.decoder_graph import DecoderGraph
+# DecoderConfig lives beside the graph that reads it; this module is where callers take it.
+from ghostcomplete.model.decoder_graph import DecoderConfig, DecoderGraph
 from ghostcomplete.model.onnx_weights import TensorFile
+
+__all__ = ["DecoderConfig", "check_weights", "config_json", "expected_shapes", "write_decoder"]
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
 ARCHITECTURES = ("qwen2", "llama")
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
-
-
-@dataclass(frozen=True)
-class DecoderConfig:
-    architecture: str  # "qwen2" | "llama"  (written as model_type in config.json)
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    rms_norm_eps: float
-    rope_theta: float
-    max_positions: int
-    tied_embeddings: bool  # True: no lm_head.weight; the output layer is embed_tokens
-    attention_bias: bool  # qwen2: q/k/v projections have biases
 
 
 def expected_shapes(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
