@@ -147,9 +147,7 @@ class DecoderGraph:
             matrix = self.tensors.add_transposed("lm_head.weight", table, self.float)
             columns = self.op("Gather", [matrix, ids], "/model/embed_tokens", axis=1)[0]
             return self.op("Transpose", [columns], "/model/embed_tokens/rows", perm=[1, 2, 0])[0]
-        stored = self.tensors.add_chunks(
-            f"{name}.weight", self.float, table.shape, [table.astype(self.float)]
-        )
+        stored = self.tensors.add_rows(f"{name}.weight", table, self.float)
         return self.op("Gather", [stored, ids], "/model/embed_tokens", axis=0)[0]
 
     def head(self, x: str, weights: Mapping[str, np.ndarray]) -> str:

@@ -164,6 +164,12 @@ class TensorFile:
             entry.key, entry.value = key, str(value)
         return tensor
 
+    def add_rows(self, name: str, weight: np.ndarray, dtype: np.dtype) -> str:
+        """``weight`` in ``dtype``, converted a slice of rows at a time."""
+        step = max(1, _CHUNK_VALUES // max(1, int(np.prod(weight.shape[1:]))))
+        chunks = (weight[start : start + step] for start in range(0, weight.shape[0], step))
+        return self.add_chunks(name, dtype, tuple(weight.shape), chunks)
+
     def add_transposed(self, name: str, weight: np.ndarray, dtype: np.dtype) -> str:
         """``weight.T`` (the (K, N) layout MatMul takes) in ``dtype``, a slice at a time."""
         rows, columns = weight.shape

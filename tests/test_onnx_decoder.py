@@ -405,3 +405,15 @@ def test_random_weights_are_made_on_reading_and_the_same_each_time(tmp_path) -> 
     model = load(tmp_path)
     logits, _ = model.forward(PROMPT, model.empty_cache(), last=1)
     assert logits.shape == (1, config.vocab_size) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+def test_weights_written_in_slices_are_the_same(written, tmp_path, monkeypatch, precision) -> None:
+    """Large weights are converted and written a slice at a time; tiny slices change nothing."""
+    from ghostcomplete.model import onnx_weights
+
+    monkeypatch.setattr(onnx_weights, "_CHUNK_VALUES", 100)
+    config = CONFIGS["llama"]
+    write_decoder(tmp_path, config, random_weights(config), precision)
+    whole = (written["llama", precision] / DATA_FILE).read_bytes()
+    assert (tmp_path / DATA_FILE).read_bytes() == whole
