@@ -24,11 +24,13 @@ from typing import IO
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-# Tensors at least this large start at an offset aligned to this many bytes, so that
+# Tensors of at least ALIGNED_FROM bytes start at an offset aligned to ALIGN bytes, so that
 # onnxruntime can map them from the file instead of copying them.
 ALIGN = 65536
+ALIGNED_FROM = 1024 * 1024
 # Tensors smaller than this stay inside model.onnx.
 INLINE_BYTES = 1024
+FLOAT32 = np.dtype(np.float32)
 # Rows quantized at a time: bounds the float temporaries of a large table (the embedding).
 _CHUNK_VALUES = 4 * 1024 * 1024
 
@@ -122,7 +124,7 @@ class TensorFile:
     ) -> str:
         """An initializer whose bytes are ``chunks`` in order (C order of ``shape``)."""
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if size >= ALIGN:
+        if size >= ALIGNED_FROM:
             padding = -self._offset % ALIGN
             self._file.write(b"\0" * padding)
             self._offset += padding
@@ -162,6 +164,12 @@ class TensorFile:
             entry.key, entry.value = key, str(value)
         return tensor
 
+    def add_rows(self, name: str, weight: np.ndarray, dtype: np.dtype) -> str:
+        """``weight`` in ``dtype``, converted a slice of rows at a time."""
+        step = max(1, _CHUNK_VALUES // max(1, int(np.prod(weight.shape[1:]))))
+        chunks = (weight[start : start + step] for start in range(0, weight.shape[0], step))
+        return self.add_chunks(name, dtype, tuple(weight.shape), chunks)
+
     def add_transposed(self, name: str, weight: np.ndarray, dtype: np.dtype) -> str:
         """``weight.T`` (the (K, N) layout MatMul takes) in ``dtype``, a slice at a time."""
         rows, columns = weight.shape
@@ -173,10 +181,17 @@ class TensorFile:
         return self.add_chunks(name, dtype, (columns, rows), chunks)
 
     def add_quantized(
-        self, name: str, weight: np.ndarray, bits: int, block: int, gathered: bool = False
+        self,
+        name: str,
+        weight: np.ndarray,
+        bits: int,
+        block: int,
+        gathered: bool = False,
+        scale_type: np.dtype = FLOAT32,
     ) -> Quantized:
         """``weight`` (N, K) block-quantized: its ``MatMulNBits`` initializers, and with
-        ``gathered`` its ``GatherBlockQuantized`` scales and zero points too."""
+        ``gathered`` its ``GatherBlockQuantized`` scales and zero points too. The scales are
+        of ``scale_type``, the type of the op's float input and output."""
         rows, columns = weight.shape
         blocks = -(-columns // block)
         scales: list[np.ndarray] = []
@@ -195,7 +210,7 @@ class TensorFile:
         stored = pack_nibbles(all_zero_points) if bits == 4 else all_zero_points
         found = Quantized(
             packed,
-            self.add(f"{name}.scales", np.concatenate(scales)),
+            self.add(f"{name}.scales", np.concatenate(scales).astype(scale_type)),
             self.add(f"{name}.zero_points", stored),
             rows,
             columns,
