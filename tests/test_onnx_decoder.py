@@ -234,7 +234,7 @@ def test_smaller_precisions_stay_close_to_fp32(
     ids = [*PROMPT, 1, 2]
     expected, past_expected = exact.forward(ids, exact.empty_cache())
     found, past = smaller.forward(ids, smaller.empty_cache())
-    assert past.arrays[0].dtype == (np.float16 if "fp16" in precision else np.float32)
+    assert past.arrays()[0].dtype == (np.float16 if "fp16" in precision else np.float32)
     spread = float(expected.std())
     assert float(np.abs(found - expected).max()) < tolerance * 4 * spread
     assert float(np.sqrt(np.mean((found - expected) ** 2))) < tolerance * spread
@@ -291,7 +291,7 @@ def test_a_shared_max_length_buffer_gives_the_same_logits_as_a_growing_cache(
     # The present outputs are the buffers themselves: the first rows hold the cache.
     key = buffers[model.past_names[0]].numpy()
     assert key.shape[2] == longest
-    np.testing.assert_allclose(key[:, :, : past.length], past.arrays[0], atol=1e-6)
+    np.testing.assert_allclose(key[:, :, : past.length], past.arrays()[0], atol=1e-6)
     # Rewinding two tokens is a shorter mask: the rows past it are overwritten.
     rewound, _ = model.forward([11, 13], past.truncated(past.length - 2))
     shared = bound_run(model.session, buffers, [11, 13], past.length)
