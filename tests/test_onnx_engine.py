@@ -111,14 +111,13 @@ class BigramModel:
         self.calls: list[int] = []
 
     def empty_cache(self) -> KvCache:
-        return KvCache([np.zeros((1, 1, 0, 1), np.float32)])
+        return KvCache([], 0)
 
     def forward(
         self, ids: list[int], past: KvCache, last: int | None = None
     ) -> tuple[np.ndarray, KvCache]:
         self.calls.append(len(ids))
-        grown = np.zeros((1, 1, past.length + len(ids), 1), np.float32)
-        return self.table[ids], KvCache([grown])
+        return self.table[ids], KvCache([], past.length + len(ids))
 
 
 class DigitTokenizer:
@@ -268,7 +267,7 @@ def test_the_sliced_graph_gives_the_exported_graphs_last_logits(tiny) -> None:
     if "position_ids" in names:
         feed["position_ids"] = np.arange(len(ids), dtype=np.int64)[None, :]
     empty = model.empty_cache()
-    feed.update(zip(model.past_names, empty.arrays, strict=True))
+    feed.update(zip(model.past_names, empty.arrays(), strict=True))
     exported = plain.run(["logits"], feed)[0][0]
     assert exported.shape[0] == len(ids)
     assert np.allclose(exported, every, atol=1e-4)
@@ -319,3 +318,23 @@ def test_a_slice_that_does_not_keep_positions_falls_back_to_the_exported_graph(
     assert LOGITS_KEPT not in model.input_names
     logits, _ = model.forward([1, 2, 3], model.empty_cache(), last=1)
     assert logits.shape[0] == 3  # the exported graph: every position
+
+
+def test_the_cache_stays_in_onnxruntime_and_a_rejected_tail_is_cut(tiny) -> None:
+    """I/O binding: the cache is onnxruntime's own values, never numpy; a cache truncated
+    after a longer pass (a draft's rejected tail) gives the logits of the shorter sequence."""
+    import onnxruntime as ort
+
+    model, tokenizer, _ = tiny
+    ids = tokenizer.encode(REPEATING)[:30]
+    _, past = model.forward(ids[:20], model.empty_cache(), last=1)
+    assert all(isinstance(v, ort.OrtValue) for v in past.values)
+    _, longer = model.forward(ids[20:26], past)
+    assert longer.values[0].shape()[2] == 26
+    cut = longer.truncated(22)
+    assert cut.length == 22 and cut.values[0].shape()[2] == 26  # cut when next fed
+    after_cut, fed = model.forward(ids[22:25], cut)
+    whole, _ = model.forward(ids[:25], model.empty_cache())
+    np.testing.assert_allclose(after_cut, whole[-3:], rtol=1e-4, atol=1e-4)
+    assert fed.length == 25 and fed.values[0].shape()[2] == 25
+    np.testing.assert_array_equal(cut.arrays()[0], longer.arrays()[0][:, :, :22])

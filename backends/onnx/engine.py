@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,14 @@ import numpy as np
 import onnxruntime as ort
 
 from ghostcomplete.backends.base import BackendError
+from ghostcomplete.backends.onnx.kvcache import Cutter, KvCache
 
 log = logging.getLogger("ghostcomplete.onnx")
 
-_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+_DTYPES: dict[str, type[np.generic]] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+}
 # The input the sliced graph adds: how many of the last positions get logits.
 LOGITS_KEPT = "ghostcomplete_logits_kept"
 # Graph files larger than this hold their weights inline: copying one in memory to slice it
@@ -57,22 +60,6 @@ FIM_TOKENS = {
     "<｜fim▁begin｜>": "deepseek",
     "<PRE>": "codellama",
 }
-
-
-@dataclass
-class KvCache:
-    """The past keys and values of one sequence, in the model's input order."""
-
-    arrays: list[np.ndarray]
-
-    @property
-    def length(self) -> int:
-        return int(self.arrays[0].shape[2]) if self.arrays else 0
-
-    def truncated(self, length: int) -> KvCache:
-        if length >= self.length:
-            return self
-        return KvCache([a[:, :, :length, :] for a in self.arrays])
 
 
 def cuda_driver_reason() -> str | None:
@@ -203,10 +190,20 @@ class OnnxModel:
                 f"{model_file} is not a decoder with a KV cache "
                 "(expected input_ids and past_key_values.N.key/value inputs)"
             )
-        outputs = {o.name for o in self.session.get_outputs()}
+        self.device = "cuda" if used == "CUDAExecutionProvider" else "cpu"
+        self._cut: Cutter | None = None
+        outputs = {o.name: o for o in self.session.get_outputs()}
         missing = [n for n in ["logits", *self.present_names] if n not in outputs]
         if missing:
             raise BackendError(f"{model_file} lacks the outputs {', '.join(missing)}")
+        logits = outputs["logits"]
+        self.logits_dtype: type[np.generic] = _DTYPES.get(logits.type, np.float32)
+        vocab = logits.shape[-1]
+        if not isinstance(vocab, int):
+            vocab = int(self.config.get("vocab_size") or 0)
+        if vocab <= 0:
+            raise BackendError(f"cannot tell the vocabulary size of {model_file}")
+        self.vocab_size = vocab
         first = inputs[self.past_names[0]]
         self.past_dtype = _DTYPES.get(first.type, np.float32)
         heads, head_dim = first.shape[1], first.shape[3]
@@ -280,31 +277,63 @@ class OnnxModel:
             return None
 
     def empty_cache(self) -> KvCache:
-        shape = (1, self.kv_heads, 0, self.head_dim)
-        return KvCache([np.zeros(shape, self.past_dtype) for _ in self.past_names])
+        shape = [1, self.kv_heads, 0, self.head_dim]
+        return KvCache(
+            [
+                ort.OrtValue.ortvalue_from_shape_and_type(shape, self.past_dtype, self.device, 0)
+                for _ in self.past_names
+            ],
+            0,
+        )
 
     def forward(
         self, ids: list[int], past: KvCache, last: int | None = None
     ) -> tuple[np.ndarray, KvCache]:
         """Logits as float32 for ``ids`` following ``past`` — (len(ids), vocab), or at least
         those of the ``last`` positions (only those where the graph is sliced) — and the
-        cache extended by them."""
+        cache extended by them.
+
+        The cache stays in onnxruntime's memory (I/O binding): ``past``'s values are bound
+        as inputs, the ``present`` outputs are left on the device and become the returned
+        cache. Only the logits come back to numpy, written into an array made for them."""
+        if past.usable < past.length:
+            raise BackendError("the KV cache was overwritten by a later sequence")
         start = past.length
         total = start + len(ids)
-        feed: dict[str, Any] = {"input_ids": np.asarray([ids], dtype=np.int64)}
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("input_ids", np.asarray([ids], dtype=np.int64))
+        rows = len(ids)
         if LOGITS_KEPT in self.input_names:
-            kept = len(ids) if last is None else min(max(1, last), len(ids))
-            feed[LOGITS_KEPT] = np.asarray([kept], dtype=np.int64)
+            rows = len(ids) if last is None else min(max(1, last), len(ids))
+            binding.bind_cpu_input(LOGITS_KEPT, np.asarray([rows], dtype=np.int64))
         if "attention_mask" in self.input_names:
-            feed["attention_mask"] = np.ones((1, total), dtype=np.int64)
+            binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
         if "position_ids" in self.input_names:
-            feed["position_ids"] = np.arange(start, total, dtype=np.int64)[None, :]
+            positions = np.arange(start, total, dtype=np.int64)[None, :]
+            binding.bind_cpu_input("position_ids", positions)
         if "use_cache_branch" in self.input_names:
-            feed["use_cache_branch"] = np.asarray([start > 0])
-        feed.update(zip(self.past_names, past.arrays, strict=True))
-        outputs = self.session.run(["logits", *self.present_names], feed)
-        logits = np.asarray(outputs[0][0], dtype=np.float32)
-        return logits, KvCache(list(outputs[1:]))
+            binding.bind_cpu_input("use_cache_branch", np.asarray([start > 0]))
+        values = past.values
+        if values and values[0].shape()[2] != start:  # a rejected draft's tail
+            values = self._cutter().cut(values, start)
+        for name, value in zip(self.past_names, values, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        logits = np.empty((1, rows, self.vocab_size), dtype=self.logits_dtype)
+        binding.bind_output(
+            "logits", "cpu", 0, self.logits_dtype, list(logits.shape), logits.ctypes.data
+        )
+        for name in self.present_names:
+            binding.bind_output(name, self.device)
+        self.session.run_with_iobinding(binding)
+        present = binding.get_outputs()[1:]
+        return np.asarray(logits[0], dtype=np.float32), KvCache(present, total)
+
+    def _cutter(self) -> Cutter:
+        if self._cut is None:
+            self._cut = Cutter(
+                len(self.past_names), self.past_dtype, self.device, self.session.get_providers()
+            )
+        return self._cut
 
     def warm_up(self) -> float:
         """Run the shapes a completion runs (a prefill, then single tokens); milliseconds."""
