@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -45,10 +46,16 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from ghostcomplete.backends.onnx.engine import OnnxModel, choose_providers
+from ghostcomplete.backends.onnx.engine import choose_providers
 from ghostcomplete.bench import device_server
 from ghostcomplete.bench.context_speed import workspace_files
-from ghostcomplete.bench.device_correctness import SMALL, correctness, small_precision
+from ghostcomplete.bench.device_correctness import (
+    PROVIDERS,
+    SMALL,
+    correctness,
+    loaded,
+    small_precision,
+)
 from ghostcomplete.bench.device_models import SHAPES, build, random_weights, regular_tokens
 from ghostcomplete.bench.synthetic_tokenizer import write_tokenizer
 from ghostcomplete.model.measure import request_latency
@@ -56,7 +63,6 @@ from ghostcomplete.model.measure import request_latency
 GOAL_SHAPE = "qwen2.5-coder-0.5b"
 GOAL_MS = 60.0
 RESULT_FILE = "device-check.json"
-PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ def plan_for(provider: str, quick: bool, budget_s: float | None, threads: int) -
         20,
         2000,
         threads,
-        budget_s or 210,
+        budget_s or 180,
     )
 
 
@@ -131,6 +137,7 @@ def environment(provider: str) -> dict[str, Any]:
         "available_providers": ort.get_available_providers(),
         "asked": providers,
         "why": why,
+        "library_path": os.environ.get("LD_LIBRARY_PATH", "").split(":"),
     }
     if shutil.which("nvidia-smi"):
         query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv"]
@@ -143,8 +150,8 @@ def environment(provider: str) -> dict[str, Any]:
 
 def engine(model_file: Path, plan: Plan) -> dict[str, Any]:
     started = time.perf_counter()
-    model = OnnxModel(model_file, plan.provider, plan.threads)
-    loaded = time.perf_counter() - started
+    model = loaded(model_file, plan.provider, plan.threads)
+    load_s = time.perf_counter() - started
     try:
         timed = request_latency(model, plan.prompt_tokens, plan.new_tokens, plan.repeat)
     finally:
@@ -154,7 +161,7 @@ def engine(model_file: Path, plan: Plan) -> dict[str, Any]:
     per_token = timed["request_decode_ms_per_token"]
     return {
         "provider": provider,
-        "load_s": round(loaded, 1),
+        "load_s": round(load_s, 1),
         "ttft_p50_ms": timed["request_prefill_p50_ms"],
         "decode_tokens_per_s": round(1000 / per_token, 1) if per_token > 0 else None,
         "p50_ms": timed["request_p50_ms"],
@@ -225,7 +232,9 @@ def measure_shape(report: Report, plan: Plan, models: Models, shape: str) -> Non
 def run(plan: Plan, out: Path, work: Path) -> dict[str, Any]:
     report = Report(out, plan)
     budget = plan.budget_s
-    report.run("environment", budget, partial(environment, plan.provider))
+    found = report.run("environment", budget, partial(environment, plan.provider))
+    if "error" in found:  # nothing below could measure what was asked
+        return report.data
     texts = [text for _, text in workspace_files(device_server.RECENT + 1, plan.server_lines)]
     models = Models(work, texts)
     small = random_weights(SHAPES[SMALL], seed=1)
@@ -293,7 +302,9 @@ def summary(data: dict[str, Any]) -> list[str]:
             f"{check['max_logit_difference_relative']:.2e})"
         )
     else:
-        lines.append(f"correctness: not measured ({check.get('error') or check.get('skipped')})")
+        setup = steps.get("environment", {}).get("error")
+        why = check.get("error") or check.get("skipped") or f"environment: {setup}"
+        lines.append(f"correctness: not measured ({why})")
     plan = data["plan"]
     goal = steps.get(f"{GOAL_SHAPE} {plan['precisions'][0]} engine", {})
     figure = goal.get("p50_ms")
@@ -325,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary(data):
         print(line)
     print(f"results: {args.out / RESULT_FILE}")
-    return 0
+    failed = [step["step"] for step in data["steps"] if "error" in step]
+    passed = any(step.get("passed") for step in data["steps"])
+    return 0 if passed and not failed else 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,16 @@ from ghostcomplete.bench.device_models import SHAPES, regular_tokens
 from ghostcomplete.context.syntax import Scope
 
 SMALL = "tiny-qwen2"
+PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+def loaded(model_file: Path, provider: str, threads: int) -> OnnxModel:
+    """The engine's model on ``provider``; a RuntimeError where it fell back to the CPU (the
+    CUDA libraries did not load, say), which would make every comparison trivially equal."""
+    model = OnnxModel(model_file, provider, threads)
+    if model.provider != PROVIDERS[provider]:
+        raise RuntimeError(f"asked for {provider}, onnxruntime ran {model.provider} (see its log)")
+    return model
 
 
 def greedy(model: OnnxModel, folder: Path, prompt: list[int], count: int, drafts: int) -> list[int]:
@@ -53,8 +63,8 @@ def correctness(folder: Path, provider: str, threads: int, count: int = 32) -> d
     model_file = folder / "model.onnx"
     vocab = regular_tokens(SHAPES[SMALL])
     prompt = test_prompt(vocab)
-    cpu = OnnxModel(model_file, "cpu", threads)
-    checked = OnnxModel(model_file, provider, threads)
+    cpu = loaded(model_file, "cpu", threads)
+    checked = loaded(model_file, provider, threads)
     reference = greedy(cpu, folder, prompt, count, 0)
     found = greedy(checked, folder, prompt, count, 0)
     drafted = greedy(checked, folder, prompt, count, 8)
@@ -120,8 +130,8 @@ def small_precision(folder: Path, provider: str, threads: int, count: int = 32) 
     """Op placement on ``provider`` and greedy agreement with the CPU at one precision."""
     model_file = folder / "model.onnx"
     prompt = test_prompt(regular_tokens(SHAPES[SMALL]))
-    on_cpu = greedy(OnnxModel(model_file, "cpu", threads), folder, prompt, count, 0)
-    checked = OnnxModel(model_file, provider, threads)
+    on_cpu = greedy(loaded(model_file, "cpu", threads), folder, prompt, count, 0)
+    checked = loaded(model_file, provider, threads)
     found = greedy(checked, folder, prompt, count, 0)
     same = sum(a == b for a, b in zip(found, on_cpu, strict=False))
     ops = placement(model_file, provider)
