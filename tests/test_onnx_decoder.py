@@ -374,3 +374,17 @@ def test_a_missing_or_misshapen_weight_is_named(tmp_path) -> None:
     with pytest.raises(ValueError, match="architecture 'gpt2'"):
         write_decoder(tmp_path / "e", replace(config, architecture="gpt2"), weights, "fp32")
     assert not (tmp_path / "a" / MODEL_FILE).exists()
+
+
+def test_random_weights_are_made_on_reading_and_the_same_each_time(tmp_path) -> None:
+    from ghostcomplete.model.random_export import RandomWeights
+
+    config = CONFIGS["llama"]
+    weights = RandomWeights(config, seed=3)
+    name = "model.layers.2.mlp.up_proj.weight"
+    assert np.array_equal(weights[name], weights[name])
+    assert not np.array_equal(weights[name], RandomWeights(config, seed=4)[name])
+    write_decoder(tmp_path, config, weights, "int4")
+    model = load(tmp_path)
+    logits, _ = model.forward(PROMPT, model.empty_cache(), last=1)
+    assert logits.shape == (1, config.vocab_size) and np.isfinite(logits).all()
