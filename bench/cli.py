@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 from ghostcomplete.backends import KINDS as BACKENDS
 from ghostcomplete.bench.corpus import SPLITS, CorpusError, default_cache, load_repos
+from ghostcomplete.completion.settings import settings_layer
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +45,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settings",
         metavar="JSON",
-        type=_json_object,
+        type=settings_argument,
         default={},
-        help="extra server settings (camelCase JSON, merged into initializationOptions)",
+        help="extra server settings (camelCase JSON, merged into initializationOptions; "
+        "inline, @FILE or FILE.json)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the task/typing draw")
     parser.add_argument(
@@ -62,14 +63,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def settings_argument(text: str) -> dict[str, Any]:
+    """``--settings``: inline JSON, ``@FILE`` or FILE.json (completion.settings_layer)."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
+        return settings_layer(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_bench_parser(commands: Any) -> None:

@@ -8,6 +8,7 @@ default (or the lower layer's value) is kept for that field; everything else sti
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import typing
 from collections.abc import Callable
@@ -207,6 +208,27 @@ def _passes(predicate: Callable[[Any], bool], value: Any) -> bool:
         return bool(predicate(value))
     except (ValueError, TypeError, UnicodeError):  # e.g. urllib on a port out of range
         return False
+
+
+def settings_layer(text: str) -> dict[str, Any]:
+    """A settings layer given on a command line (``--settings``): camelCase JSON as in
+    initializationOptions, inline, or read from ``@FILE`` or a file named ``*.json``;
+    ValueError with a readable message when it is none of these."""
+    source = text
+    if text.startswith("@") or (text.endswith(".json") and not text.lstrip().startswith("{")):
+        path = text[1:] if text.startswith("@") else text
+        try:
+            with open(path, encoding="utf-8") as file:
+                source = file.read()
+        except OSError as error:
+            raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        value = json.loads(source)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
 
 
 def resolve(*layers: Any) -> tuple[Settings, list[str]]:

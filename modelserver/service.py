@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ import sys
 from typing import Any
 
 from ghostcomplete.backends import Backend, BackendError, create_backend
-from ghostcomplete.completion.settings import resolve
+from ghostcomplete.completion.settings import resolve, settings_layer
 from ghostcomplete.modelserver.app import build_app
 from ghostcomplete.modelserver.options import ServeOptions
 from ghostcomplete.modelserver.scheduler import Scheduler
@@ -101,16 +100,10 @@ def run_serve_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     )
     layer: Any = {}
     if args.settings:
-        text = args.settings
-        if text.startswith("@"):
-            try:
-                text = open(text[1:], encoding="utf-8").read()  # noqa: SIM115
-            except OSError as error:
-                parser.error(f"cannot read {args.settings[1:]}: {error.strerror or error}")
         try:
-            layer = json.loads(text)
+            layer = settings_layer(args.settings)
         except ValueError as error:
-            parser.error(f"--settings is not JSON: {error}")
+            parser.error(f"--settings: {error}")
     if args.backend:
         backend_layer = dict(layer.get("backend") or {}) if isinstance(layer, dict) else {}
         layer = {**(layer if isinstance(layer, dict) else {}), "backend": backend_layer}

@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="another file open in the editor (most recent first); repeatable",
     )
     complete.add_argument("--all", action="store_true", help="print every candidate")
+    from ghostcomplete.bench.cli import settings_argument
+
+    complete.add_argument(
+        "--settings",
+        metavar="FILE.json",
+        type=settings_argument,
+        default={},
+        help="settings as in initializationOptions (camelCase JSON: FILE.json, @FILE or "
+        "inline), e.g. a backend.onnx model to run",
+    )
 
     from ghostcomplete.bench.cli import add_bench_parser
 
@@ -125,7 +135,10 @@ def _complete(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     path, line, column = _parse_location(parser, args.location)
     document = _read(parser, path)
     neighbours = [_read(parser, Path(other)) for other in args.open]
-    settings, _ = resolve()
+    settings, errors = resolve(args.settings)
+    if errors:
+        print("ghostcomplete: invalid settings: " + "; ".join(errors), file=sys.stderr)
+        return 2
     try:
         pipeline = Pipeline(create_backend(settings.backend), settings)
     except BackendError as error:

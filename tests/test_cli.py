@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -50,6 +51,33 @@ def test_complete_uses_open_files(tmp_path) -> None:
     result = run("complete", location, "--open", str(SAMPLE / "models.py"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "pliers[supplier.name] = supplier\n"
+
+
+def test_complete_takes_settings_from_a_json_file(tmp_path) -> None:
+    """The same request as above, under settings read from a file: turned off it says
+    nothing; an onnx backend is loaded from the path the file names; bad values exit 2."""
+    target = tmp_path / "shelf.py"
+    target.write_text(
+        "class Shelf:\n    def add_supplier(self, supplier: Supplier) -> None:\n        self.sup"
+    )
+    location = f"{target}:3:17"
+    opened = ["--open", str(SAMPLE / "inventory.py")]
+    assert run("complete", location, *opened).returncode == 0
+    off = tmp_path / "off.json"
+    off.write_text(json.dumps({"completion": {"enabled": False}}))
+    result = run("complete", location, *opened, "--settings", str(off))
+    assert result.returncode == 1 and "no suggestion" in result.stderr
+    missing = tmp_path / "onnx.json"
+    onnx = {"kind": "onnx", "onnx": {"path": str(tmp_path / "no-model")}}
+    missing.write_text(json.dumps({"backend": onnx}))
+    result = run("complete", location, *opened, "--settings", str(missing))
+    assert result.returncode == 2 and "no model file" in result.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"completion": {"timeoutMs": "soon"}}))
+    result = run("complete", location, "--settings", str(bad))
+    assert result.returncode == 2 and "completion.timeoutMs" in result.stderr
+    result = run("complete", location, "--settings", str(tmp_path / "absent.json"))
+    assert result.returncode == 2 and "cannot read" in result.stderr
 
 
 def test_complete_with_nothing_to_say_exits_1(tmp_path) -> None:

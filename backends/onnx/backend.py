@@ -24,7 +24,13 @@ from ghostcomplete.backends.base import (
 )
 from ghostcomplete.backends.onnx.chat import ChatTemplate, load_chat_template
 from ghostcomplete.backends.onnx.config import OnnxSettings
-from ghostcomplete.backends.onnx.decode import Limits, Sampling, Start, decode, prefill
+from ghostcomplete.backends.onnx.decode import (
+    Limits,
+    Sampling,
+    Start,
+    decode,
+    prefill_chunks,
+)
 from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel, fim_family_of, read_json
 from ghostcomplete.backends.onnx.installed import installed_folder
 from ghostcomplete.backends.onnx.prompt import fit_prompt
@@ -39,6 +45,10 @@ T = TypeVar("T")
 
 # Tokens drafted from the prompt per verification pass (prompt-lookup decoding).
 DRAFT_TOKENS = 8
+# Prompt tokens per prefill pass: between two passes a request can be abandoned (deadline,
+# cancellation) and background warming gives way to a new request. Large enough that the
+# passes cost no throughput (see bench/RESULTS.md), small enough to stop soon.
+PREFILL_CHUNK = 128
 
 
 def shipped_model_folder() -> Path:
@@ -77,6 +87,15 @@ def model_file(settings: OnnxSettings) -> Path:
     return chosen
 
 
+def stop_reason(deadline: float | None, cancel: threading.Event) -> str | None:
+    """Why a request's work must stop now, if it must."""
+    if cancel.is_set():
+        return "cancelled"
+    if deadline is not None and time.monotonic() > deadline:
+        return "deadline"
+    return None
+
+
 class OnnxBackend:
     name = "onnx"
     remote = False
@@ -90,6 +109,9 @@ class OnnxBackend:
         self._model: OnnxModel | None = None
         self._eos: set[int] = set()
         self._cache: tuple[list[int], KvCache] | None = None
+        # Counts the requests handed to the worker: background warming runs only while no
+        # request came after the one whose prompt it warms.
+        self._requests = 0
         self._closed = threading.Event()
         config = read_json(self.file.parent / "config.json")
         family = settings.fim_family or fim_family_of(config, self.tokenizer.special)
@@ -115,6 +137,7 @@ class OnnxBackend:
         prompt: CompletionPrompt,
         limits: GenerationLimits,
         cancel: threading.Event,
+        serial: int,
         progress: Callable[[str], None] | None = None,
     ) -> list[Candidate]:
         model = self._model
@@ -124,7 +147,23 @@ class OnnxBackend:
         room = max(8, model.max_positions - settings.max_new_tokens)
         tokens = fit_prompt(prompt, self.fim_family, self.tokenizer, room)
         cached = self._cache if settings.reuse_cache else None
-        start, reused = prefill(model, tokens, cached)
+        done = prefill_chunks(
+            model, tokens, cached, PREFILL_CHUNK, lambda: stop_reason(limits.deadline, cancel)
+        )
+        if settings.reuse_cache:
+            self._cache = (done.covered, done.past)
+        if done.start is None:
+            log.debug(
+                "onnx: prompt abandoned by %s after %d of %d tokens (%d reused)",
+                done.reason,
+                len(done.covered),
+                len(tokens),
+                done.reused,
+            )
+            if settings.reuse_cache and not self._closed.is_set():
+                self._executor.submit(self._warm, tokens, serial)
+            return []
+        start, reused = done.start, done.reused
         prefill_ms = (time.monotonic() - started) * 1000
         line_prefix = prompt.context.prefix[prompt.context.prefix.rfind("\n") + 1 :]
         rule = StopRule(limits.scope, line_prefix, limits.max_lines, limits.max_chars, prompt.stop)
@@ -158,6 +197,21 @@ class OnnxBackend:
                 found.append(Candidate(sampled.text, "onnx:sample"))
         return found
 
+    def _warm(self, tokens: list[int], serial: int) -> None:
+        """Go on prefilling an abandoned prompt while no newer request has come: the next
+        keystroke's prompt starts the same way and finds it in the cache."""
+        model = self._model
+        assert model is not None
+
+        def stop() -> str | None:
+            superseded = self._requests != serial or self._closed.is_set()
+            return "superseded" if superseded else None
+
+        done = prefill_chunks(model, tokens, self._cache, PREFILL_CHUNK, stop)
+        if len(done.covered) > done.reused:
+            self._cache = (done.covered, done.past)
+        log.debug("onnx: warmed the cache to %d of %d tokens", len(done.covered), len(tokens))
+
     def _chat(
         self,
         messages: list[dict[str, str]],
@@ -173,7 +227,14 @@ class OnnxBackend:
                 f"the edit prompt has {len(tokens)} tokens and the model reads at most "
                 f"{model.max_positions}; select less or lower edit.contextLines"
             )
-        start, _ = prefill(model, tokens)
+        done = prefill_chunks(
+            model, tokens, None, PREFILL_CHUNK, lambda: stop_reason(deadline, cancel)
+        )
+        if done.start is None:
+            if done.reason == "cancelled":
+                return ""
+            raise BackendError("the model's answer did not finish in time; nothing was applied")
+        start = done.start
         free = StopRule(Scope.BLOCK, "", 1 << 30, 1 << 40)
         limits = Limits(free, self._eos, max_tokens, deadline, cancel, model.max_positions)
         answer = decode(model, self.tokenizer, start, limits, None, self._draft_tokens())
@@ -206,7 +267,8 @@ class OnnxBackend:
             return []
         await self._loaded()
         cancel = threading.Event()
-        job = self._executor.submit(self._generate, prompt, limits, cancel)
+        self._requests += 1
+        job = self._executor.submit(self._generate, prompt, limits, cancel, self._requests)
         return await self._outcome(job, cancel)
 
     async def stream(
@@ -225,7 +287,8 @@ class OnnxBackend:
 
         cancel = threading.Event()
         one = dataclasses.replace(limits, candidates=1)
-        job = self._executor.submit(self._generate, prompt, one, cancel, tell)
+        self._requests += 1
+        job = self._executor.submit(self._generate, prompt, one, cancel, self._requests, tell)
         job.add_done_callback(lambda _: tell(None))
         sent = 0
         try:
@@ -249,6 +312,7 @@ class OnnxBackend:
             raise BackendError("the onnx backend is closed")
         await self._loaded()
         cancel = threading.Event()
+        self._requests += 1
         job = self._executor.submit(self._chat, messages, deadline, max_tokens, cancel)
         return await self._outcome(job, cancel)
 

@@ -197,18 +197,56 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return int(differs[0]) if differs.size else limit
 
 
-def prefill(
-    model: OnnxModel, tokens: list[int], cached: tuple[list[int], KvCache] | None = None
-) -> tuple[Start, int]:
+@dataclass
+class Prefilled:
+    """How far a prefill got: the state after the whole prompt, or None where it was
+    abandoned (``reason`` says why); either way the cache of every token it covered."""
+
+    start: Start | None
+    reused: int
+    covered: list[int]
+    past: KvCache
+    reason: str = ""
+
+
+def prefill_chunks(
+    model: OnnxModel,
+    tokens: list[int],
+    cached: tuple[list[int], KvCache] | None = None,
+    chunk: int = 0,
+    stop: Callable[[], str | None] | None = None,
+) -> Prefilled:
     """The state after ``tokens``, reusing ``cached`` (tokens, cache) for the part they
-    share; also how many tokens were reused."""
+    share; the rest is fed ``chunk`` tokens at a time (all at once when 0), and before each
+    chunk ``stop`` may give a reason to abandon it ("deadline", "cancelled")."""
     past = model.empty_cache()
     keep = 0
     if cached is not None:
-        keep = min(common_prefix(cached[0], tokens), len(tokens) - 1)
+        keep = min(common_prefix(cached[0], tokens), len(tokens) - 1, cached[1].usable)
         if keep > 0:
             past = cached[1].truncated(keep)
         else:
             keep = 0
-    logits, past = model.forward(tokens[keep:], past, last=1)
-    return Start(list(tokens), logits[-1], past), keep
+    size = chunk if chunk > 0 else len(tokens)
+    at = keep
+    logits: np.ndarray | None = None
+    while at < len(tokens):
+        if stop is not None:
+            reason = stop()
+            if reason is not None:
+                return Prefilled(None, keep, list(tokens[:at]), past, reason)
+        piece = tokens[at : at + size]
+        logits, past = model.forward(piece, past, last=1)
+        at += len(piece)
+    assert logits is not None  # keep < len(tokens): at least one piece was fed
+    return Prefilled(Start(list(tokens), logits[-1], past), keep, list(tokens), past)
+
+
+def prefill(
+    model: OnnxModel, tokens: list[int], cached: tuple[list[int], KvCache] | None = None
+) -> tuple[Start, int]:
+    """The state after ``tokens`` in one pass, reusing ``cached`` (tokens, cache) for the
+    part they share; also how many tokens were reused."""
+    done = prefill_chunks(model, tokens, cached)
+    assert done.start is not None
+    return done.start, done.reused

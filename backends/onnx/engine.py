@@ -5,12 +5,9 @@
 ``logits`` and ``present.N.key/value``. Everything here is synchronous: the backend runs it
 in a worker thread.
 
-An exported decoder computes the logits of every position of its input, but a prompt needs
-only the last one: for a 2,000-token prompt and Qwen2.5's 151,936 tokens that is 1.2 GB of
-logits and a quarter of the prefill's work. So where the graph ends in a ``MatMul`` that makes
-``logits``, the session is built from a copy of the graph (in memory; the weights stay where
-they are) that first slices the hidden states to the last ``LOGITS_KEPT`` positions, an input
-``forward`` feeds.
+The cache stays in onnxruntime's memory (``kvcache.py``): growing, as optimum exports it, or
+in shared buffers written in place where the graph's attention is ``GroupQueryAttention``.
+Where the graph allows, only the last positions' logits are computed (``graph.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +24,12 @@ import numpy as np
 import onnxruntime as ort
 
 from ghostcomplete.backends.base import BackendError
-from ghostcomplete.backends.onnx.kvcache import Cutter, KvCache
+from ghostcomplete.backends.onnx.graph import (
+    LOGITS_KEPT,
+    has_group_query_attention,
+    last_logits_graph,
+)
+from ghostcomplete.backends.onnx.kvcache import DeviceOps, KvCache, SharedBuffers
 
 log = logging.getLogger("ghostcomplete.onnx")
 
@@ -35,15 +37,13 @@ _DTYPES: dict[str, type[np.generic]] = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
 }
-# The input the sliced graph adds: how many of the last positions get logits.
-LOGITS_KEPT = "ghostcomplete_logits_kept"
-# Graph files larger than this hold their weights inline: copying one in memory to slice it
-# would double the memory it takes to load, so it is loaded as it is.
-_MAX_INLINE_BYTES = 256 * 1024 * 1024
 # Below this vocabulary the logits of every position cost little (the built-in model's is
 # below it), and importing onnx to slice them costs more at load than the slice saves: such
 # models load as exported.
 SLICED_FROM_VOCAB = 16_384
+# Shared KV buffers (GroupQueryAttention graphs) start with room for this many positions and
+# double when a context outgrows them.
+SHARED_START = 1024
 # model_type in config.json -> the FIM template family (ranker/prompt.py TEMPLATES).
 FAMILIES = {
     "gpt_bigcode": "starcoder",
@@ -101,49 +101,6 @@ def session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
-def last_logits_graph(model_file: Path) -> bytes | None:
-    """``model_file``'s graph with the hidden states sliced to the last ``LOGITS_KEPT``
-    positions before the ``MatMul`` that makes ``logits``; None where the ``onnx`` package,
-    the file's size or the graph's shape does not allow it."""
-    try:
-        if model_file.stat().st_size > _MAX_INLINE_BYTES:
-            return None
-        import onnx
-        from onnx import TensorProto, helper
-    except ImportError:
-        return None
-    try:
-        model = onnx.load(str(model_file), load_external_data=False)
-    except Exception as error:  # a broken file: the session's own load says why
-        log.debug("onnx: cannot read %s to slice its logits: %s", model_file, error)
-        return None
-    graph = model.graph
-    if LOGITS_KEPT in {i.name for i in graph.input}:
-        return None
-    makers = [n for n in graph.node if "logits" in n.output]
-    if len(makers) != 1 or makers[0].op_type != "MatMul":
-        return None
-    head = makers[0]
-    graph.input.append(helper.make_tensor_value_info(LOGITS_KEPT, TensorProto.INT64, [1]))
-    graph.initializer.extend(
-        [
-            helper.make_tensor("ghostcomplete_end", TensorProto.INT64, [1], [2**62]),
-            helper.make_tensor("ghostcomplete_axis", TensorProto.INT64, [1], [1]),
-        ]
-    )
-    start = helper.make_node("Neg", [LOGITS_KEPT], ["ghostcomplete_start"])
-    sliced = helper.make_node(
-        "Slice",
-        [head.input[0], "ghostcomplete_start", "ghostcomplete_end", "ghostcomplete_axis"],
-        ["ghostcomplete_kept_hidden"],
-    )
-    at = list(graph.node).index(head)
-    head.input[0] = "ghostcomplete_kept_hidden"
-    graph.node.insert(at, sliced)
-    graph.node.insert(at, start)
-    return bytes(model.SerializeToString())
-
-
 class OnnxModel:
     """The session plus what the model's inputs and config say about it."""
 
@@ -153,9 +110,12 @@ class OnnxModel:
         provider: str = "auto",
         threads: int = 0,
         slice_logits: bool | None = None,
+        share_buffers: bool = True,
     ) -> None:
         """``slice_logits``: run ``last_logits_graph`` where the graph allows (True), never
-        (False), or when the vocabulary has at least SLICED_FROM_VOCAB tokens (None)."""
+        (False), or when the vocabulary has at least SLICED_FROM_VOCAB tokens (None).
+        ``share_buffers``: hold the cache in shared buffers where the graph's attention is
+        ``GroupQueryAttention`` (and the check at load agrees), else grow it."""
         folder = model_file.parent
         self.model_file = model_file
         self.config = read_json(folder / "config.json")
@@ -191,7 +151,9 @@ class OnnxModel:
                 "(expected input_ids and past_key_values.N.key/value inputs)"
             )
         self.device = "cuda" if used == "CUDAExecutionProvider" else "cpu"
-        self._cut: Cutter | None = None
+        self._ops: DeviceOps | None = None
+        self._buffers: SharedBuffers | None = None
+        self.shares_buffers = False
         outputs = {o.name: o for o in self.session.get_outputs()}
         missing = [n for n in ["logits", *self.present_names] if n not in outputs]
         if missing:
@@ -229,6 +191,29 @@ class OnnxModel:
             log.info("onnx: %s: sliced logits do not match; loaded as exported", model_file)
             self.session = self._exported_session(model_file, threads, providers)
             self.input_names.discard(LOGITS_KEPT)
+        if share_buffers and has_group_query_attention(model_file):
+            self.shares_buffers = True
+        if self.shares_buffers and not self._shared_matches_growing():
+            log.info("onnx: %s: shared KV buffers do not match; the cache grows", model_file)
+            self.shares_buffers, self._buffers = False, None
+
+    def _shared_matches_growing(self) -> bool:
+        """Whether the graph writes into shared buffers in place as it should: 3 tokens then
+        2 more give the same logits with shared buffers as with a growing cache."""
+        try:
+            shared: list[np.ndarray] = []
+            past = self.empty_cache()
+            for ids in ([0, 1, 2], [3, 4]):
+                logits, past = self.forward(ids, past)
+                shared.append(logits)
+            grown = self._empty_growing()
+            for ids, logits in zip(([0, 1, 2], [3, 4]), shared, strict=True):
+                expected, grown = self.forward(ids, grown)
+                if not np.allclose(logits, expected, rtol=1e-3, atol=1e-4):
+                    return False
+        except Exception:  # onnxruntime raises its own exception types
+            return False
+        return True
 
     def _slices_positions(self) -> bool:
         """Whether the sliced graph keeps positions (not hidden units, say, where a graph
@@ -277,14 +262,30 @@ class OnnxModel:
             return None
 
     def empty_cache(self) -> KvCache:
-        shape = [1, self.kv_heads, 0, self.head_dim]
-        return KvCache(
-            [
-                ort.OrtValue.ortvalue_from_shape_and_type(shape, self.past_dtype, self.device, 0)
-                for _ in self.past_names
-            ],
-            0,
-        )
+        """The cache of no tokens. With shared buffers, a sequence started from it writes
+        over the one the buffers held (older caches then keep only what stays valid)."""
+        if not self.shares_buffers:
+            return self._empty_growing()
+        if self._buffers is None:
+            self._buffers = SharedBuffers(
+                self._allocate(min(self.max_positions, SHARED_START)),
+                min(self.max_positions, SHARED_START),
+            )
+        return KvCache([], 0, self._buffers, len(self._buffers.starts))
+
+    def _empty_growing(self) -> KvCache:
+        return KvCache(self._allocate(0), 0)
+
+    def _allocate(self, positions: int) -> list[ort.OrtValue]:
+        shape = [1, self.kv_heads, positions, self.head_dim]
+        zeros = np.zeros(shape, self.past_dtype)
+        made = []
+        for _ in self.past_names:
+            value = ort.OrtValue.ortvalue_from_shape_and_type(shape, self.past_dtype, self.device)
+            if positions:
+                value.update_inplace(zeros)
+            made.append(value)
+        return made
 
     def forward(
         self, ids: list[int], past: KvCache, last: int | None = None
@@ -294,8 +295,9 @@ class OnnxModel:
         cache extended by them.
 
         The cache stays in onnxruntime's memory (I/O binding): ``past``'s values are bound
-        as inputs, the ``present`` outputs are left on the device and become the returned
-        cache. Only the logits come back to numpy, written into an array made for them."""
+        as inputs; the ``present`` outputs are either left on the device and become the
+        returned cache (growing), or are the same buffers, written in place (shared). Only
+        the logits come back to numpy, written into an array made for them."""
         if past.usable < past.length:
             raise BackendError("the KV cache was overwritten by a later sequence")
         start = past.length
@@ -313,27 +315,46 @@ class OnnxModel:
             binding.bind_cpu_input("position_ids", positions)
         if "use_cache_branch" in self.input_names:
             binding.bind_cpu_input("use_cache_branch", np.asarray([start > 0]))
-        values = past.values
-        if values and values[0].shape()[2] != start:  # a rejected draft's tail
-            values = self._cutter().cut(values, start)
-        for name, value in zip(self.past_names, values, strict=True):
-            binding.bind_ortvalue_input(name, value)
         logits = np.empty((1, rows, self.vocab_size), dtype=self.logits_dtype)
         binding.bind_output(
             "logits", "cpu", 0, self.logits_dtype, list(logits.shape), logits.ctypes.data
         )
-        for name in self.present_names:
-            binding.bind_output(name, self.device)
-        self.session.run_with_iobinding(binding)
-        present = binding.get_outputs()[1:]
-        return np.asarray(logits[0], dtype=np.float32), KvCache(present, total)
+        buffers = past.shared
+        if buffers is not None:
+            if total > buffers.capacity:
+                self._grow(buffers, total)
+            for name, present, value in zip(
+                self.past_names, self.present_names, buffers.values, strict=True
+            ):
+                binding.bind_ortvalue_input(name, value)
+                binding.bind_ortvalue_output(present, value)
+            self.session.run_with_iobinding(binding)
+            made = KvCache([], total, buffers, buffers.written(start))
+        else:
+            values = past.values
+            if values and values[0].shape()[2] != start:  # a rejected draft's tail
+                values = self._device_ops().cut(values, start)
+            for name, value in zip(self.past_names, values, strict=True):
+                binding.bind_ortvalue_input(name, value)
+            for name in self.present_names:
+                binding.bind_output(name, self.device)
+            self.session.run_with_iobinding(binding)
+            made = KvCache(binding.get_outputs()[1:], total)
+        return np.asarray(logits[0], dtype=np.float32), made
 
-    def _cutter(self) -> Cutter:
-        if self._cut is None:
-            self._cut = Cutter(
+    def _grow(self, buffers: SharedBuffers, needed: int) -> None:
+        if needed > self.max_positions:
+            raise BackendError(f"{needed} positions is past the model's {self.max_positions}")
+        capacity = min(self.max_positions, max(needed, 2 * buffers.capacity))
+        grown = self._device_ops().grow(buffers.values, capacity - buffers.capacity)
+        buffers.values, buffers.capacity = grown, capacity
+
+    def _device_ops(self) -> DeviceOps:
+        if self._ops is None:
+            self._ops = DeviceOps(
                 len(self.past_names), self.past_dtype, self.device, self.session.get_providers()
             )
-        return self._cut
+        return self._ops
 
     def warm_up(self) -> float:
         """Run the shapes a completion runs (a prefill, then single tokens); milliseconds."""

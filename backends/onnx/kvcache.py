@@ -66,49 +66,73 @@ class KvCache:
 
     def arrays(self) -> list[np.ndarray]:
         """The valid positions as numpy arrays (for tests and diagnostics; copies)."""
-        return [np.asarray(v.numpy())[:, :, : self.length, :] for v in self.values]
+        values = self.shared.values if self.shared is not None else self.values
+        return [np.asarray(v.numpy())[:, :, : self.length, :] for v in values]
 
 
-class Cutter:
-    """Cuts growing-layout values to their first positions on the session's device, all
-    layers in one pass of a ``Slice`` graph, for a cache whose tail was a rejected draft."""
+class DeviceOps:
+    """Cuts and grows cache values on the session's device, every layer in one pass of a
+    small graph: ``cut`` keeps the first positions (a growing cache whose tail was a
+    rejected draft), ``grow`` appends positions (shared buffers the context outgrew)."""
 
     def __init__(
         self, count: int, dtype: type[np.generic], device: str, providers: list[str]
     ) -> None:
+        self.count = count
+        self.dtype = dtype
+        self.device = device
+        self.providers = providers
+        self._sessions: dict[str, ort.InferenceSession] = {}
+
+    def _session(self, op: str) -> ort.InferenceSession:
+        found = self._sessions.get(op)
+        if found is not None:
+            return found
         from onnx import TensorProto, helper
 
-        element = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
-        cut = ["zero", "end", "axis"]
-        graph = helper.make_graph(
-            [helper.make_node("Slice", [f"x{i}", *cut], [f"y{i}"]) for i in range(count)],
-            "cut",
-            [
-                *(helper.make_tensor_value_info(f"x{i}", element, None) for i in range(count)),
-                helper.make_tensor_value_info("end", TensorProto.INT64, [1]),
-            ],
-            [helper.make_tensor_value_info(f"y{i}", element, None) for i in range(count)],
-            [
+        element = TensorProto.FLOAT16 if self.dtype == np.float16 else TensorProto.FLOAT
+        if op == "Slice":
+            fixed = [
                 helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
                 helper.make_tensor("axis", TensorProto.INT64, [1], [2]),
+            ]
+            arguments, amount = ["zero", "amount", "axis"], [1]
+        else:  # Pad: ``amount`` is Pad's 8 begin/end counts
+            fixed, arguments, amount = [], ["amount"], [8]
+        count = self.count
+        graph = helper.make_graph(
+            [helper.make_node(op, [f"x{i}", *arguments], [f"y{i}"]) for i in range(count)],
+            op.lower(),
+            [
+                *(helper.make_tensor_value_info(f"x{i}", element, None) for i in range(count)),
+                helper.make_tensor_value_info("amount", TensorProto.INT64, amount),
             ],
+            [helper.make_tensor_value_info(f"y{i}", element, None) for i in range(count)],
+            fixed,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            model.SerializeToString(), sess_options=options, providers=providers
+        made = ort.InferenceSession(
+            model.SerializeToString(), sess_options=options, providers=self.providers
         )
-        self.count = count
-        self.device = device
+        self._sessions[op] = made
+        return made
 
-    def cut(self, values: list[Any], length: int) -> list[Any]:
-        binding = self.session.io_binding()
-        binding.bind_cpu_input("end", np.asarray([length], dtype=np.int64))
+    def _run(self, op: str, values: list[Any], amount: list[int]) -> list[Any]:
+        session = self._session(op)
+        binding = session.io_binding()
+        binding.bind_cpu_input("amount", np.asarray(amount, dtype=np.int64))
         for i, value in enumerate(values):
             binding.bind_ortvalue_input(f"x{i}", value)
             binding.bind_output(f"y{i}", self.device)
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return list(binding.get_outputs())
+
+    def cut(self, values: list[Any], length: int) -> list[Any]:
+        return self._run("Slice", values, [length])
+
+    def grow(self, values: list[Any], more: int) -> list[Any]:
+        return self._run("Pad", values, [0, 0, 0, 0, 0, 0, more, 0])
