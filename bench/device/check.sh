@@ -47,7 +47,8 @@ import glob, os, site
 
 found = []
 for base in site.getsitepackages():
-    found += sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib")))
+    for folder in ("lib", "lib64"):
+        found += sorted(glob.glob(os.path.join(base, "nvidia", "*", folder)))
 print(":".join(dict.fromkeys(found)))
 EOF
 }
