@@ -8,7 +8,7 @@ BROWSER := tests/vscode_browser
 BROWSER_STAMP := $(BROWSER)/node_modules/.installed
 
 .PHONY: try test lint typecheck unit unit-in-venv wheel-e2e bench-quick clean vsix vscode-check \
-	vscode-browser system-packages peers peers-test model-qwen
+	vscode-browser system-packages peers peers-test model-qwen device-parts
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -162,6 +162,13 @@ model-qwen: $(STAMP)
 peers-test: peers model-qwen
 	GHOSTCOMPLETE_LLAMA_SERVER=$(PEERS_DIR)/bin/llama-server GHOSTCOMPLETE_PEER_GGUF=$(QWEN_GGUF) \
 		$(BIN)/pytest -m peers tests/test_peers_llamacpp.py
+
+## make device-parts: the wheels the GPU check installs on the device machine (no network
+## there; bench/device/wheels.txt pins them), downloaded and checked into .device/, the
+## 256 MB onnxruntime-gpu wheel cut into parts that each fit one device call beside the
+## working tree. Prints the calls; bench/device/README.md has the whole sequence.
+device-parts: $(STAMP)
+	$(BIN)/python bench/device_parts.py prepare --root $(CURDIR) --out $(CURDIR)/.device
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) dist build *.egg-info
