@@ -81,6 +81,9 @@ class CompletionResult:
     model: str | None = None
     # Superseded by a newer request, or failed: nothing to show, record or report.
     dropped: bool = False
+    # What the backend said about its first candidate (Candidate.details: for a model, its
+    # prompt_tokens, reused_tokens, prefill_ms, ...); for benchmarks.
+    backend_details: dict[str, float] = field(default_factory=dict)
 
     @property
     def item_ids(self) -> list[str]:
@@ -354,6 +357,7 @@ class Pipeline:
         result.texts = apply_filters([c.text for c in candidates], prepared.around)
         by_text = {c.text: c.origin for c in candidates}
         result.origins = [by_text.get(text, "") for text in result.texts]
+        result.backend_details = dict(candidates[0].details) if candidates else {}
         result.timings_ms["filter"] = round((time.monotonic() - started) * 1000, 3)
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
