@@ -227,6 +227,26 @@ def _stage_percentiles(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any
     }
 
 
+def kv_reuse(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The share of each model call's prompt that the engine's KV cache already held, as the
+    backend reported it (``reused_tokens / prompt_tokens``; backends that keep no cache
+    report neither, and answers from the server's caches are not model calls)."""
+    shares = [
+        100 * float(d["reused_tokens"]) / float(d["prompt_tokens"])
+        for r in reports
+        if not r.get("cache")
+        for d in [r.get("backendDetails") or {}]
+        if float(d.get("prompt_tokens") or 0) > 0 and "reused_tokens" in d
+    ]
+    if not shares:
+        return {}
+    return {
+        "prompt reused from the KV cache, mean %": round(sum(shares) / len(shares), 1),
+        "… p10 / p50 %": f"{percentile(shares, 10):.1f} / {percentile(shares, 50):.1f}",
+        "… model calls with a candidate": len(shares),
+    }
+
+
 def http_settings(url: str, extra: dict[str, Any]) -> dict[str, Any]:
     """Where the server's http backend finds the loopback model server. The http backend's
     settings are not final: ``{model_url}`` in ``--settings`` is replaced with the URL."""
@@ -315,6 +335,7 @@ async def _run(
         f"answers later than the {deadline_ms:.0f} ms deadline": sum(
             1 for ms in answered if ms > deadline_ms
         ),
+        **kv_reuse(reports),
     }
     # The requests with the most overhead, stage by stage: where a p99 comes from.
     slowest = sorted(timed, key=_overhead_ms, reverse=True)[:10]

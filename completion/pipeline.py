@@ -24,9 +24,10 @@ from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import DefinitionFinder
 from ghostcomplete.context.syntax import Scope, completion_scope
 from ghostcomplete.postprocess.filters import Surroundings, apply_filters
-from ghostcomplete.ranker.budget import Budget, PackedContext, pack
+from ghostcomplete.ranker.budget import Budget, PackedContext, pack, suffix_share_for
 from ghostcomplete.ranker.dense import DenseIndex
 from ghostcomplete.ranker.index import SnippetIndex
+from ghostcomplete.ranker.line_snippets import LineKey, SnippetsPerLine
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, snippet_tokens
 from ghostcomplete.ranker.redaction import redact_around_cursor
 from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
@@ -81,6 +82,9 @@ class CompletionResult:
     model: str | None = None
     # Superseded by a newer request, or failed: nothing to show, record or report.
     dropped: bool = False
+    # What the backend said about its first candidate (Candidate.details: for a model, its
+    # prompt_tokens, reused_tokens, prefill_ms, ...); for benchmarks.
+    backend_details: dict[str, float] = field(default_factory=dict)
 
     @property
     def item_ids(self) -> list[str]:
@@ -110,6 +114,7 @@ class Pipeline:
         self.counter = TokenCounter()
         self.line_cache = LineIdentifierCache()
         self.index = SnippetIndex()
+        self.line_snippets = SnippetsPerLine()
         self.definitions = DefinitionFinder()
         self.roots = tuple(roots)
         # Dense retrieval (ranker.dense): None while off or when its model cannot be loaded.
@@ -129,6 +134,7 @@ class Pipeline:
         if roots is not None:
             self.roots = tuple(roots)
         self.settings = settings
+        self.line_snippets.clear()
         self.exclusion = ContentExclusion(
             settings.context.exclude, settings.context.respect_gitignore, self.roots
         )
@@ -181,6 +187,7 @@ class Pipeline:
 
     def forget(self, uri: str) -> None:
         self.line_cache.forget(uri)
+        self.line_snippets.forget(uri)
         self.index.remove(uri)
 
     def cut(self, request: CompletionRequest, result: CompletionResult) -> Cursor | None:
@@ -234,7 +241,7 @@ class Pipeline:
         mark = time.monotonic()
         timings["context"] = round((mark - started) * 1000, 3)
 
-        snippets = self.choose_snippets(cursor, neighbours)
+        snippets = self.snippets_for_line(cursor, neighbours)
         prefix, suffix = cursor.prefix, cursor.suffix
         remote = getattr(self.backend, "remote", True)  # unknown: assume it leaves the machine
         if remote:
@@ -245,7 +252,9 @@ class Pipeline:
                 document.text, cursor.offset, snippets, sources
             )
         budget = Budget(
-            settings.budget.max_tokens, settings.budget.suffix_share, settings.budget.snippet_share
+            settings.budget.max_tokens,
+            suffix_share_for(scope, settings.budget.suffix_share),
+            settings.budget.snippet_share,
         )
         path = display_path(document.uri, self.roots)
         family = self.backend.fim_family or DEFAULT_FIM_FAMILY
@@ -295,6 +304,19 @@ class Pipeline:
         around = Surroundings.at(cursor.prefix, cursor.suffix, scope, max_lines)
         timings["rank"] = round((time.monotonic() - mark) * 1000, 3)
         return Prepared(prompt, limits, around)
+
+    def snippets_for_line(
+        self, cursor: Cursor, neighbours: Sequence[DocumentSnapshot]
+    ) -> list[Snippet]:
+        """The snippets chosen when the cursor came to its line, while the user types on it
+        (ranker/line_snippets.py: the prompt's start then stays the same for the KV cache)."""
+        key = LineKey.of(cursor.document.uri, cursor.prefix, cursor.suffix, neighbours)
+        kept = self.line_snippets.get(key)
+        if kept is not None:
+            return kept
+        chosen = self.choose_snippets(cursor, neighbours)
+        self.line_snippets.put(key, chosen)
+        return chosen
 
     def choose_snippets(
         self, cursor: Cursor, neighbours: Sequence[DocumentSnapshot]
@@ -354,6 +376,7 @@ class Pipeline:
         result.texts = apply_filters([c.text for c in candidates], prepared.around)
         by_text = {c.text: c.origin for c in candidates}
         result.origins = [by_text.get(text, "") for text in result.texts]
+        result.backend_details = dict(candidates[0].details) if candidates else {}
         result.timings_ms["filter"] = round((time.monotonic() - started) * 1000, 3)
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:

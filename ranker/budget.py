@@ -1,8 +1,15 @@
 """Packing prefix, suffix and snippets into the model's token budget.
 
 The suffix gets at most ``suffix_share`` of the budget (trimmed from its far end, whole lines),
-snippets a reserved ``snippet_share`` (best first, whole snippets), and the prefix the rest
-(trimmed line by line from its far end), so long files never starve the snippets.
+snippets a reserved ``snippet_share`` (best first, whole snippets), and the prefix the rest,
+so long files never starve the snippets.
+
+The layout is made for a model's KV cache, which is reused up to the first token that differs
+from the last prompt: while the user types on one line only the prompt's end may change. So
+the prefix is trimmed from its far end in steps of ``PREFIX_STEP`` lines, counted from the
+start of the text (the document's start), and keeps its start until the budget forces the
+next step; and a one-line completion, whose suffix a model re-reads at every keystroke (it
+follows the cursor), gets at most ``LINE_SUFFIX_SHARE`` of the budget for it.
 """
 
 from __future__ import annotations
@@ -10,11 +17,38 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.snippets import Snippet
 from ghostcomplete.ranker.tokens import TokenCounter
 
 # A token is rarely shorter than 2 characters of code; this bounds how much text gets counted.
 _MAX_CHARS_PER_TOKEN = 8
+
+# The prefix starts on a line whose number is a multiple of this: the start moves once per
+# this many lines' worth of typing, and at most this many lines of budget go unused.
+PREFIX_STEP = 4
+
+# The suffix's share for a one-line completion: the text after the cursor is re-read at each
+# keystroke, and the next few lines are what a one-line answer needs of it.
+LINE_SUFFIX_SHARE = 0.05
+
+
+# The cursor's line is counted as an allowance in steps of this many tokens (see
+# ``cursor_line_allowance``).
+LINE_ALLOWANCE = 16
+
+
+def cursor_line_allowance(line: str) -> int:
+    """Tokens to keep for the line being typed, counted from its characters, which only grow
+    as the user types (its tokens can merge and count one fewer, which would move a cut back
+    and forth): a token of code is rarely shorter than 2 characters. Rounded up to
+    ``LINE_ALLOWANCE``, so that it moves only every so many characters typed."""
+    return -(-(len(line) // 2 + 2) // LINE_ALLOWANCE) * LINE_ALLOWANCE
+
+
+def suffix_share_for(scope: Scope, share: float) -> float:
+    """The suffix's share of the budget for a completion of ``scope``: at most ``share``."""
+    return share if scope is Scope.BLOCK else min(share, LINE_SUFFIX_SHARE)
 
 
 @dataclass(frozen=True)
@@ -32,20 +66,40 @@ class PackedContext:
     suffix: str
     snippets: tuple[Snippet, ...]
     tokens: int
+    # The share of the budget the suffix was allowed; a model with a smaller window than the
+    # budget gives the suffix the same share of its own (backends/onnx/prompt.py).
+    suffix_share: float = 0.2
 
 
 # Each part (prefix, suffix, a snippet) meets the template at its start and end.
 _JOINS_PER_PART = 2
 
 
-def _keep_tail_lines(text: str, budget: int, counter: TokenCounter) -> tuple[str, int]:
+def aligned_start(first: int, step: int, lines: int) -> int:
+    """The first line to keep of ``lines``, given that ``first`` is the earliest that fits:
+    the next multiple of ``step``, or ``first`` itself when that would keep no line."""
+    aligned = -(-first // step) * step
+    return aligned if aligned < lines else first
+
+
+def _keep_tail_lines(
+    text: str, budget: int, counter: TokenCounter, step: int = 1
+) -> tuple[str, int]:
     """The longest end of ``text`` made of whole lines (the first may be partial if it is the
-    only one) whose token count fits ``budget``."""
+    only one) whose token count fits ``budget``; with ``step`` > 1, starting on a line whose
+    number in ``text`` is a multiple of ``step``, and counting the last line (the cursor's)
+    as at least its ``cursor_line_allowance``."""
     if budget <= 0 or not text:
         return "", 0
-    text = text[-budget * _MAX_CHARS_PER_TOKEN :]
+    window = budget * _MAX_CHARS_PER_TOKEN
+    # Lines before the counted window: their number keeps the steps where they are in text.
+    skipped = text.count("\n", 0, len(text) - window) if len(text) > window else 0
+    cut = len(text) > window and text[-window - 1] != "\n"
+    text = text[-window:]
     lines = text.split("\n")
     counts = counter.count_lines([line + "\n" for line in lines])
+    if step > 1:  # the line being typed: an allowance that does not move back and forth
+        counts[-1] = max(counts[-1], cursor_line_allowance(lines[-1]))
     used = 0
     keep = 0
     for count in reversed(counts):
@@ -55,7 +109,11 @@ def _keep_tail_lines(text: str, budget: int, counter: TokenCounter) -> tuple[str
         keep += 1
     if keep == 0:
         return "", 0
-    return "\n".join(lines[-keep:]), used
+    first = len(lines) - keep
+    if cut and first == 0 and len(lines) > 1:  # the counted window began inside a line
+        first = 1
+    first = aligned_start(skipped + first, step, skipped + len(lines)) - skipped
+    return "\n".join(lines[first:]), sum(counts[first:])
 
 
 def _keep_head_lines(text: str, budget: int, counter: TokenCounter) -> tuple[str, int]:
@@ -107,10 +165,11 @@ def pack(
             chosen.append(snippet)
             snippet_tokens += cost
     prefix_budget = available - suffix_tokens - snippet_tokens
-    prefix_text, prefix_tokens = _keep_tail_lines(prefix, prefix_budget, counter)
+    prefix_text, prefix_tokens = _keep_tail_lines(prefix, prefix_budget, counter, PREFIX_STEP)
     return PackedContext(
         prefix=prefix_text,
         suffix=suffix_text,
         snippets=tuple(chosen),
         tokens=overhead + prefix_tokens + suffix_tokens + snippet_tokens,
+        suffix_share=budget.suffix_share,
     )

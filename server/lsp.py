@@ -216,6 +216,7 @@ def _timings_report(ls: GhostServer, result: CompletionResult) -> dict[str, Any]
         "backendCalls": ls.session.counters.backend_calls,
         "prefetches": ls.session.counters.prefetches,
         "prompt": result.prompt,
+        "backendDetails": result.backend_details,
     }
 
 

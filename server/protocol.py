@@ -15,9 +15,12 @@ Client -> server notifications (Copilot-compatible; no client is required to sen
 Server -> client notifications:
   ghostcomplete/didChangeStatus  {kind: Normal|Warning|Error|Inactive, message, busy}
   ghostcomplete/didComplete      {id, uri, skipped, items, origins, timingsMs: {stage: ms},
-                                  cache, backendCalled, backendCalls, prefetches, prompt}
+                                  cache, backendCalled, backendCalls, prefetches, prompt,
+                                  backendDetails}
                                  (only with debug.reportTimings = true; benchmarks read it;
-                                 prompt is the rendered prompt text, for context coverage)
+                                 prompt is the rendered prompt text, for context coverage;
+                                 backendDetails what the backend said about its first
+                                 candidate, e.g. a model's prompt_tokens and reused_tokens)
 
 Commands (workspace/executeCommand):
   ghostcomplete.accept  [completionId]     run by the client after inserting an item

@@ -2,9 +2,16 @@
 
 The pipeline packs the context for a budget counted in cl100k tokens, which can be longer than
 a small local model's window. Cutting the rendered prompt blindly would lose the FIM markers or
-the text next to the cursor, so the parts are cut instead: the suffix to a fifth of the window,
-then the snippets, then the prefix from its far end, whole lines at a time, so that the
-prompt's start stays put while the user types on a line and the KV cache can be reused.
+the text next to the cursor, so the parts are cut instead, in this order until the prompt
+fits: the suffix to the share of the window the pipeline gave it (whole lines), then the
+snippets, then the prefix from its far end in steps of ``PREFIX_STEP`` whole lines (the layout
+rule of ``ranker.budget``).
+
+Each decision is made so that typing on one line does not flip it back and forth, since any
+change before the cursor makes the model re-read the prompt from there: the text above the
+cursor's line, the suffix and the snippets do not change while the user types on it, and the
+cursor's line is counted as ``cursor_line_allowance`` (from its characters, in steps of
+tokens), which grows only every so many characters typed.
 """
 
 from __future__ import annotations
@@ -13,51 +20,85 @@ from dataclasses import replace
 
 from ghostcomplete.backends.base import CompletionPrompt
 from ghostcomplete.backends.onnx.tokenizer import Tokenizer
+from ghostcomplete.ranker.budget import (
+    PREFIX_STEP,
+    PackedContext,
+    aligned_start,
+    cursor_line_allowance,
+)
 from ghostcomplete.ranker.prompt import render_fim
 
-SUFFIX_SHARE = 0.2
+
+def _line_counts(text: str, tokenizer: Tokenizer) -> list[int]:
+    """Tokens of each line of ``text`` with its line break (the last one without)."""
+    lines = text.split("\n")
+    return [len(tokenizer.encode(line + "\n")) for line in lines[:-1]] + [
+        len(tokenizer.encode(lines[-1]))
+    ]
 
 
-def _cut_after_newline(text: str, at: int) -> str:
-    """``text`` from the line that starts after position ``at``."""
-    at = min(max(at, 0), len(text))
-    found = text.find("\n", at)
-    return text[at:] if found < 0 else text[found + 1 :]
+def _head_lines(text: str, budget: int, tokenizer: Tokenizer) -> str:
+    """The longest start of ``text`` made of whole lines within ``budget`` tokens."""
+    lines = text.split("\n")
+    used = 0
+    for keep, count in enumerate(_line_counts(text, tokenizer)):
+        used += count
+        if used > budget:
+            return "\n".join(lines[:keep]) + ("\n" if keep else "")
+    return text
 
 
-def _cut_before_newline(text: str, keep: int) -> str:
-    """At most ``keep`` characters of ``text``, ending at a line end when there is one."""
-    if len(text) <= keep:
-        return text
-    found = text.rfind("\n", 0, keep)
-    return text[: found + 1] if found > 0 else text[:keep]
+class _Parts:
+    """The prompt's token count as parts that stay put while the user types on one line."""
+
+    def __init__(self, prompt: CompletionPrompt, family: str | None, tokenizer: Tokenizer):
+        self.prompt, self.family, self.tokenizer = prompt, family, tokenizer
+        prefix = prompt.context.prefix
+        self.above = _line_counts(prefix[: prefix.rfind("\n") + 1], tokenizer)[:-1]
+        self.allowance = cursor_line_allowance(prefix[prefix.rfind("\n") + 1 :])
+
+    def render(self, context: PackedContext) -> str:
+        prompt = self.prompt
+        if self.family is None:
+            return context.prefix
+        paths = dict(prompt.paths)
+        return render_fim(context, self.family, prompt.language_id, prompt.path, paths, prompt.repo)
+
+    def without_prefix(self, context: PackedContext) -> int:
+        """Tokens of everything but the prefix: header, snippets, suffix, markers."""
+        return len(self.tokenizer.encode(self.render(replace(context, prefix=""))))
+
+    def estimate(self, context: PackedContext, first_line: int = 0) -> int:
+        return self.without_prefix(context) + sum(self.above[first_line:]) + self.allowance
 
 
 def fit_prompt(
     prompt: CompletionPrompt, family: str | None, tokenizer: Tokenizer, room: int
 ) -> list[int]:
-    """Token ids of the prompt, at most ``room`` of them."""
-    if family is None:  # a model with no FIM format continues the prefix
-        ids = tokenizer.encode(prompt.context.prefix)
-        return ids[-room:]
-    ids = tokenizer.encode(prompt.text)
+    """Token ids of the prompt, at most ``room`` of them; ``family`` None: a model with no FIM
+    format, which continues the prefix."""
+    context = prompt.context
+    if family is None:
+        context = replace(context, suffix="", snippets=())
+    parts = _Parts(prompt, family, tokenizer)
+    if parts.estimate(context) > room:
+        suffix = _head_lines(context.suffix, int(room * context.suffix_share), tokenizer)
+        context = replace(context, suffix=suffix)
+    if context.snippets and parts.estimate(context) > room:
+        context = replace(context, snippets=())
+    first = 0
+    lines = len(parts.above) + 1
+    if parts.estimate(context) > room:
+        fixed = parts.without_prefix(context) + parts.allowance
+        while first < lines - 1 and fixed + sum(parts.above[first:]) > room:
+            first += 1
+        first = aligned_start(first, PREFIX_STEP, lines)
+    while True:
+        kept = "\n".join(context.prefix.split("\n")[first:])
+        ids = tokenizer.encode(parts.render(replace(context, prefix=kept)))
+        if len(ids) <= room or first >= lines - 1:
+            break
+        first = aligned_start(first + 1, PREFIX_STEP, lines)  # joins counted short: a step more
     if len(ids) <= room:
         return ids
-    context, text = prompt.context, prompt.text
-    for _ in range(8):
-        chars_per_token = max(1.0, len(text) / max(1, len(ids)))
-        suffix_cap = int(room * SUFFIX_SHARE * chars_per_token)
-        if len(context.suffix) > suffix_cap:
-            context = replace(context, suffix=_cut_before_newline(context.suffix, suffix_cap))
-        elif context.snippets:
-            context = replace(context, snippets=())
-        else:
-            over = int((len(ids) - room) * chars_per_token) + 1
-            context = replace(context, prefix=_cut_after_newline(context.prefix, over - 1))
-        text = render_fim(
-            context, family, prompt.language_id, prompt.path, dict(prompt.paths), prompt.repo
-        )
-        ids = tokenizer.encode(text)
-        if len(ids) <= room:
-            return ids
-    return ids[:1] + ids[len(ids) - room + 1 :]
+    return ids[-room:] if family is None else ids[:1] + ids[len(ids) - room + 1 :]
