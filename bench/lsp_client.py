@@ -76,6 +76,8 @@ class LspClient:
     reader: asyncio.Task[None] | None = None
     background: set[asyncio.Future[None]] = field(default_factory=set)
     stderr_tail: list[str] = field(default_factory=list)
+    # The params of each workspace/applyEdit the server sent, answered as applied.
+    applied_edits: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, root: Path, options: dict[str, Any]) -> LspClient:
@@ -93,7 +95,12 @@ class LspClient:
                 "synchronization": {"dynamicRegistration": False},
                 "inlineCompletion": {"dynamicRegistration": False},
             },
-            "workspace": {"executeCommand": {"dynamicRegistration": False}},
+            "workspace": {
+                "executeCommand": {"dynamicRegistration": False},
+                # Edit requests (bench edit): the edits are recorded, and applied by the caller.
+                "applyEdit": True,
+                "workspaceEdit": {"documentChanges": True},
+            },
         }
         answer = await client.request(
             "initialize",
@@ -173,6 +180,9 @@ class LspClient:
         result: Any = None
         if message["method"] == "workspace/configuration":
             result = [None for _ in message.get("params", {}).get("items", [])]
+        elif message["method"] == "workspace/applyEdit":
+            self.applied_edits.append(message.get("params") or {})
+            result = {"applied": True}
         await self._send({"id": message["id"], "result": result})
 
     # --- requests -------------------------------------------------------------------------
