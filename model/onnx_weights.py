@@ -24,9 +24,10 @@ from typing import IO
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-# Tensors at least this large start at an offset aligned to this many bytes, so that
+# Tensors of at least ALIGNED_FROM bytes start at an offset aligned to ALIGN bytes, so that
 # onnxruntime can map them from the file instead of copying them.
 ALIGN = 65536
+ALIGNED_FROM = 1024 * 1024
 # Tensors smaller than this stay inside model.onnx.
 INLINE_BYTES = 1024
 # Rows quantized at a time: bounds the float temporaries of a large table (the embedding).
@@ -122,7 +123,7 @@ class TensorFile:
     ) -> str:
         """An initializer whose bytes are ``chunks`` in order (C order of ``shape``)."""
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if size >= ALIGN:
+        if size >= ALIGNED_FROM:
             padding = -self._offset % ALIGN
             self._file.write(b"\0" * padding)
             self._offset += padding
