@@ -31,7 +31,7 @@ DEFAULT_TIMEOUT_S = 120.0
 # Answers that mean no edit can succeed with these settings: the run stops with the message.
 _UNUSABLE = ("need a model that follows instructions", "the backend is not working")
 # ... and these, when the very first task gets them (later, they may be one slow answer).
-_UNUSABLE_FIRST = ("cannot reach the model server",)
+_UNUSABLE_FIRST = ("cannot reach the model server", "has no such endpoint")
 
 
 class CannotEdit(Exception):

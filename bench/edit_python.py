@@ -92,7 +92,7 @@ def _same(before: ast.AST, after: ast.AST, what: str) -> None:
     changed = [
         f"{line[0]} {line[1:].strip()}"
         for line in difflib.unified_diff(old, new, lineterm="", n=0)
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()
     ]
     shown = "; ".join(changed[:2])[:160]
     raise Mismatch(f"{what}: {shown}" if shown else what)

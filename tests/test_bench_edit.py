@@ -3,6 +3,7 @@ files, and a run through the real server with the tiny instruct model."""
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from pathlib import Path
 
@@ -302,13 +303,30 @@ def test_a_run_through_the_server_with_a_tiny_instruct_model(tmp_path: Path) -> 
     assert "| scale-rename | rename | renamed: 'product' does not appear" in table
 
 
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
-def test_a_backend_that_cannot_follow_instructions_stops_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("backend", "expected"),
+    [
+        ({"kind": "lookup"}, r'the lookup backend .* backend\.kind = "http"'),
+        ({"kind": "http", "http": {"url": "http://127.0.0.1:{port}/v1"}}, "cannot reach"),
+    ],
+    ids=["lookup", "nothing-listening"],
+)
+def test_settings_that_cannot_edit_stop_the_run(
+    tmp_path: Path, backend: dict, expected: str
+) -> None:
     tasks, roots = _demo(tmp_path)
-    with pytest.raises(CannotEdit, match=r'backend\.kind = "http"') as caught:
-        run(tasks, roots, {"backend": {"kind": "lookup"}}, timeout_s=10)
-    assert "the lookup backend" in str(caught.value)
+    if "http" in backend:
+        backend["http"]["url"] = backend["http"]["url"].format(port=_unused_port())
+    with pytest.raises(CannotEdit, match=expected):
+        run(tasks, roots, {"backend": backend}, timeout_s=10)
 
 
 @pytest.mark.e2e
