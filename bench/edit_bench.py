@@ -169,8 +169,8 @@ async def _run(
     tasks: list[EditTask], roots: dict[str, Path], options: dict[str, Any], timeout_s: float
 ) -> tuple[list[EditTaskResult], dict[str, Any]]:
     progress = Progress(len(tasks), "edit")
-    first_root = roots[tasks[0].project]
-    client = await LspClient.start(first_root, options)
+    folders = sorted({roots[task.project] for task in tasks})
+    client = await LspClient.start(folders[0], options, folders)
     results: list[EditTaskResult] = []
     try:
         for index, task in enumerate(tasks):

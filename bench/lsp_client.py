@@ -80,7 +80,11 @@ class LspClient:
     applied_edits: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, root: Path, options: dict[str, Any]) -> LspClient:
+    async def start(
+        cls, root: Path, options: dict[str, Any], folders: list[Path] | None = None
+    ) -> LspClient:
+        """Start the server with ``root`` as its workspace (and ``folders`` as its workspace
+        folders, when given: files are named relative to the folder that holds them)."""
         process = await asyncio.create_subprocess_exec(
             *server_command(),
             stdin=asyncio.subprocess.PIPE,
@@ -107,7 +111,9 @@ class LspClient:
             {
                 "processId": os.getpid(),
                 "rootUri": root.as_uri(),
-                "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
+                "workspaceFolders": [
+                    {"uri": folder.as_uri(), "name": folder.name} for folder in folders or [root]
+                ],
                 "capabilities": capabilities,
                 # Benchmark runs are not the user's typing: keep them out of their telemetry
                 # unless the run's settings say otherwise.
