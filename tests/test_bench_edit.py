@@ -162,7 +162,10 @@ def _corpus_repos(projects: set[str]) -> dict[str, corpus.Repo]:
     for kind in ("pypi", "npm"):
         for entry in manifest[kind]:
             folder = f"{entry['name'].lstrip('@').replace('/', '-')}-{entry['version']}"
-            if entry["name"] in projects and not (cache / "src" / folder).is_dir():
+            fetched = any((cache / "downloads").glob(f"{folder}.t*gz")) or any(
+                (cache / "downloads").glob(f"{folder.replace('-', '_', 1)}.t*gz")
+            )
+            if entry["name"] in projects and not (fetched and (cache / "src" / folder).is_dir()):
                 pytest.skip(f"the corpus is not unpacked in {cache} (run a bench once)")
     repos = corpus.load_repos(quick=False, paths=[], cache=cache, only=sorted(projects))
     return {repo.name: repo for repo in repos}
