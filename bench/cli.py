@@ -1,4 +1,5 @@
-"""``ghostcomplete bench acceptance|latency``: arguments, and one function that runs either."""
+"""``ghostcomplete bench acceptance|latency|context|soak|edit``: arguments, and one function that
+runs each."""
 
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def add_bench_parser(commands: Any) -> None:
     )
     _add_context_parser(kinds)
     _add_soak_parser(kinds)
+    _add_edit_parser(kinds)
     latency = kinds.add_parser(
         "latency", help="replay typing of real files and time every keystroke's answer"
     )
@@ -138,6 +140,85 @@ def _add_soak_parser(kinds: Any) -> None:
     soak.add_arguments(parser)
 
 
+def _add_edit_parser(kinds: Any) -> None:
+    from ghostcomplete.bench.edit_bench import DEFAULT_TIMEOUT_S, settings_argument
+    from ghostcomplete.bench.edit_tasks import KINDS, TASKS_FILE
+
+    edit = kinds.add_parser(
+        "edit",
+        help="edit requests on pinned third-party code through the server, checked mechanically",
+    )
+    edit.add_argument(
+        "--settings",
+        metavar="JSON|FILE",
+        type=settings_argument,
+        default={},
+        help="server settings (camelCase JSON, or a file holding it), e.g. "
+        '\'{"backend": {"kind": "http", "http": {"url": "http://127.0.0.1:8080/v1"}}}\'',
+    )
+    edit.add_argument("--backend", choices=BACKENDS, default=None, help="backend.kind")
+    edit.add_argument("--split", choices=SPLITS, default="all", help="the projects' side")
+    edit.add_argument("--tasks", type=int, default=None, help="at most this many (all kinds)")
+    edit.add_argument("--kind", choices=KINDS, action="append", default=[], help="repeatable")
+    edit.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds per edit (edit.timeoutMs; default {DEFAULT_TIMEOUT_S:.0f})",
+    )
+    edit.add_argument("--json", type=Path, default=None, help="also write the results here")
+    edit.add_argument(
+        "--task-file", type=Path, default=TASKS_FILE, help="default: bench/edit_tasks.toml"
+    )
+    edit.add_argument("--cache", metavar="DIR", type=Path, default=None, help="corpus cache")
+
+
+def _run_edit(args: argparse.Namespace) -> int:
+    from ghostcomplete.bench import report
+    from ghostcomplete.bench.edit_bench import CannotEdit, interleaved, markdown, run
+    from ghostcomplete.bench.edit_tasks import TaskFileError, load_tasks
+
+    started = time.monotonic()
+    try:
+        tasks = [
+            task
+            for task in load_tasks(args.task_file)
+            if args.split in ("all", task.split) and (not args.kind or task.kind in args.kind)
+        ]
+        tasks = interleaved(tasks, args.tasks)
+        if not tasks:
+            raise TaskFileError("no task matches --split and --kind")
+        projects = sorted({task.project for task in tasks})
+        repos = load_repos(
+            quick=False, paths=[], cache=args.cache or default_cache(), only=projects
+        )
+        settings = dict(args.settings)
+        if args.backend:
+            settings["backend"] = {**settings.get("backend", {}), "kind": args.backend}
+        data: dict[str, Any] = {**report.header(["bench", *sys.argv[2:]]), "benchmark": "edit"}
+        data["split"] = args.split
+        data["server_settings"] = settings
+        data["corpus"] = [_describe(repo) for repo in repos]
+        data.update(run(tasks, {repo.name: repo.root for repo in repos}, settings, args.timeout))
+    except (TaskFileError, CorpusError) as error:
+        print(f"ghostcomplete bench edit: {error}", file=sys.stderr)
+        return 1
+    except CannotEdit as error:
+        print(
+            "ghostcomplete bench edit: the server cannot edit with these settings, so no task "
+            f"was scored:\n  {error}",
+            file=sys.stderr,
+        )
+        return 2
+    data["wall_s"] = round(time.monotonic() - started, 1)
+    print(markdown(data), end="")
+    if args.json is not None:
+        args.json.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
 def _run_context(args: argparse.Namespace) -> int:
     from ghostcomplete.bench import context_speed
 
@@ -151,6 +232,8 @@ def _run_context(args: argparse.Namespace) -> int:
 def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.bench_command == "context":
         return _run_context(args)
+    if args.bench_command == "edit":
+        return _run_edit(args)
     if args.bench_command == "soak":
         from ghostcomplete.bench import soak
 

@@ -76,9 +76,15 @@ class LspClient:
     reader: asyncio.Task[None] | None = None
     background: set[asyncio.Future[None]] = field(default_factory=set)
     stderr_tail: list[str] = field(default_factory=list)
+    # The params of each workspace/applyEdit the server sent, answered as applied.
+    applied_edits: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, root: Path, options: dict[str, Any]) -> LspClient:
+    async def start(
+        cls, root: Path, options: dict[str, Any], folders: list[Path] | None = None
+    ) -> LspClient:
+        """Start the server with ``root`` as its workspace (and ``folders`` as its workspace
+        folders, when given: files are named relative to the folder that holds them)."""
         process = await asyncio.create_subprocess_exec(
             *server_command(),
             stdin=asyncio.subprocess.PIPE,
@@ -93,14 +99,21 @@ class LspClient:
                 "synchronization": {"dynamicRegistration": False},
                 "inlineCompletion": {"dynamicRegistration": False},
             },
-            "workspace": {"executeCommand": {"dynamicRegistration": False}},
+            "workspace": {
+                "executeCommand": {"dynamicRegistration": False},
+                # Edit requests (bench edit): the edits are recorded, and applied by the caller.
+                "applyEdit": True,
+                "workspaceEdit": {"documentChanges": True},
+            },
         }
         answer = await client.request(
             "initialize",
             {
                 "processId": os.getpid(),
                 "rootUri": root.as_uri(),
-                "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
+                "workspaceFolders": [
+                    {"uri": folder.as_uri(), "name": folder.name} for folder in folders or [root]
+                ],
                 "capabilities": capabilities,
                 # Benchmark runs are not the user's typing: keep them out of their telemetry
                 # unless the run's settings say otherwise.
@@ -173,6 +186,9 @@ class LspClient:
         result: Any = None
         if message["method"] == "workspace/configuration":
             result = [None for _ in message.get("params", {}).get("items", [])]
+        elif message["method"] == "workspace/applyEdit":
+            self.applied_edits.append(message.get("params") or {})
+            result = {"applied": True}
         await self._send({"id": message["id"], "result": result})
 
     # --- requests -------------------------------------------------------------------------
