@@ -4,6 +4,7 @@ runs each."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
