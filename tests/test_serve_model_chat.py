@@ -373,7 +373,12 @@ def test_short_jobs_run_between_the_steps_of_a_long_one():
     try:
         long_future = worker.submit_long(long_job)
         assert inside.wait(5)
-        short_future = worker.submit(lambda: order.append("short") or "short done")
+
+        def short_job() -> str:
+            order.append("short")
+            return "short done"
+
+        short_future = worker.submit(short_job)
         release.set()
         assert short_future.result(5) == "short done"
         assert long_future.result(5) == "long done"
@@ -400,8 +405,8 @@ async def test_the_onnx_engine_answers_a_completion_in_the_middle_of_a_chat():
         order.append("completion")
         return generate(*args)
 
-    backend._worker.between = step  # type: ignore[method-assign]
-    backend._generate = completion  # type: ignore[method-assign]
+    backend._worker.between = step
+    backend._generate = completion
     try:
         chat = asyncio.ensure_future(backend.reply(CASES[0]["messages"], ChatLimits(64)))
         assert await asyncio.to_thread(entered.wait, 5)
@@ -457,11 +462,12 @@ ADD = "import math\n\n\ndef add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
 async def editor(lsp_client: LanguageClient):
-    lsp_client.applied: list[types.ApplyWorkspaceEditParams] = []  # type: ignore[misc]
+    applied: list[types.ApplyWorkspaceEditParams] = []
+    lsp_client.applied = applied  # type: ignore[attr-defined]
 
     @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
     def on_apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
-        lsp_client.applied.append(params)  # type: ignore[attr-defined]
+        applied.append(params)
         return types.ApplyWorkspaceEditResult(applied=True)
 
     model_server = ServeModelProcess(*ONNX_ARGS)
@@ -488,10 +494,14 @@ async def test_an_editors_edit_request_through_serve_model(editor: LanguageClien
     result = await editor.workspace_execute_command_async(
         types.ExecuteCommandParams("ghostcomplete.edit", arguments)
     )
-    assert result["applied"] is True, result
+    assert result is not None and result["applied"] is True, result
     [params] = editor.applied  # type: ignore[attr-defined]
-    edits = [e for change in params.edit.document_changes or [] for e in change.edits]  # type: ignore[union-attr]
+    changes = params.edit.document_changes or []
+    edits = [
+        e for change in changes if isinstance(change, types.TextDocumentEdit) for e in change.edits
+    ]
     edits += [e for found in (params.edit.changes or {}).values() for e in found]
     [change] = edits
+    assert isinstance(change, types.TextEdit)
     assert change.new_text == ": int, b: int) -> int"  # the smallest edit
     assert change.range.start == types.Position(3, 9)
