@@ -31,6 +31,9 @@ from ghostcomplete.backends.base import (
 )
 from ghostcomplete.backends.http.backend import HttpBackend
 from ghostcomplete.backends.http.config import HttpSettings
+from ghostcomplete.backends.hybrid.backend import HybridBackend
+from ghostcomplete.backends.hybrid.config import HybridSettings
+from ghostcomplete.backends.lookup.backend import LookupBackend
 from ghostcomplete.backends.onnx.backend import OnnxBackend
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.worker import ModelWorker
@@ -505,3 +508,21 @@ async def test_an_editors_edit_request_through_serve_model(editor: LanguageClien
     assert isinstance(change, types.TextEdit)
     assert change.new_text == ": int, b: int) -> int"  # the smallest edit
     assert change.range.start == types.Position(3, 9)
+
+
+async def test_a_hybrid_backend_chats_with_its_instruct_model_and_not_without_one():
+    with_model = HybridBackend(LookupBackend(), instruct(), HybridSettings(model="onnx"))
+    without = HybridBackend(LookupBackend(), None, HybridSettings(model="onnx"), "no model here")
+    service, url = await in_process(with_model)
+    bare, bare_url = await in_process(without)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            body = {"messages": CASES[0]["messages"], "max_tokens": 64}
+            answer = await client.post(url + "/v1/chat/completions", json=body)
+            refused = await client.post(bare_url + "/v1/chat/completions", json=body)
+    finally:
+        await service.close()
+        await bare.close()
+        await with_model.aclose()
+    assert answer.json()["choices"][0]["message"]["content"] == TRAINED
+    assert refused.status_code == 400 and "no model here" in refused.json()["error"]["message"]
