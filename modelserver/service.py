@@ -2,10 +2,12 @@
 over HTTP to a team's editors, on Starlette and uvicorn.
 
 Endpoints: ``POST /v1/completions`` (OpenAI-compatible, ``"stream": true`` for server-sent
-events sent as the tokens are generated), ``POST /infill`` (llama.cpp), ``GET /v1/models``,
-``GET /health``. At most ``concurrency`` generations run at once; up to ``queue`` more wait
-their turn, and beyond that requests are turned away with 503 and Retry-After. A client that
-hangs up cancels its generation. SIGINT/SIGTERM stop it cleanly.
+events sent as the tokens are generated), ``POST /infill`` (llama.cpp),
+``POST /v1/chat/completions`` (an instruct model's answers: modelserver/chat.py),
+``GET /v1/models``, ``GET /health``. At most ``concurrency`` generations run at once, and
+``chat_concurrency`` chat answers beside them; up to ``queue`` more wait their turn, and beyond
+that requests are turned away with 503 and Retry-After. A client that hangs up cancels its
+generation. SIGINT/SIGTERM stop it cleanly.
 """
 
 from __future__ import annotations
