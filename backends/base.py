@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,6 +60,32 @@ class BackendError(Exception):
     """A backend could not answer; the message is shown to the user (throttled)."""
 
 
+class UnfitRequest(BackendError):
+    """The request itself cannot be served by this model (a prompt longer than the model
+    reads, a conversation its chat template refuses): asking again will not help."""
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    max_tokens: int = 1024
+    # time.monotonic() value after which the answer is abandoned.
+    deadline: float | None = None
+    # The answer ends before the first of these (which is left out).
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """An instruct model's answer to a conversation, whole or not."""
+
+    text: str
+    # "stop": the model ended it (or a stop string came); "length": max_tokens or the model's
+    # window cut it off; "deadline": the deadline did; "cancelled": the caller gave up.
+    finish_reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class Backend(Protocol):
     name: str
     # The fill-in-the-middle format of the model behind it ("starcoder", "qwen", ...), or None
@@ -75,6 +101,24 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections, sessions and threads."""
+        ...
+
+
+class ChatBackend(Backend, Protocol):
+    """A backend with an instruct model (optional): it answers conversations as well."""
+
+    # False when its model cannot follow instructions (a completion-only model).
+    follows_instructions: bool
+
+    async def reply(
+        self,
+        messages: list[dict[str, str]],
+        limits: ChatLimits,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ChatReply:
+        """The model's answer to ``messages`` (role, content); ``on_text`` is called on the
+        event loop with each piece of the answer that no stop rule can take back, in order
+        (they add up to the text of the reply). Cancelling the call stops the generation."""
         ...
 
 

@@ -29,7 +29,11 @@ from ghostcomplete.context.positions import offset_at
 EDIT_COMMAND = "ghostcomplete.edit"
 DEFAULT_TIMEOUT_S = 120.0
 # Answers that mean no edit can succeed with these settings: the run stops with the message.
-_UNUSABLE = ("need a model that follows instructions", "the backend is not working")
+_UNUSABLE = (
+    "need a model that follows instructions",
+    "the backend is not working",
+    "cannot answer chat completions",  # serve-model without an instruct model
+)
 # ... and these, when the very first task gets them (later, they may be one slow answer).
 _UNUSABLE_FIRST = ("cannot reach the model server", "has no such endpoint")
 

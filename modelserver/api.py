@@ -91,7 +91,7 @@ def _language_and_path(prefix: str) -> tuple[str, str]:
     return language_of_path(found.group(1)), found.group(1)
 
 
-def _stops(value: Any) -> tuple[str, ...]:
+def stop_strings(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -101,7 +101,7 @@ def _stops(value: Any) -> tuple[str, ...]:
     raise BadRequest(400, "stop must be a string or a list of strings")
 
 
-def _whole(value: Any, name: str, default: int, low: int, high: int) -> int:
+def whole_number(value: Any, name: str, default: int, low: int, high: int) -> int:
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool):
@@ -174,9 +174,9 @@ def openai_ask(body: dict[str, Any], family: str | None, deadline: float) -> Ask
         (),
         rendered,
         family,
-        _whole(body.get("max_tokens"), "max_tokens", _DEFAULT_TOKENS, 1, _MAX_TOKENS),
-        _whole(body.get("n"), "n", 1, 1, _MAX_CANDIDATES),
-        _stops(body.get("stop")),
+        whole_number(body.get("max_tokens"), "max_tokens", _DEFAULT_TOKENS, 1, _MAX_TOKENS),
+        whole_number(body.get("n"), "n", 1, 1, _MAX_CANDIDATES),
+        stop_strings(body.get("stop")),
         bool(body.get("stream")),
         str(body.get("model") or ""),
         deadline,
@@ -210,9 +210,9 @@ def infill_ask(body: dict[str, Any], family: str | None, deadline: float) -> Ask
         snippets,
         None,
         family,
-        _whole(body.get("n_predict"), "n_predict", _DEFAULT_TOKENS, 1, _MAX_TOKENS),
+        whole_number(body.get("n_predict"), "n_predict", _DEFAULT_TOKENS, 1, _MAX_TOKENS),
         1,
-        _stops(body.get("stop")),
+        stop_strings(body.get("stop")),
         bool(body.get("stream")),
         "",
         deadline,

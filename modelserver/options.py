@@ -12,6 +12,10 @@ class ServeOptions:
     concurrency: int = 4
     queue: int = 64
     timeout_ms: int = 5000
+    # Chat answers (/v1/chat/completions): at most this many at once, in a lane of their own
+    # so that they never hold the completions' slots, each abandoned after chat_timeout_ms.
+    chat_concurrency: int = 1
+    chat_timeout_ms: int = 120_000
     # Required bearer key ("" = no key needed: fine on loopback, not on a shared network).
     api_key: str = ""
     model_name: str = "ghostcomplete"

@@ -2,10 +2,12 @@
 over HTTP to a team's editors, on Starlette and uvicorn.
 
 Endpoints: ``POST /v1/completions`` (OpenAI-compatible, ``"stream": true`` for server-sent
-events sent as the tokens are generated), ``POST /infill`` (llama.cpp), ``GET /v1/models``,
-``GET /health``. At most ``concurrency`` generations run at once; up to ``queue`` more wait
-their turn, and beyond that requests are turned away with 503 and Retry-After. A client that
-hangs up cancels its generation. SIGINT/SIGTERM stop it cleanly.
+events sent as the tokens are generated), ``POST /infill`` (llama.cpp),
+``POST /v1/chat/completions`` (an instruct model's answers: modelserver/chat.py),
+``GET /v1/models``, ``GET /health``. At most ``concurrency`` generations run at once, and
+``chat_concurrency`` chat answers beside them; up to ``queue`` more wait their turn, and beyond
+that requests are turned away with 503 and Retry-After. A client that hangs up cancels its
+generation. SIGINT/SIGTERM stop it cleanly.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from ghostcomplete.backends import Backend, BackendError, create_backend
 from ghostcomplete.completion.settings import resolve, settings_layer
 from ghostcomplete.modelserver.app import build_app
+from ghostcomplete.modelserver.chat import can_chat
 from ghostcomplete.modelserver.options import ServeOptions
 from ghostcomplete.modelserver.scheduler import Scheduler
 from ghostcomplete.modelserver.transport import HttpServer
@@ -35,7 +38,9 @@ class ModelService:
     def __init__(self, backend: Backend, options: ServeOptions) -> None:
         self.backend = backend
         self.options = options
-        self.scheduler = Scheduler(backend, options.concurrency, options.queue)
+        self.scheduler = Scheduler(
+            backend, options.concurrency, options.queue, options.chat_concurrency
+        )
         self._http = HttpServer(build_app(self.scheduler, options), options)
 
     async def start(self) -> str:
@@ -66,6 +71,13 @@ def add_serve_model_parser(commands: Any) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="generations at once")
     parser.add_argument("--queue", type=int, default=64, help="requests waiting, at most")
     parser.add_argument("--timeout-ms", type=int, default=5000, help="per generation")
+    parser.add_argument(
+        "--chat-concurrency",
+        type=int,
+        default=1,
+        help="chat answers at once (a lane of their own, beside --concurrency)",
+    )
+    parser.add_argument("--chat-timeout-ms", type=int, default=120_000, help="per chat answer")
     parser.add_argument(
         "--api-key-env", metavar="NAME", help="require the bearer key held in this variable"
     )
@@ -113,6 +125,8 @@ def run_serve_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         backend_layer["kind"] = args.backend or "lookup"
     if args.concurrency < 1 or args.queue < 0 or args.timeout_ms < 1:
         parser.error("--concurrency and --timeout-ms must be positive, --queue not negative")
+    if args.chat_concurrency < 1 or args.chat_timeout_ms < 1:
+        parser.error("--chat-concurrency and --chat-timeout-ms must be positive")
     if args.max_connections < 1 or args.header_timeout <= 0 or args.idle_timeout <= 0:
         parser.error("--max-connections, --header-timeout and --idle-timeout must be positive")
     settings, errors = resolve({"backend": layer.get("backend")} if layer else None)
@@ -131,6 +145,8 @@ def run_serve_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         concurrency=args.concurrency,
         queue=args.queue,
         timeout_ms=args.timeout_ms,
+        chat_concurrency=args.chat_concurrency,
+        chat_timeout_ms=args.chat_timeout_ms,
         api_key=api_key,
         max_connections=args.max_connections,
         header_timeout_s=args.header_timeout,
@@ -152,6 +168,7 @@ async def _serve(backend: Backend, options: ServeOptions) -> int:
         print(f"ghostcomplete serve-model: cannot listen: {error}", file=sys.stderr)
         await backend.aclose()
         return 2
+    chat = "POST /v1/chat/completions, " if can_chat(backend) else ""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -159,7 +176,8 @@ async def _serve(backend: Backend, options: ServeOptions) -> int:
             loop.add_signal_handler(signum, stop.set)
     print(
         f"ghostcomplete serve-model: listening on {url} (backend {backend.name}; "
-        f"POST /v1/completions, POST /infill, GET /health; concurrency {options.concurrency})",
+        f"POST /v1/completions, POST /infill, {chat}GET /health; "
+        f"concurrency {options.concurrency})",
         flush=True,
     )
     try:

@@ -1,11 +1,12 @@
-"""Shared test setup: which server executable the end-to-end tests start, and the client's
-side of the protocol that those tests share."""
+"""Shared test setup: which server executable the end-to-end tests start, the client's side
+of the protocol that those tests share, and ``serve-model`` as a process on loopback."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -89,3 +90,42 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+class ServeModelProcess:
+    """``ghostcomplete serve-model --port 0 ARGS`` until the block ends; ``url`` is where."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> ServeModelProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            server_executable(),
+            "serve-model",
+            "--port",
+            "0",
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(self.env or {})},
+        )
+        assert self.process.stdout is not None
+        line = (await asyncio.wait_for(self.process.stdout.readline(), 20)).decode()
+        assert "listening on http://127.0.0.1:" in line, line
+        self.url = line.split("listening on ", 1)[1].split(" ", 1)[0]
+        return self
+
+    async def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
+        assert self.process is not None and self.process.stdout is not None
+        self.process.send_signal(signum)
+        code = await asyncio.wait_for(self.process.wait(), 10)
+        rest = (await self.process.stdout.read()).decode()
+        return code, rest
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()

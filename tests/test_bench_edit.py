@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support import REPO
+from support import REPO, server_executable
 
 from ghostcomplete.bench import corpus
 from ghostcomplete.bench.edit_bench import (
@@ -330,6 +330,29 @@ def test_settings_that_cannot_edit_stop_the_run(
         backend["http"]["url"] = backend["http"]["url"].format(port=_unused_port())
     with pytest.raises(CannotEdit, match=expected):
         run(tasks, roots, {"backend": backend}, timeout_s=10)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_serve_model_without_an_instruct_model_stops_the_run(tmp_path: Path) -> None:
+    import subprocess
+
+    tasks, roots = _demo(tmp_path)
+    server = subprocess.Popen(
+        [server_executable(), "serve-model", "--port", "0", "--backend", "lookup"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        url = line.split("listening on ", 1)[1].split(" ", 1)[0]
+        backend = {"kind": "http", "http": {"url": url + "/v1"}}
+        with pytest.raises(CannotEdit, match="cannot answer chat completions"):
+            run(tasks, roots, {"backend": backend}, timeout_s=10)
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 @pytest.mark.e2e

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 from http_fakes import prompt_for
-from support import server_executable
+from support import ServeModelProcess
 
 from ghostcomplete.backends.base import BackendError, Candidate, CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.http.backend import HttpBackend
@@ -30,43 +30,6 @@ pytestmark = pytest.mark.timeout(30)
 REPEATING = (
     "def area(r):\n    return math.pi * r * r\n\ndef disc_area(radius):\n    return math.pi * r"
 )
-
-
-class ServeModelProcess:
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.args = args
-        self.env = env
-        self.process: asyncio.subprocess.Process | None = None
-        self.url = ""
-
-    async def __aenter__(self) -> ServeModelProcess:
-        self.process = await asyncio.create_subprocess_exec(
-            server_executable(),
-            "serve-model",
-            "--port",
-            "0",
-            *self.args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **(self.env or {})},
-        )
-        assert self.process.stdout is not None
-        line = (await asyncio.wait_for(self.process.stdout.readline(), 20)).decode()
-        assert "listening on http://127.0.0.1:" in line, line
-        self.url = line.split("listening on ", 1)[1].split(" ", 1)[0]
-        return self
-
-    async def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
-        assert self.process is not None and self.process.stdout is not None
-        self.process.send_signal(signum)
-        code = await asyncio.wait_for(self.process.wait(), 10)
-        rest = (await self.process.stdout.read()).decode()
-        return code, rest
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
 
 
 def limits(scope: Scope = Scope.LINE, seconds: float = 5.0) -> GenerationLimits:

@@ -81,7 +81,7 @@ def slowed(backend: OnnxBackend) -> list[int]:
 
 async def idle(backend: OnnxBackend) -> None:
     """Wait for the worker to finish what it has (background warming included)."""
-    await asyncio.wrap_future(backend._executor.submit(lambda: None))
+    await asyncio.wrap_future(backend._worker.submit_background(lambda: None))
 
 
 async def test_a_prompt_too_long_for_the_deadline_gives_nothing_and_warms_the_cache(

@@ -282,7 +282,7 @@ class HttpBackend:
         response = await self.client.send(request, stream=True)
         try:
             if response.status_code != 200:
-                await self._raise_for_status(response)
+                await self._raise_for_status(response, chat)
             progress.server_ms = server_timing_ms(response.headers.get("server-timing"))
             content_type = response.headers.get("content-type", "")
             # A server that cannot stream may answer a stream request with one JSON body.
@@ -370,13 +370,15 @@ class HttpBackend:
             )
         return _Outcome([])
 
-    async def _raise_for_status(self, response: httpx.Response) -> None:
+    async def _raise_for_status(self, response: httpx.Response, chat: bool) -> None:
         body = b""
         async for piece in response.aiter_bytes():
             body += piece
             if len(body) >= _MAX_ERROR_BODY:
                 break
-        failure = status_failure(response, body, self.shown_url, self.settings, self.secrets)
+        # Named by the address asked: a chat goes to another endpoint than completions.
+        where = redacted_url(str(response.request.url)) if chat else self.shown_url
+        failure = status_failure(response, body, where, self.settings, self.secrets, chat)
         if failure.backoff_s is not None:
             self._blocked_until = time.monotonic() + failure.backoff_s
             self._blocked_message = failure.message

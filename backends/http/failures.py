@@ -73,9 +73,15 @@ class StatusFailure:
 
 
 def status_failure(
-    response: httpx.Response, body: bytes, where: str, settings: HttpSettings, secrets: Secrets
+    response: httpx.Response,
+    body: bytes,
+    where: str,
+    settings: HttpSettings,
+    secrets: Secrets,
+    chat: bool = False,
 ) -> StatusFailure:
-    """The failure an HTTP status other than 200 means."""
+    """The failure an HTTP status other than 200 means (``chat``: to an edit request's chat
+    completion, at ``where``)."""
     status = response.status_code
     detail = secrets.scrub(error_detail(body))
     said = f": {detail}" if detail else ""
@@ -97,6 +103,12 @@ def status_failure(
         return StatusFailure(
             f"the model server at {where} refused the request (HTTP {status}, unauthorized) "
             f"with {source}{said}"
+        )
+    if status == 404 and chat:
+        return StatusFailure(
+            f"the model server at {where} has no such endpoint or model (HTTP 404){said}; "
+            "edit requests need a server that answers OpenAI's chat completions at that "
+            "address (check backend.http.url and backend.http.model)"
         )
     if status == 404:
         return StatusFailure(

@@ -19,15 +19,18 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ghostcomplete.backends.base import (
     Backend,
     BackendError,
     Candidate,
+    ChatLimits,
+    ChatReply,
     CompletionPrompt,
     GenerationLimits,
+    UnfitRequest,
 )
 from ghostcomplete.backends.hybrid.config import HybridSettings
 from ghostcomplete.backends.lookup.backend import LookupBackend
@@ -108,6 +111,22 @@ class HybridBackend:
                 or f"the hybrid backend's model ({self.settings.model}) cannot follow instructions"
             )
         answer: str = await chat(messages, deadline=deadline, max_tokens=max_tokens)
+        return answer
+
+    async def reply(
+        self,
+        messages: list[dict[str, str]],
+        limits: ChatLimits,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ChatReply:
+        """The model's answer to a conversation (serve-model's chat endpoint)."""
+        reply = getattr(self.model, "reply", None)
+        if not callable(reply) or not self.follows_instructions:
+            raise UnfitRequest(
+                self.model_problem
+                or f"the hybrid backend's model ({self.settings.model}) cannot follow instructions"
+            )
+        answer: ChatReply = await reply(messages, limits, on_text)
         return answer
 
     # --- completions ----------------------------------------------------------------------

@@ -19,10 +19,18 @@ from typing import TypeVar
 from ghostcomplete.backends.base import (
     BackendError,
     Candidate,
+    ChatLimits,
+    ChatReply,
     CompletionPrompt,
     GenerationLimits,
+    UnfitRequest,
 )
-from ghostcomplete.backends.onnx.chat import ChatTemplate, load_chat_template
+from ghostcomplete.backends.onnx.chat import (
+    ChatModel,
+    ChatTemplate,
+    TooManyTokens,
+    load_chat_template,
+)
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.decode import (
     Limits,
@@ -36,7 +44,7 @@ from ghostcomplete.backends.onnx.installed import installed_folder
 from ghostcomplete.backends.onnx.prompt import fit_prompt
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import Tokenizer, load_tokenizer
-from ghostcomplete.context.syntax import Scope
+from ghostcomplete.backends.onnx.worker import ModelWorker
 from ghostcomplete.ranker.prompt import TEMPLATES
 
 log = logging.getLogger("ghostcomplete.onnx")
@@ -104,8 +112,8 @@ class OnnxBackend:
         self.settings = settings
         self.file = model_file(settings)
         self.tokenizer: Tokenizer = load_tokenizer(self.file.parent)
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, "ghostcomplete-onnx")
-        self._loading = self._executor.submit(self._load)
+        self._worker = ModelWorker("ghostcomplete-onnx")
+        self._loading = self._worker.submit_background(self._load)
         self._model: OnnxModel | None = None
         self._eos: set[int] = set()
         self._cache: tuple[list[int], KvCache] | None = None
@@ -161,7 +169,7 @@ class OnnxBackend:
                 done.reused,
             )
             if settings.reuse_cache and not self._closed.is_set():
-                self._executor.submit(self._warm, tokens, serial)
+                self._worker.submit_background(self._warm, tokens, serial)
             return []
         start, reused = done.start, done.reused
         prefill_ms = (time.monotonic() - started) * 1000
@@ -212,42 +220,24 @@ class OnnxBackend:
             self._cache = (done.covered, done.past)
         log.debug("onnx: warmed the cache to %d of %d tokens", len(done.covered), len(tokens))
 
-    def _chat(
+    def _reply(
         self,
         messages: list[dict[str, str]],
-        deadline: float | None,
-        max_tokens: int,
+        limits: ChatLimits,
         cancel: threading.Event,
-    ) -> str:
+        progress: Callable[[str], None] | None,
+    ) -> ChatReply:
         model = self._model
         assert model is not None and self.chat_template is not None
-        tokens = self.tokenizer.encode(self.chat_template.render(messages))
-        if len(tokens) + 16 > model.max_positions:
-            raise BackendError(
-                f"the edit prompt has {len(tokens)} tokens and the model reads at most "
-                f"{model.max_positions}; select less or lower edit.contextLines"
-            )
-        done = prefill_chunks(
-            model, tokens, None, PREFILL_CHUNK, lambda: stop_reason(deadline, cancel)
+        chat = ChatModel(
+            model,
+            self.tokenizer,
+            self.chat_template,
+            self._eos,
+            self._draft_tokens(),
+            PREFILL_CHUNK,
         )
-        if done.start is None:
-            if done.reason == "cancelled":
-                return ""
-            raise BackendError("the model's answer did not finish in time; nothing was applied")
-        start = done.start
-        free = StopRule(Scope.BLOCK, "", 1 << 30, 1 << 40)
-        limits = Limits(free, self._eos, max_tokens, deadline, cancel, model.max_positions)
-        answer = decode(model, self.tokenizer, start, limits, None, self._draft_tokens())
-        if answer.reason in ("eos", "stop"):
-            return answer.text
-        if answer.reason == "cancelled":
-            return ""
-        why = {
-            "max_tokens": f"was cut off at {max_tokens} tokens (edit.maxTokens)",
-            "deadline": "did not finish in time",
-            "context": f"ran past the model's window of {model.max_positions} tokens",
-        }.get(answer.reason, f"ended early ({answer.reason})")
-        raise BackendError(f"the model's answer {why}; nothing was applied")
+        return chat.answer(messages, limits, cancel, self._worker.between, progress)
 
     def _draft_tokens(self) -> int:
         # int8 dynamic quantization scales activations per call, so verifying drafts in one
@@ -268,7 +258,7 @@ class OnnxBackend:
         await self._loaded()
         cancel = threading.Event()
         self._requests += 1
-        job = self._executor.submit(self._generate, prompt, limits, cancel, self._requests)
+        job = self._worker.submit(self._generate, prompt, limits, cancel, self._requests)
         return await self._outcome(job, cancel)
 
     async def stream(
@@ -288,7 +278,7 @@ class OnnxBackend:
         cancel = threading.Event()
         one = dataclasses.replace(limits, candidates=1)
         self._requests += 1
-        job = self._executor.submit(self._generate, prompt, one, cancel, self._requests, tell)
+        job = self._worker.submit(self._generate, prompt, one, cancel, self._requests, tell)
         job.add_done_callback(lambda _: tell(None))
         sent = 0
         try:
@@ -302,19 +292,65 @@ class OnnxBackend:
         finally:
             cancel.set()  # a no-op once done; else the worker stops before its next pass
 
-    async def chat(
-        self, messages: list[dict[str, str]], deadline: float | None = None, max_tokens: int = 1024
-    ) -> str:
-        """The instruct model's whole answer (edit requests); never a part of one."""
+    async def reply(
+        self,
+        messages: list[dict[str, str]],
+        limits: ChatLimits,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ChatReply:
+        """The instruct model's answer. It runs on the model's thread as a long job: the
+        completions that come meanwhile run between its forward passes (backends/onnx/worker.py)."""
         if self.chat_template is None:
-            raise BackendError(f"{self.file.parent} has no chat template: not an instruct model")
+            raise UnfitRequest(f"{self.file.parent} has no chat template: not an instruct model")
         if self._closed.is_set():
             raise BackendError("the onnx backend is closed")
         await self._loaded()
         cancel = threading.Event()
+        told = 0
+
+        def deliver(text: str) -> None:  # on the event loop, in the order the worker settled
+            nonlocal told
+            if on_text is not None and len(text) > told:
+                on_text(text[told:])
+                told = len(text)
+
+        tell: Callable[[str], None] | None = None
+        if on_text is not None:
+            loop = asyncio.get_running_loop()
+
+            def tell(text: str) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+                    loop.call_soon_threadsafe(deliver, text)
+
         self._requests += 1
-        job = self._executor.submit(self._chat, messages, deadline, max_tokens, cancel)
-        return await self._outcome(job, cancel)
+        job = self._worker.submit_long(self._reply, messages, limits, cancel, tell)
+        answer = await self._outcome(job, cancel)
+        deliver(answer.text)  # what the last tokens settled
+        return answer
+
+    async def chat(
+        self, messages: list[dict[str, str]], deadline: float | None = None, max_tokens: int = 1024
+    ) -> str:
+        """The instruct model's whole answer (edit requests); never a part of one."""
+        try:
+            answer = await self.reply(messages, ChatLimits(max_tokens, deadline))
+        except TooManyTokens as error:
+            raise BackendError(f"{error}; select less or lower edit.contextLines") from None
+        if answer.finish_reason == "stop":
+            return answer.text
+        if answer.finish_reason == "cancelled":
+            return ""
+        if answer.finish_reason == "length":
+            why = (
+                f"was cut off at {max_tokens} tokens (edit.maxTokens)"
+                if answer.completion_tokens >= max_tokens
+                else "ran past the model's window"
+            )
+        elif answer.finish_reason == "deadline":
+            why = "did not finish in time"
+        else:
+            why = f"ended early ({answer.finish_reason})"
+        raise BackendError(f"the model's answer {why}; nothing was applied")
 
     async def _loaded(self) -> None:
         try:
@@ -337,7 +373,7 @@ class OnnxBackend:
 
     async def aclose(self) -> None:
         self._closed.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.shutdown()
 
     @property
     def model(self) -> OnnxModel:

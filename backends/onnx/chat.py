@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ghostcomplete.backends.base import BackendError
-from ghostcomplete.backends.onnx.engine import read_json
+from ghostcomplete.backends.base import BackendError, ChatLimits, ChatReply, UnfitRequest
+from ghostcomplete.backends.onnx.decode import Limits, decode, prefill_chunks
+from ghostcomplete.backends.onnx.engine import OnnxModel, read_json
+from ghostcomplete.backends.onnx.stops import StopRule
+from ghostcomplete.backends.onnx.tokenizer import Tokenizer
+from ghostcomplete.context.syntax import Scope
 
 log = logging.getLogger("ghostcomplete.onnx")
 
@@ -55,7 +62,7 @@ def _template_source(folder: Path, config: dict[str, Any]) -> str | None:
 
 
 def _raise_exception(message: str) -> None:
-    raise BackendError(f"the model's chat template refused the conversation: {message}")
+    raise UnfitRequest(f"the model's chat template refused the conversation: {message}")
 
 
 def _tojson(value: object, indent: int | None = None) -> str:
@@ -106,3 +113,65 @@ def load_chat_template(folder: Path) -> ChatTemplate | None:
         name: text for name in _SPECIAL_NAMES if (text := _token_text(config.get(name))) is not None
     }
     return ChatTemplate(source, special)
+
+
+class TooManyTokens(UnfitRequest):
+    """The conversation is longer than the model reads."""
+
+
+# decode()'s reasons as a chat answer's finish_reason.
+_FINISH = {"eos": "stop", "stop": "stop", "max_tokens": "length", "context": "length"}
+
+
+@dataclass(frozen=True)
+class ChatModel:
+    """What answering a conversation takes (all of it used from the model's thread only)."""
+
+    model: OnnxModel
+    tokenizer: Tokenizer
+    template: ChatTemplate
+    eos: set[int]
+    draft_tokens: int
+    prefill_chunk: int
+
+    def answer(
+        self,
+        messages: list[dict[str, str]],
+        limits: ChatLimits,
+        cancel: threading.Event,
+        between: Callable[[], None] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> ChatReply:
+        """Greedy decoding from the rendered conversation, in its own KV cache (the
+        completions' cache is left alone). ``between`` runs before each forward pass, prompt
+        chunks included; ``progress`` gets the settled text so far, as decode() gives it."""
+        model = self.model
+        tokens = self.tokenizer.encode(self.template.render(messages))
+        if len(tokens) + 16 > model.max_positions:
+            raise TooManyTokens(
+                f"the conversation has {len(tokens)} tokens and the model reads at most "
+                f"{model.max_positions}"
+            )
+        deadline = limits.deadline
+
+        def stop() -> str | None:
+            if between is not None:
+                between()
+            if cancel.is_set():
+                return "cancelled"
+            if deadline is not None and time.monotonic() > deadline:
+                return "deadline"
+            return None
+
+        done = prefill_chunks(model, tokens, None, self.prefill_chunk, stop)
+        if done.start is None:
+            return ChatReply("", done.reason, len(tokens), 0)
+        free = StopRule(Scope.BLOCK, "", 1 << 30, 1 << 40, limits.stop)
+        stop_at = Limits(
+            free, self.eos, limits.max_tokens, deadline, cancel, model.max_positions, between
+        )
+        found = decode(
+            model, self.tokenizer, done.start, stop_at, None, self.draft_tokens, progress
+        )
+        reason = _FINISH.get(found.reason, found.reason)
+        return ChatReply(found.text, reason, len(tokens), len(found.tokens))

@@ -98,6 +98,8 @@ class Limits:
     deadline: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     max_positions: int = 1 << 30
+    # Called before each forward pass (a long answer lets waiting short jobs run there).
+    between: Callable[[], None] | None = None
 
 
 def decode(
@@ -145,6 +147,8 @@ def decode(
         return False
 
     while True:
+        if limits.between is not None:
+            limits.between()
         if limits.cancel.is_set():
             result.reason = "cancelled"
             break
