@@ -82,7 +82,7 @@ def test_a_model_without_a_measured_speed_is_never_picked(models: Path):
     install(models, "unmeasured", None)
     chosen = choose_backend(BackendSettings(), timeout_ms=60_000)
     assert chosen.settings.kind == "lookup"
-    assert "ghostcomplete model measure NAME --save" in chosen.summary
+    assert "ghostcomplete model measure NAME`" in chosen.summary
 
 
 def test_the_biggest_model_that_fits_wins(models: Path):

@@ -2,7 +2,7 @@
 enough, else the lookup.
 
 An installed model (backends/onnx/installed.py) qualifies when its manifest holds a speed
-measured on this machine (``ghostcomplete model measure NAME --save``) and that speed fits the
+measured on this machine (``ghostcomplete model measure NAME``) and that speed fits the
 latency budget: a typical request while typing must take at most ``_BUDGET_SHARE`` of
 ``completion.timeoutMs``, the rest being left to context, ranking and the lookup. A typical
 request is, in the order the manifest can tell it:
@@ -129,7 +129,7 @@ def choose(settings: BackendSettings, timeout_ms: float, root: Path | None = Non
         why.append(f"too slow for completion.timeoutMs {timeout_ms:.0f}: {', '.join(slow)}")
     if unmeasured:
         names = ", ".join(unmeasured)
-        why.append(f"speed not measured: {names} (run `ghostcomplete model measure NAME --save`)")
+        why.append(f"speed not measured: {names} (run `ghostcomplete model measure NAME`)")
     if not why:
         why.append(f"no installed model in {root}")
     lookup = dataclasses.replace(settings, kind="lookup")
