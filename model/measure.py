@@ -1,7 +1,7 @@
 """Speed (and optionally loss) of an ONNX model folder on this machine.
 
     python -m ghostcomplete.model.measure [--path FOLDER] [--file model.onnx] [--threads 2]
-        [--loss FILE ...] [--json OUT]
+        [--loss FILE ... [--only-loss]] [--json OUT]
     python -m ghostcomplete.model.measure --path FOLDER --request 2000:16 [--repeat 5]
     ghostcomplete model measure NAME [--no-save]
 
@@ -238,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--loss", type=Path, nargs="*", default=[])
+    parser.add_argument(
+        "--only-loss",
+        action="store_true",
+        help="with --loss: only the held-out loss (no speed runs; nothing is saved)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-reuse", action="store_true", help="reuseCache false")
     parser.add_argument("--no-lookup", action="store_true", help="promptLookup false")
@@ -258,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.model and args.path:
         parser.error("give an installed model's NAME or --path, not both")
+    if args.only_loss and (not args.loss or args.request):
+        parser.error("--only-loss needs --loss FILES and no --request")
     folder = None
     if args.model:
         try:
@@ -291,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         result["reuse_cache"] = settings.reuse_cache
         result["prompt_lookup"] = settings.prompt_lookup
         result["ignore_eos"] = args.ignore_eos
-        result.update(speed(backend, model))
-        result.update(asyncio.run(completions(backend, backend.fim_family or "starcoder")))
+        if not args.only_loss:
+            result.update(speed(backend, model))
+            result.update(asyncio.run(completions(backend, backend.fim_family or "starcoder")))
         if args.loss:
             result["loss"] = loss(model, backend, args.loss)
     text = json.dumps(result, indent=1)
@@ -300,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(text + "\n")
     # Only the full run is the product's speed (--request times random ids).
-    if folder is not None and not args.no_save and not args.request:
+    if folder is not None and not args.no_save and not args.request and not args.only_loss:
         kept = with_speed(folder, speed_record(result))
         print(f"recorded in {folder}: {json.dumps(kept.speed)}", file=sys.stderr)
     return 0
