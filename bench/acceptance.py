@@ -69,6 +69,9 @@ class TaskResult(Score):
     # A model's answer before its cut: {"text", "ends", "chances"} per generated token
     # (backends.base.TokenTrace); None for the lookup.
     trace: dict[str, Any] | None
+    # The prompt the server rendered for a model backend (its FIM format, snippets and all),
+    # to read what the model was given; None for the lookup.
+    prompt: str | None
 
 
 def request_timeout_s(settings: dict[str, Any]) -> float:
@@ -138,6 +141,7 @@ async def run_task(
         coverage_reachable=coverage(task.target, reachable),
         coverage_prompt=coverage(task.target, prompt) if isinstance(prompt, str) else None,
         trace=report.get("trace") if isinstance(report.get("trace"), dict) else None,
+        prompt=prompt if isinstance(prompt, str) and report.get("trace") else None,
         **asdict(scored),
     )
 
