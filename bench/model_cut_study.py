@@ -79,7 +79,7 @@ def load_answers(data: dict[str, Any], context: str | None = None) -> list[Answe
 
 def examples(answers: Sequence[Answer]) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of every cut point: does the truth start with the answer so far?"""
-    rows: list[tuple[float, float, float]] = []
+    rows: list[tuple[float, ...]] = []
     labels: list[float] = []
     for answer in answers:
         truth = answer.target.rstrip()
@@ -88,9 +88,10 @@ def examples(answers: Sequence[Answer]) -> tuple[np.ndarray, np.ndarray]:
             shown = answer.text[:end].rstrip()
             if not shown.strip():
                 continue
-            rows.append(prefix_features(float(logs[min(count, len(logs) - 1)]), count))
+            rows.append(prefix_features(float(logs[min(count, len(logs) - 1)])))
             labels.append(float(truth.startswith(shown)))
-    return np.array(rows, dtype=np.float64).reshape(-1, 3), np.array(labels)
+    width = len(prefix_features(0.0))
+    return np.array(rows, dtype=np.float64).reshape(-1, width), np.array(labels)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[float, ...]:

@@ -24,7 +24,7 @@ from ghostcomplete.backends.base import (
     TokenTrace,
 )
 from ghostcomplete.backends.onnx.chat import ChatTemplate, load_chat_template
-from ghostcomplete.backends.onnx.confidence_cut import confident_cut
+from ghostcomplete.backends.onnx.confidence_cut import calibration_for, confident_cut
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.decode import (
     Limits,
@@ -120,6 +120,8 @@ class OnnxBackend:
         if family is not None and family not in TEMPLATES:
             raise BackendError(f"unknown FIM family {family!r} (one of {', '.join(TEMPLATES)})")
         self.fim_family: str | None = family
+        # The confidence cut's weights for this model's architecture; None: no cut, no gate.
+        self.calibration = calibration_for(config.get("model_type"))
         # An instruct model (its folder has a chat template) also takes edit requests.
         self.chat_template: ChatTemplate | None = load_chat_template(self.file.parent)
         self.follows_instructions = self.chat_template is not None
@@ -210,14 +212,14 @@ class OnnxBackend:
         return found
 
     def _shown(self, text: str, trace: TokenTrace, details: dict[str, float]) -> str | None:
-        """What of a decoded answer is shown, None for nothing: all of it with ``cut: none``;
-        else its confident start, gated by ``minConfidence``, whose estimated chance goes in
-        ``details["confidence"]``."""
+        """What of a decoded answer is shown, None for nothing: all of it with ``cut: none``
+        or for a model with no fitted calibration; else its confident start, gated by
+        ``minConfidence``, whose estimated chance goes in ``details["confidence"]``."""
         if not text.strip():
             return None
-        if self.settings.cut != "confidence":
+        if self.settings.cut != "confidence" or self.calibration is None:
             return text
-        cut = confident_cut(text, trace.ends, trace.chances)
+        cut = confident_cut(text, trace.ends, trace.chances, self.calibration)
         if cut is None:
             return None
         details["confidence"] = round(cut.chance, 4)

@@ -7,9 +7,11 @@ suggestion is only taken whole, so one wrong token costs all of it.
 
 Greedy decoding records each generated token's probability (backends/onnx/decode.py). The
 chance that the first *k* tokens are all what the user types is estimated by a logistic model
-over the log of the product of their probabilities and log(1 + k) (``prefix_chance``): a
-product of probabilities is not yet a chance, as a small model is over-confident on some
-tokens and unsure of others it gets right, and the fit corrects both.
+over the log of the product of their probabilities (``prefix_chance``), so a power of that
+product, squashed: a product of probabilities is not yet a chance, as a small model is
+over-confident on some tokens and unsure of others it gets right, and the fit corrects both.
+(The number of tokens as a second feature did worse when judged across folds of the
+development tasks.)
 
 The suggestion is cut at the token boundary where ``characters × chance`` (what a user is
 expected to take) is largest. Cuts are only made where the text does not split a word, leave
@@ -17,7 +19,8 @@ a bracket it opened unclosed, or end after an operator or a dot, as the lookup's
 (backends/lookup/confidence.py). The backend shows nothing when the chance of the chosen cut
 is below ``backend.onnx.minConfidence``.
 
-``CALIBRATION`` is fitted on the development projects of the acceptance benchmark by
+The weights (``FITS``, per model architecture) are fitted on the development projects of
+the acceptance benchmark by
 ``python -m ghostcomplete.bench.model_cut_study --fit RESULTS.json`` and judged on its test
 projects (docs/benchmarks.md, "The model's confidence cut").
 """
@@ -29,9 +32,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 # The logistic model of ``prefix_chance``: weights of (1, log-product of the token
-# probabilities, log(1 + tokens)). Fitted on the development projects (Qwen2.5-Coder-0.5B
-# int4, context "default") by `python -m ghostcomplete.bench.model_cut_study --fit`.
-CALIBRATION = (0.0, 1.0, 0.0)
+# probabilities), per model architecture (config.json's ``model_type``). A model whose
+# architecture has no fit gets no cut and no gate (``calibration_for``). qwen2's was fitted on
+# the development projects (Qwen2.5-Coder-0.5B-Instruct int4, context "default") by
+# `python -m ghostcomplete.bench.model_cut_study --fit`.
+FITS: dict[str, tuple[float, ...]] = {"qwen2": (-0.036, 0.914)}
+CALIBRATION = FITS["qwen2"]
 # A suggestion does not stop after an operator or a dot: it would leave a statement unfinished.
 _DANGLING = tuple("=+-*/%<>&|^~.@!,")
 _OPENING = {"(": ")", "[": "]", "{": "}"}
@@ -49,14 +55,19 @@ class ModelCut:
     tokens: int
 
 
-def prefix_features(log_product: float, tokens: int) -> tuple[float, float, float]:
-    return (1.0, log_product, math.log1p(tokens))
+def calibration_for(model_type: object) -> tuple[float, ...] | None:
+    """The fitted weights for a model of this architecture; None where there are none."""
+    return FITS.get(model_type) if isinstance(model_type, str) else None
 
 
-def prefix_chance(log_product: float, tokens: int, weights: Sequence[float] = CALIBRATION) -> float:
-    """The calibrated chance that the first ``tokens`` tokens, whose probabilities multiply
-    to exp(``log_product``), are all what the user types."""
-    z = sum(w * x for w, x in zip(weights, prefix_features(log_product, tokens), strict=True))
+def prefix_features(log_product: float) -> tuple[float, float]:
+    return (1.0, log_product)
+
+
+def prefix_chance(log_product: float, weights: Sequence[float] = CALIBRATION) -> float:
+    """The calibrated chance that the tokens so far, whose probabilities multiply to
+    exp(``log_product``), are all what the user types."""
+    z = sum(w * x for w, x in zip(weights, prefix_features(log_product), strict=True))
     if z >= 0:
         return 1 / (1 + math.exp(-z))
     e = math.exp(z)
@@ -116,7 +127,7 @@ def confident_cut(
         shown = text[:end].rstrip()
         if not shown.strip() or len(shown.strip()) < min_chars:
             continue
-        chance = prefix_chance(logs[min(count, len(logs) - 1)], count, weights)
+        chance = prefix_chance(logs[min(count, len(logs) - 1)], weights)
         value = len(shown) * chance
         if best is None or value > best_value:
             best, best_value = ModelCut(shown, chance, count), value
