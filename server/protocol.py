@@ -15,9 +15,12 @@ Client -> server notifications (Copilot-compatible; no client is required to sen
 Server -> client notifications:
   ghostcomplete/didChangeStatus  {kind: Normal|Warning|Error|Inactive, message, busy}
   ghostcomplete/didComplete      {id, uri, skipped, items, origins, timingsMs: {stage: ms},
-                                  cache, backendCalled, backendCalls, prefetches, prompt}
+                                  cache, backendCalled, backendCalls, prefetches, prompt,
+                                  trace}
                                  (only with debug.reportTimings = true; benchmarks read it;
-                                 prompt is the rendered prompt text, for context coverage)
+                                 prompt is the rendered prompt text, for context coverage;
+                                 trace is a model's answer before its cut, {text, ends,
+                                 chances} per token, or null)
 
 Commands (workspace/executeCommand):
   ghostcomplete.accept  [completionId]     run by the client after inserting an item
