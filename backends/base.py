@@ -49,11 +49,23 @@ class GenerationLimits:
 
 
 @dataclass(frozen=True)
+class TokenTrace:
+    """A model's answer before any cut: its text and, per generated token, where the token
+    ends in that text and its probability (for benchmarks fitting a confidence cut)."""
+
+    text: str
+    ends: tuple[int, ...]
+    chances: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Candidate:
     text: str
     # Where it came from, for logs and telemetry ("lookup:prefix", "onnx", ...).
     origin: str = ""
     details: dict[str, float] = field(default_factory=dict, compare=False)
+    # A model's whole answer token by token, where the backend records it.
+    trace: TokenTrace | None = field(default=None, compare=False)
 
 
 class BackendError(Exception):

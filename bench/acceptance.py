@@ -66,10 +66,30 @@ class TaskResult(Score):
     coverage_in_file: float | None
     coverage_reachable: float | None
     coverage_prompt: float | None
+    # A model's answer before its cut: {"text", "ends", "chances"} per generated token
+    # (backends.base.TokenTrace); None for the lookup.
+    trace: dict[str, Any] | None
+    # The prompt the server rendered for a model backend (its FIM format, snippets and all),
+    # to read what the model was given; None for the lookup.
+    prompt: str | None
+
+
+def request_timeout_s(settings: dict[str, Any]) -> float:
+    """How long the bench waits for one answer: past the server's own deadline, so that a
+    slow model (``completion.timeoutMs`` set high to measure quality) is not cut by it."""
+    timeout_ms = (settings.get("completion") or {}).get("timeoutMs")
+    if isinstance(timeout_ms, int | float):
+        return max(_REQUEST_TIMEOUT_S, timeout_ms / 1000 + _REQUEST_TIMEOUT_S)
+    return _REQUEST_TIMEOUT_S
 
 
 async def run_task(
-    client: LspClient, repo: Repo, task: Task, context: str, recent_files: int
+    client: LspClient,
+    repo: Repo,
+    task: Task,
+    context: str,
+    recent_files: int,
+    timeout_s: float = _REQUEST_TIMEOUT_S,
 ) -> TaskResult:
     uris: list[str] = []
     neighbour_texts = []
@@ -88,7 +108,7 @@ async def run_task(
         answer = await client.request(
             "textDocument/inlineCompletion",
             client.completion_params(uri, at),
-            timeout=_REQUEST_TIMEOUT_S,
+            timeout=timeout_s,
         )
         report = client.report_for(answer, uri) or {}
     finally:
@@ -120,6 +140,8 @@ async def run_task(
         coverage_in_file=coverage(task.target, in_file),
         coverage_reachable=coverage(task.target, reachable),
         coverage_prompt=coverage(task.target, prompt) if isinstance(prompt, str) else None,
+        trace=report.get("trace") if isinstance(report.get("trace"), dict) else None,
+        prompt=prompt if isinstance(prompt, str) and report.get("trace") else None,
         **asdict(scored),
     )
 
@@ -197,7 +219,11 @@ async def run_context(
         chosen = await chosen_backend(client)
         for task in tasks:
             repo = by_label[task.repo]
-            results.append(await run_task(client, repo, task, context, recent_files))
+            results.append(
+                await run_task(
+                    client, repo, task, context, recent_files, request_timeout_s(options)
+                )
+            )
             progress.advance(note=f"{context} {task.repo}")
         usage = client.usage()
     finally:

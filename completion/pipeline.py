@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ghostcomplete.backends import Backend, Candidate, CompletionPrompt, GenerationLimits
+from ghostcomplete.backends.base import TokenTrace
 from ghostcomplete.backends.onnx.embedder import EmbedderError, OnnxEmbedder, default_embedder_path
 from ghostcomplete.completion.offers import item_id
 from ghostcomplete.completion.settings import DenseSettings, Settings
@@ -65,6 +66,8 @@ class CompletionResult:
     skipped: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     origins: list[str] = field(default_factory=list)
+    # The first candidate's token trace (a model's answer before its cut), for benchmarks.
+    trace: TokenTrace | None = None
     # "typing" (typed through a shown suggestion), "inflight" (shared a running generation),
     # "prompt" (same prompt as before) or None (the backend was asked).
     cache: str | None = None
@@ -377,6 +380,7 @@ class Pipeline:
         by_text = {c.text: c.origin for c in candidates}
         result.origins = [by_text.get(text, "") for text in result.texts]
         result.backend_details = dict(candidates[0].details) if candidates else {}
+        result.trace = candidates[0].trace if candidates else None
         result.timings_ms["filter"] = round((time.monotonic() - started) * 1000, 3)
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
@@ -217,6 +218,9 @@ def _timings_report(ls: GhostServer, result: CompletionResult) -> dict[str, Any]
         "prefetches": ls.session.counters.prefetches,
         "prompt": result.prompt,
         "backendDetails": result.backend_details,
+        # A model's answer before its cut, token by token (``bench acceptance`` fits the
+        # model's confidence cut on it).
+        "trace": dataclasses.asdict(result.trace) if result.trace is not None else None,
     }
 
 

@@ -12,10 +12,15 @@ import pytest
 from http_fakes import FakeModelServer, Recorded, Reply
 
 from ghostcomplete.backends import BackendSettings, LookupBackend, create_backend
-from ghostcomplete.backends.base import BackendError, CompletionPrompt, GenerationLimits
+from ghostcomplete.backends.base import (
+    BackendError,
+    Candidate,
+    CompletionPrompt,
+    GenerationLimits,
+)
 from ghostcomplete.backends.http.backend import HttpBackend
 from ghostcomplete.backends.http.config import HttpSettings
-from ghostcomplete.backends.hybrid.backend import HybridBackend, model_deadline
+from ghostcomplete.backends.hybrid.backend import HybridBackend, lookup_is_likelier, model_deadline
 from ghostcomplete.backends.hybrid.config import HybridSettings
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.context.syntax import Scope
@@ -59,7 +64,8 @@ def onnx_hybrid(lookup_first: float = 0.3) -> HybridBackend:
     settings = BackendSettings(
         kind="hybrid",
         hybrid=HybridSettings(model="onnx", lookup_first=lookup_first),
-        onnx=OnnxSettings(threads=1),
+        # The tiny model is unsure of all it writes: its whole answer, not gated by its chance.
+        onnx=OnnxSettings(threads=1, cut="none"),
     )
     backend = create_backend(settings)
     assert isinstance(backend, HybridBackend) and backend.model is not None
@@ -111,7 +117,7 @@ async def test_an_unsure_lookup_asks_the_model_which_answers():
     assert quick == []  # nothing to copy
     assert found and all(c.text.strip() for c in found)
     assert all(c.origin.startswith("onnx") for c in found), found
-    assert backend.counters == {"lookup_first": 0, "model": 1, "fallback": 0}
+    assert backend.counters == {"lookup_first": 0, "model": 1, "fallback": 0, "lookup_likelier": 0}
 
 
 async def test_lookup_first_one_always_asks_the_model_and_keeps_the_lookup_as_alternative():
@@ -235,3 +241,14 @@ def test_the_model_deadline_leaves_a_margin():
     due = model_deadline(11.0, 10.0)
     assert due is not None and 10.9 < due < 11.0
     assert model_deadline(10.01, 10.0) == pytest.approx(9.99)
+
+
+def test_the_lookup_goes_first_only_where_its_calibrated_chance_is_higher():
+    lookup = [Candidate("copied", "lookup:prefix", {"confidence": 0.25})]
+    sure_model = [Candidate("written", "onnx", {"confidence": 0.6})]
+    unsure_model = [Candidate("written", "onnx", {"confidence": 0.1})]
+    assert not lookup_is_likelier(lookup, sure_model)
+    assert lookup_is_likelier(lookup, unsure_model)
+    # A model with no calibrated chance (cut: none, http) keeps going first.
+    assert not lookup_is_likelier(lookup, [Candidate("written", "onnx")])
+    assert not lookup_is_likelier([], unsure_model)

@@ -52,6 +52,15 @@ def acceptance_chance(candidates: list[Candidate]) -> float | None:
     return candidates[0].details.get("confidence")
 
 
+def lookup_is_likelier(quick: list[Candidate], answer: list[Candidate]) -> bool:
+    """Whether the lookup's suggestion goes before the model's: both carry a calibrated
+    chance (``details["confidence"]``: the lookup's of being accepted whole, the model's
+    confidence cut's of being typed whole) and the lookup's is higher."""
+    ours = acceptance_chance(quick)
+    theirs = acceptance_chance(answer)
+    return ours is not None and theirs is not None and ours > theirs
+
+
 def model_deadline(deadline: float | None, now: float) -> float | None:
     """When the model must have answered, for a request due at ``deadline``."""
     if deadline is None:
@@ -84,7 +93,7 @@ class HybridBackend:
         # Prompts leave the machine when the model is remote: the pipeline then redacts them
         # and sends no whole files, and the lookup copies from what the prompt holds.
         self.remote: bool = bool(getattr(model, "remote", False))
-        self.counters = {"lookup_first": 0, "model": 0, "fallback": 0}
+        self.counters = {"lookup_first": 0, "model": 0, "fallback": 0, "lookup_likelier": 0}
 
     @property
     def description(self) -> str:
@@ -151,6 +160,10 @@ class HybridBackend:
             if quick:
                 self.counters["fallback"] += 1
             return quick
+        if lookup_is_likelier(quick, answer):
+            self.counters["lookup_likelier"] += 1
+            extra = [c for c in answer if all(c.text != q.text for q in quick)]
+            return (quick + extra)[: max(limits.candidates, len(quick))]
         self.counters["model"] += 1
         # The lookup's suggestions stay as alternatives after the model's.
         extra = [c for c in quick if all(c.text != a.text for a in answer)]

@@ -23,6 +23,7 @@ from ghostcomplete.backends.base import (
     ChatReply,
     CompletionPrompt,
     GenerationLimits,
+    TokenTrace,
     UnfitRequest,
 )
 from ghostcomplete.backends.onnx.chat import (
@@ -31,6 +32,7 @@ from ghostcomplete.backends.onnx.chat import (
     TooManyTokens,
     load_chat_template,
 )
+from ghostcomplete.backends.onnx.confidence_cut import calibration_for, confident_cut
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.decode import (
     Limits,
@@ -126,6 +128,8 @@ class OnnxBackend:
         if family is not None and family not in TEMPLATES:
             raise BackendError(f"unknown FIM family {family!r} (one of {', '.join(TEMPLATES)})")
         self.fim_family: str | None = family
+        # The confidence cut's weights for this model's architecture; None: no cut, no gate.
+        self.calibration = calibration_for(config.get("model_type"))
         # An instruct model (its folder has a chat template) also takes edit requests.
         self.chat_template: ChatTemplate | None = load_chat_template(self.file.parent)
         self.follows_instructions = self.chat_template is not None
@@ -178,7 +182,10 @@ class OnnxBackend:
         stop_at = Limits(
             rule, self._eos, settings.max_new_tokens, limits.deadline, cancel, model.max_positions
         )
-        greedy = decode(model, self.tokenizer, start, stop_at, None, self._draft_tokens(), progress)
+        cutting = settings.cut == "confidence"
+        # Streamed pieces cannot be taken back: with the cut, the answer goes out once cut.
+        shown = None if cutting else progress
+        greedy = decode(model, self.tokenizer, start, stop_at, None, self._draft_tokens(), shown)
         if settings.reuse_cache and greedy.past is not None:
             self._cache = (greedy.fed, greedy.past)
         greedy_ms = (time.monotonic() - started) * 1000 - prefill_ms
@@ -193,7 +200,11 @@ class OnnxBackend:
             "accepted": float(greedy.accepted),
         }
         log.debug("onnx: %s, ended by %s", details, greedy.reason)
-        found = [Candidate(greedy.text, "onnx", details)] if greedy.text.strip() else []
+        trace = TokenTrace(greedy.text, tuple(greedy.ends), tuple(greedy.chances))
+        found: list[Candidate] = []
+        first = self._shown(greedy.text, trace, details)
+        if first is not None:
+            found.append(Candidate(first, "onnx", details, trace))
         seed = zlib.crc32(prompt.text.encode("utf-8", "replace"))
         for index in range(1, limits.candidates):
             if cancel.is_set() or not self._time_for_another(limits.deadline, greedy_ms):
@@ -201,9 +212,29 @@ class OnnxBackend:
             sampling = Sampling(settings.temperature, settings.top_p, seed + index)
             begin = Start(start.tokens, start.logits, start.past)
             sampled = decode(model, self.tokenizer, begin, stop_at, sampling)
-            if sampled.text.strip() and all(c.text != sampled.text for c in found):
-                found.append(Candidate(sampled.text, "onnx:sample"))
+            sampled_details: dict[str, float] = {}
+            trace = TokenTrace(sampled.text, tuple(sampled.ends), tuple(sampled.chances))
+            text = self._shown(sampled.text, trace, sampled_details)
+            if text is not None and all(c.text != text for c in found):
+                found.append(Candidate(text, "onnx:sample", sampled_details))
         return found
+
+    def _shown(self, text: str, trace: TokenTrace, details: dict[str, float]) -> str | None:
+        """What of a decoded answer is shown, None for nothing: all of it with ``cut: none``
+        or for a model with no fitted calibration; else its confident start, gated by
+        ``minConfidence``, whose estimated chance goes in ``details["confidence"]``."""
+        if not text.strip():
+            return None
+        if self.settings.cut != "confidence" or self.calibration is None:
+            return text
+        cut = confident_cut(text, trace.ends, trace.chances, self.calibration)
+        if cut is None:
+            return None
+        details["confidence"] = round(cut.chance, 4)
+        details["cut_tokens"] = float(cut.tokens)
+        if cut.chance < self.settings.min_confidence:
+            return None
+        return cut.text
 
     def _warm(self, tokens: list[int], serial: int) -> None:
         """Go on prefilling an abandoned prompt while no newer request has come: the next

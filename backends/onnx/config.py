@@ -36,5 +36,14 @@ class OnnxSettings:
     prompt_lookup: bool = True
     # Run the model once at load, so that the first completion does not pay for it.
     warmup: bool = True
+    # "confidence": cut the greedy suggestion where its own token probabilities say it stops
+    # being likely (backends/onnx/confidence_cut.py); "none": show all the model wrote up to
+    # the stop rules.
+    cut: str = field(default="confidence", metadata=one_of("confidence", "none"))
+    # With the confidence cut, show nothing when the estimated chance that the user types all
+    # of the cut suggestion is lower: the highest gate that kept all the characters accepted
+    # without one on the development projects of the acceptance benchmark (docs/benchmarks.md,
+    # "The model's confidence cut"); higher gates show fewer suggestions, more of them taken.
+    min_confidence: float = field(default=0.05, metadata=between(0.0, 1.0))
     # Override the FIM template family read from config.json ("starcoder", "qwen", ...).
     fim_family: str | None = None

@@ -44,6 +44,10 @@ class Decoded:
     # Every token the cache now covers, and that cache (for reuse by the next request).
     fed: list[int] = field(default_factory=list)
     past: KvCache | None = None
+    # Per token of ``tokens``: its probability under the model (the softmax of the logits it
+    # was chosen from) and where it ends in ``text`` (clipped where a stop rule cut the text).
+    chances: list[float] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
 
 
 class NgramIndex:
@@ -75,6 +79,15 @@ class NgramIndex:
             if end is not None:
                 return self.tokens[end : end + limit]
         return []
+
+
+def chance_of(logits: np.ndarray, token: int) -> float:
+    """The probability of ``token`` under the softmax of one row of logits: only the chosen
+    token's log-probability is needed, so one log-sum-exp of the row."""
+    row = logits.astype(np.float64, copy=False)
+    top = float(row.max())
+    total = float(np.log(np.exp(row - top).sum())) + top
+    return float(np.exp(float(row[token]) - total))
 
 
 def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
@@ -122,19 +135,23 @@ def decode(
     logits, past = start.logits, start.past
     shown = 0
 
-    def emit(token: int) -> bool:
-        """Add a token to the answer; True when generation must end here."""
+    def emit(token: int, row: np.ndarray) -> bool:
+        """Add a token (chosen from the logits ``row``) to the answer; True when generation
+        must end here."""
         if token in limits.eos:
             result.reason = "eos"
             return True
         result.tokens.append(token)
+        result.chances.append(chance_of(row, token))
         text.push(token)
         cut = limits.stop.cut(text.text)
         if cut is not None:
             result.text = text.text[:cut]
+            result.ends.append(min(len(text.text), cut))
             result.reason = "stop"
             return True
         result.text = text.text
+        result.ends.append(len(text.text))
         if len(result.tokens) >= limits.max_new_tokens:
             result.reason = "max_tokens"
             return True
@@ -156,7 +173,7 @@ def decode(
             result.reason = "deadline"
             break
         token = int(np.argmax(logits)) if sampling is None else sample(logits, sampling, rng)
-        if emit(token):
+        if emit(token, logits):
             break
         room = limits.max_positions - past.length - 1
         if room <= 0:
@@ -181,10 +198,10 @@ def decode(
         result.past = past
         logits = out[accepted]
         stopped = False
-        for guess in draft[:accepted]:
+        for position, guess in enumerate(draft[:accepted]):
             assert index is not None
             index.append(guess)
-            if emit(guess):
+            if emit(guess, out[position]):
                 stopped = True
                 break
         if stopped:
