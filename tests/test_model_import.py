@@ -73,7 +73,7 @@ async def test_an_imported_int4_model_completes_through_the_backend(tmp_path: Pa
     monkeypatch.setenv("GHOSTCOMPLETE_MODELS", str(root))
     import_model(gguf_file, "tiny-int4", "int4", say=lambda _: None)
     assert [m.name for _, m in installed_models()] == ["tiny-int4"]
-    backend = OnnxBackend(OnnxSettings(model="tiny-int4", threads=1, max_new_tokens=8))
+    backend = OnnxBackend(OnnxSettings(model="tiny-int4", threads=1, max_new_tokens=8, cut="none"))
     assert backend.fim_family == "qwen" and backend.follows_instructions
     limits = GenerationLimits(scope=Scope.BLOCK, max_lines=3, max_chars=200, candidates=1)
     found = await backend.generate(_prompt("def f(x):\n    return x"), limits)
