@@ -13,7 +13,7 @@ It writes peers.json, peers.md and peers.png into ``--out``.
 
     python -m ghostcomplete.bench.peers [--threads 2] [--files 4] [--api llamacpp --api openai]
         [--settings LABEL=JSON ... [--only-settings]] [--repetitions 3] [--out DIR]
-        [--engine FOLDER ...] [--spinning off|on|both] [--no-engine-replay]
+        [--engine FOLDER ...] [--spinning off|on|both] [--engine-replays all|first|none]
         [--no-llama-bench] [--no-replay]
 """
 
@@ -244,7 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="off",
         help="our engine's rows with onnxruntime's idle threads spinning or not",
     )
-    parser.add_argument("--no-engine-replay", action="store_true")
+    parser.add_argument(
+        "--engine-replays",
+        choices=("all", "first", "none"),
+        default="all",
+        help="typing replays through the onnx backend: on every --engine, the first, or none",
+    )
     parser.add_argument("--no-llama-bench", action="store_true")
     parser.add_argument("--no-replay", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench-results") / "peers")
@@ -279,8 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for folder in engines:
         for spinning in spins:
             print(f"our engine, {folder.name} ...", file=sys.stderr, flush=True)
+            load = load_average()
             rows = engine_rows(folder, args.threads, args.repetitions, spinning)
-            result["engines"].append(rows)
+            result["engines"].append({**rows, "load_average_before": load})
     if not args.no_replay:
         result["replays"] = []
         variants: list[tuple[str, dict[str, Any]]] = [("", {})]
@@ -292,17 +298,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for api in args.api or ["llamacpp", "openai"]:
             for label, extra in variants:
                 print(f"typing replay, api {api} {label} ...", file=sys.stderr, flush=True)
-                result["replays"].append(
-                    replay(gguf, args.threads, api, args.files, args.out, args.seed, extra, label)
+                load = load_average()
+                done = replay(
+                    gguf, args.threads, api, args.files, args.out, args.seed, extra, label
                 )
-        for folder in [] if args.no_engine_replay else engines:
+                result["replays"].append({**done, "load_average_before": load})
+        replayed = {"all": engines, "first": engines[:1], "none": []}[args.engine_replays]
+        for folder in replayed:
             for label, extra in variants:
                 print(f"typing replay, onnx {folder.name} {label} ...", file=sys.stderr, flush=True)
-                result["replays"].append(
-                    engine_replay(
-                        folder, args.threads, args.files, args.out, args.seed, extra, label
-                    )
+                load = load_average()
+                done = engine_replay(
+                    folder, args.threads, args.files, args.out, args.seed, extra, label
                 )
+                result["replays"].append({**done, "load_average_before": load})
     result["load_average_after"] = load_average()
     write_result(result, args.out)
     return 0

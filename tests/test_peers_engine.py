@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from ghostcomplete.backends.base import BackendError
 from ghostcomplete.backends.onnx.decode import prefill
 from ghostcomplete.backends.onnx.engine import OnnxModel, session_options
-from ghostcomplete.bench import peers, peers_engine, peers_report
+from ghostcomplete.bench import peers, peers_engine, peers_llamacpp, peers_report
 from ghostcomplete.model.onnx_decoder import DecoderConfig, expected_shapes, write_decoder
 
 pytestmark = pytest.mark.timeout(60)
@@ -281,3 +282,12 @@ def test_a_latency_result_becomes_a_replay_row():
 def test_a_missing_engine_folder_is_one_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert peers.main(["--engine", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 1
     assert "no model.onnx" in capsys.readouterr().err
+
+
+def test_a_child_gives_its_output_and_its_own_peak_memory():
+    grow = "import sys; b = bytearray(64 << 20); sys.stdout.write('done')"
+    output, rss = peers_llamacpp.run_measured([sys.executable, "-c", grow])
+    assert output == b"done"
+    assert rss >= 64  # MiB: the child's own peak, the 64 MiB it held included
+    with pytest.raises(RuntimeError, match="failed"):
+        peers_llamacpp.run_measured([sys.executable, "-c", "raise SystemExit(3)"])
