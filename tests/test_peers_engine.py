@@ -285,7 +285,7 @@ def test_a_missing_engine_folder_is_one_message(tmp_path: Path, capsys: pytest.C
 
 
 def test_a_child_gives_its_output_and_its_own_peak_memory():
-    grow = "import sys; b = bytearray(64 << 20); sys.stdout.write('done')"
+    grow = "import sys; b = b'x' * (64 << 20); sys.stdout.write('done')"
     output, rss = peers_llamacpp.run_measured([sys.executable, "-c", grow])
     assert output == b"done"
     assert rss >= 64  # MiB: the child's own peak, the 64 MiB it held included
