@@ -233,10 +233,15 @@ def test_the_goal_is_the_engines_p50_over_llama_servers():
     verdict = peers_report.goal(CANNED)
     assert verdict is not None
     assert verdict["verdicts"] == [
-        {"replay": "onnx → our engine, int4", "ratio": 0.65, "met": True},
-        {"replay": "onnx → our engine, fp32", "ratio": 2.0, "met": False},
+        {"replay": "onnx → our engine, int4", "ratio": 0.65, "met": True, "suggestions": [50, 40]},
+        {"replay": "onnx → our engine, fp32", "ratio": 2.0, "met": False, "suggestions": [1, 40]},
     ]
     assert "onnx → our engine, fp32: 2.0×, missed." in peers_report.report(CANNED)
+    # Empty answers on both sides are timed, and said to be.
+    empty = json.loads(json.dumps(CANNED))
+    for replay in empty["replays"]:
+        replay["with_a_suggestion"] = 0
+    assert "int4: 0.65×, met (neither showed a suggestion" in peers_report.report(empty)
     # Without a llama-server replay there is nothing to compare with.
     alone = {**CANNED, "replays": CANNED["replays"][1:]}
     assert peers_report.goal(alone) is None
