@@ -71,6 +71,19 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+def run_measured(command: list[str]) -> tuple[bytes, float]:
+    """Run ``command`` to its end: its standard output, and its own peak resident memory in
+    MiB (``wait4``'s ``ru_maxrss``, KiB on Linux: this child's alone, read after it ends)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"failed ({process.returncode}): {' '.join(command)}")
+    return output, round(usage.ru_maxrss / 1024, 1)
+
+
 def prompt_reuse(log: str) -> dict[str, Any]:
     shares = [
         float(x)

@@ -87,7 +87,7 @@ def choose_providers(preference: str) -> tuple[list[str], str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"], "a CUDA device is present"
 
 
-def session_options(threads: int) -> ort.SessionOptions:
+def session_options(threads: int, spinning: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     # Full graph fusions (attention, layer norm, GELU): the biggest single win on the CPU.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -95,8 +95,10 @@ def session_options(threads: int) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
     options.inter_op_num_threads = 1
-    # Don't spin idle threads between tokens: the editor and the server share these cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Idle threads spinning between operators wake faster, but they burn the cores the editor
+    # and other work need, and on a busy machine the spinning itself steals the time the
+    # working threads wait for: off unless asked for.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3
     return options
 
@@ -111,11 +113,13 @@ class OnnxModel:
         threads: int = 0,
         slice_logits: bool | None = None,
         share_buffers: bool = True,
+        spinning: bool = False,
     ) -> None:
         """``slice_logits``: run ``last_logits_graph`` where the graph allows (True), never
         (False), or when the vocabulary has at least SLICED_FROM_VOCAB tokens (None).
         ``share_buffers``: hold the cache in shared buffers where the graph's attention is
-        ``GroupQueryAttention`` (and the check at load agrees), else grow it."""
+        ``GroupQueryAttention`` (and the check at load agrees), else grow it.
+        ``spinning``: let onnxruntime's idle intra-op threads spin (``session_options``)."""
         folder = model_file.parent
         self.model_file = model_file
         self.config = read_json(folder / "config.json")
@@ -125,6 +129,7 @@ class OnnxModel:
         if slice_logits is None:
             vocab = self.config.get("vocab_size")
             slice_logits = isinstance(vocab, int) and vocab >= SLICED_FROM_VOCAB
+        self.spinning = spinning
         sliced = self._sliced_session(model_file, threads, providers) if slice_logits else None
         self.session = sliced or self._exported_session(model_file, threads, providers)
         used = self.session.get_providers()[0]
@@ -230,20 +235,20 @@ class OnnxModel:
             and bool(np.allclose(alone[-1], every[-1], rtol=1e-3, atol=1e-4))
         )
 
-    @staticmethod
     def _exported_session(
-        model_file: Path, threads: int, providers: list[str]
+        self, model_file: Path, threads: int, providers: list[str]
     ) -> ort.InferenceSession:
         try:
             return ort.InferenceSession(
-                str(model_file), sess_options=session_options(threads), providers=providers
+                str(model_file),
+                sess_options=session_options(threads, self.spinning),
+                providers=providers,
             )
         except Exception as error:  # onnxruntime raises its own exception types
             raise BackendError(f"cannot load {model_file}: {error}") from error
 
-    @staticmethod
     def _sliced_session(
-        model_file: Path, threads: int, providers: list[str]
+        self, model_file: Path, threads: int, providers: list[str]
     ) -> ort.InferenceSession | None:
         """A session over ``last_logits_graph``, its weights read from the model's folder;
         None where there is no such graph or it does not load (the file is then loaded as
@@ -251,7 +256,7 @@ class OnnxModel:
         graph = last_logits_graph(model_file)
         if graph is None:
             return None
-        options = session_options(threads)
+        options = session_options(threads, self.spinning)
         options.add_session_config_entry(
             "session.model_external_initializers_file_folder_path", str(model_file.parent)
         )
