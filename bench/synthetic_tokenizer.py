@@ -18,11 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# Qwen2's pre-tokenizer (tokenizer.json's Split pattern).
-QWEN2_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+from ghostcomplete.backends.onnx.tokenizer import byte_to_unicode
+from ghostcomplete.model.gguf_tokenizer import QWEN2_SPLIT, byte_level_bpe, split_then_bytes
+
 # The same pieces, near enough, in Python's re (letters: [^\W\d_]), to count them.
 _PIECES = re.compile(
     r"'(?:[sStTmMdD]|ll|ve|re)|(?:[^\r\n\w]|_)?[^\W\d_]+|\d"
@@ -58,24 +56,12 @@ QWEN2_REGULAR = 151_643
 _MAX_PIECE_BYTES = 16
 
 
-def byte_chars() -> dict[int, str]:
-    """GPT-2's printable stand-in of each byte (byte-level BPE's alphabet)."""
-    visible = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
-    table = {byte: chr(byte) for byte in visible}
-    extra = 0
-    for byte in range(256):
-        if byte not in table:
-            table[byte] = chr(256 + extra)
-            extra += 1
-    return table
-
-
 def learn_merges(texts: Iterable[str], regular: int) -> tuple[dict[str, int], list[str]]:
     """A vocabulary of exactly ``regular`` tokens (the 256 bytes first, then one token per
     merge, so ids grow with merge order) and its merges ("left right")."""
     if regular < 256:
         raise ValueError(f"a byte-level vocabulary has at least 256 tokens, not {regular}")
-    chars = byte_chars()
+    chars = byte_to_unicode()
     vocab = {chars[byte]: byte for byte in range(256)}
     merges: list[str] = []
 
@@ -111,51 +97,8 @@ def tokenizer_spec(texts: Iterable[str], regular: int = QWEN2_REGULAR) -> dict[s
     """``tokenizer.json`` (Hugging Face format) with ``regular`` tokens learned from ``texts``
     and Qwen2.5's special tokens after them."""
     vocab, merges = learn_merges(texts, regular)
-    added = [
-        {
-            "id": regular + index,
-            "content": text,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-        for index, text in enumerate(SPECIAL)
-    ]
-    byte_level = {"add_prefix_space": False, "trim_offsets": False, "use_regex": False}
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        "normalizer": None,
-        "pre_tokenizer": {
-            "type": "Sequence",
-            "pretokenizers": [
-                {
-                    "type": "Split",
-                    "pattern": {"Regex": QWEN2_PATTERN},
-                    "behavior": "Isolated",
-                    "invert": False,
-                },
-                {"type": "ByteLevel", **byte_level},
-            ],
-        },
-        "post_processor": None,
-        "decoder": {"type": "ByteLevel", **byte_level},
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": "",
-            "end_of_word_suffix": "",
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "vocab": vocab,
-            "merges": merges,
-        },
-    }
+    special = {regular + index: text for index, text in enumerate(SPECIAL)}
+    return byte_level_bpe(vocab, merges, special, split_then_bytes(QWEN2_SPLIT))
 
 
 def write_tokenizer(folder: Path, texts: Iterable[str], regular: int = QWEN2_REGULAR) -> int:

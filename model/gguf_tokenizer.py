@@ -25,7 +25,7 @@ from ghostcomplete.model.decoder_source import SourceError
 # llama.cpp's token types (gguf.TokenType).
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
 
-_QWEN2_SPLIT = (
+QWEN2_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
@@ -36,7 +36,7 @@ _LLAMA3_SPLIT = (
 _BYTE_LEVEL = {"add_prefix_space": False, "trim_offsets": False}
 
 
-def _split_then_bytes(pattern: str) -> dict[str, Any]:
+def split_then_bytes(pattern: str) -> dict[str, Any]:
     return {
         "type": "Sequence",
         "pretokenizers": [
@@ -51,6 +51,52 @@ def _split_then_bytes(pattern: str) -> dict[str, Any]:
     }
 
 
+def byte_level_bpe(
+    vocab: dict[str, int],
+    merges: list[str],
+    special: dict[int, str],
+    pre_tokenizer: dict[str, Any],
+    normalizer: dict[str, Any] | None = None,
+    ignore_merges: bool = False,
+) -> dict[str, Any]:
+    """A byte-level BPE ``tokenizer.json`` (Hugging Face format): ``merges`` as "left right",
+    ``special`` the added tokens by id."""
+    added = [
+        {
+            "id": index,
+            "content": text,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for index, text in sorted(special.items())
+    ]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": {"type": "ByteLevel", **_BYTE_LEVEL, "use_regex": False},
+        "decoder": {"type": "ByteLevel", **_BYTE_LEVEL, "use_regex": False},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": ignore_merges,
+            "vocab": vocab,
+            "merges": [merge.split(" ", 1) for merge in merges],
+        },
+    }
+
+
 @dataclass(frozen=True)
 class _PreTokenizer:
     pre_tokenizer: dict[str, Any]
@@ -61,8 +107,8 @@ class _PreTokenizer:
 
 # tokenizer.ggml.pre -> the rule, as the model's own tokenizer.json has it.
 PRE_TOKENIZERS = {
-    "qwen2": _PreTokenizer(_split_then_bytes(_QWEN2_SPLIT), {"type": "NFC"}),
-    "llama-bpe": _PreTokenizer(_split_then_bytes(_LLAMA3_SPLIT), ignore_merges=True),
+    "qwen2": _PreTokenizer(split_then_bytes(QWEN2_SPLIT), {"type": "NFC"}),
+    "llama-bpe": _PreTokenizer(split_then_bytes(_LLAMA3_SPLIT), ignore_merges=True),
     "gpt-2": _PreTokenizer({"type": "ByteLevel", **_BYTE_LEVEL, "use_regex": True}),
     "starcoder": _PreTokenizer(
         {
@@ -109,40 +155,14 @@ class GgufTokenizer:
             # Unused ids (padding rows of the embedding) are no text at all.
             if index not in special and kind != _UNUSED:
                 vocab.setdefault(text, index)
-        added = [
-            {
-                "id": index,
-                "content": text,
-                "single_word": False,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "special": True,
-            }
-            for index, text in sorted(special.items())
-        ]
-        return {
-            "version": "1.0",
-            "truncation": None,
-            "padding": None,
-            "added_tokens": added,
-            "normalizer": self.pre.normalizer,
-            "pre_tokenizer": self.pre.pre_tokenizer,
-            "post_processor": {"type": "ByteLevel", **_BYTE_LEVEL, "use_regex": False},
-            "decoder": {"type": "ByteLevel", **_BYTE_LEVEL, "use_regex": False},
-            "model": {
-                "type": "BPE",
-                "dropout": None,
-                "unk_token": None,
-                "continuing_subword_prefix": None,
-                "end_of_word_suffix": None,
-                "fuse_unk": False,
-                "byte_fallback": False,
-                "ignore_merges": self.pre.ignore_merges,
-                "vocab": vocab,
-                "merges": [merge.split(" ", 1) for merge in self.merges],
-            },
-        }
+        return byte_level_bpe(
+            vocab,
+            self.merges,
+            special,
+            self.pre.pre_tokenizer,
+            self.pre.normalizer,
+            self.pre.ignore_merges,
+        )
 
     def tokenizer_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {

@@ -9,21 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ghostcomplete.backends.onnx.tokenizer import byte_to_unicode
 from ghostcomplete.model.onnx_decoder import DecoderConfig, expected_shapes
-
-# GPT-2's printable stand-ins for bytes, in byte order.
-_PRINTABLE = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
 
 
 def byte_chars() -> list[str]:
-    chars, extra = {}, 0
-    for byte in range(256):
-        if byte in _PRINTABLE:
-            chars[byte] = chr(byte)
-        else:
-            chars[byte] = chr(256 + extra)
-            extra += 1
-    return [chars[b] for b in range(256)]
+    table = byte_to_unicode()
+    return [table[b] for b in range(256)]
 
 
 # Pieces built by the merges, in merge order (each the join of two earlier pieces).

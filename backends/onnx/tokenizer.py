@@ -90,17 +90,20 @@ class HfTokenizer:
         return piece.replace("▁", " ").encode("utf-8")
 
 
-def _unicode_to_byte() -> dict[str, int]:
-    """GPT-2's printable stand-ins for the 256 bytes, reversed."""
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in of each byte (byte-level BPE's alphabet)."""
     visible = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
-    chars = list(visible)
+    table = {byte: chr(byte) for byte in visible}
     extra = 0
     for byte in range(256):
-        if byte not in visible:
-            visible.append(byte)
-            chars.append(256 + extra)
+        if byte not in table:
+            table[byte] = chr(256 + extra)
             extra += 1
-    return {chr(char): byte for byte, char in zip(visible, chars, strict=True)}
+    return table
+
+
+def _unicode_to_byte() -> dict[str, int]:
+    return {char: byte for byte, char in byte_to_unicode().items()}
 
 
 def _byte_level_decoder(spec: dict[str, Any]) -> bool:
