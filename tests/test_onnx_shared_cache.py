@@ -5,11 +5,11 @@ draft, a new keystroke) is exact and free; buffers grow when a context outgrows 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_decoders import qwen2_config, write_qwen2_folder
 
 from ghostcomplete.backends.onnx import engine as onnx_engine
 from ghostcomplete.backends.onnx.decode import Limits, decode, prefill
@@ -17,41 +17,15 @@ from ghostcomplete.backends.onnx.engine import OnnxModel
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import load_tokenizer
 from ghostcomplete.context.syntax import Scope
-from ghostcomplete.model.onnx_decoder import DecoderConfig, expected_shapes, write_decoder
 
 pytestmark = pytest.mark.timeout(60)
 
-TOKENIZER = Path(__file__).parent / "fixtures" / "onnx" / "tiny-llama" / "tokenizer.json"
-CONFIG = DecoderConfig(
-    architecture="qwen2",
-    vocab_size=512,
-    hidden_size=64,
-    intermediate_size=128,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=16,
-    rms_norm_eps=1e-6,
-    rope_theta=10000.0,
-    max_positions=512,
-    tied_embeddings=True,
-    attention_bias=True,
-)
+CONFIG = qwen2_config(vocab_size=512, max_positions=512)
 CODE = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n" * 3
 
 
 def write_tiny_decoder(folder: Path, precision: str) -> Path:
-    """A random decoder whose greedy output is not one repeated token (larger weights)."""
-    rng = np.random.default_rng(7)
-    weights = {}
-    for name, shape in expected_shapes(CONFIG).items():
-        if name.endswith("norm.weight"):
-            weights[name] = np.ones(shape, np.float32)
-        else:
-            weights[name] = (rng.standard_normal(shape) * 0.2).astype(np.float32)
-    write_decoder(folder, CONFIG, weights, precision)
-    shutil.copy(TOKENIZER, folder / "tokenizer.json")
-    return folder / "model.onnx"
+    return write_qwen2_folder(folder, CONFIG, precision, seed=7)
 
 
 @pytest.fixture(scope="module", params=["fp32", "int4"])

@@ -7,52 +7,28 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from tiny_decoders import qwen2_config, write_qwen2_folder
 
 from ghostcomplete.backends.base import BackendError
 from ghostcomplete.backends.onnx.decode import prefill
 from ghostcomplete.backends.onnx.engine import OnnxModel, session_options
 from ghostcomplete.bench import peers, peers_engine, peers_llamacpp, peers_report
-from ghostcomplete.model.onnx_decoder import DecoderConfig, expected_shapes, write_decoder
 
 pytestmark = pytest.mark.timeout(60)
 
-CONFIG = DecoderConfig(
-    architecture="qwen2",
-    vocab_size=256,
-    hidden_size=64,
-    intermediate_size=128,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=16,
-    rms_norm_eps=1e-6,
-    rope_theta=10000.0,
-    max_positions=256,
-    tied_embeddings=True,
-    attention_bias=True,
-)
-TOKENIZER = Path(__file__).parent / "fixtures" / "onnx" / "tiny-llama" / "tokenizer.json"
+CONFIG = qwen2_config(vocab_size=256, max_positions=256)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("int4")
-    rng = np.random.default_rng(3)
-    weights = {
-        name: np.ones(shape, np.float32)
-        if name.endswith("norm.weight")
-        else (rng.standard_normal(shape) * 0.2).astype(np.float32)
-        for name, shape in expected_shapes(CONFIG).items()
-    }
-    write_decoder(folder, CONFIG, weights, "int4")
-    shutil.copy(TOKENIZER, folder / "tokenizer.json")
+    write_qwen2_folder(folder, CONFIG, "int4", seed=3)
     (folder / peers_engine.MANIFEST).write_text(json.dumps({"precision": "int4"}))
     return folder
 

@@ -5,12 +5,13 @@ small byte-level BPE vocabulary with Qwen's special and FIM tokens."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ghostcomplete.backends.onnx.tokenizer import byte_to_unicode
-from ghostcomplete.model.onnx_decoder import DecoderConfig, expected_shapes
+from ghostcomplete.model.onnx_decoder import DecoderConfig, expected_shapes, write_decoder
 
 
 def byte_chars() -> list[str]:
@@ -197,3 +198,40 @@ def write_hf_config(folder: Path, config: DecoderConfig) -> None:
     if config.architecture == "llama":
         data["attention_bias"] = config.attention_bias
     (folder / "config.json").write_text(json.dumps(data), "utf-8")
+
+
+TINY_LLAMA_TOKENIZER = Path(__file__).parent / "fixtures" / "onnx" / "tiny-llama" / "tokenizer.json"
+
+
+def qwen2_config(vocab_size: int, max_positions: int) -> DecoderConfig:
+    """A tiny tied qwen2 with biases, for the tiny-llama fixture's tokenizer."""
+    return DecoderConfig(
+        architecture="qwen2",
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=16,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        max_positions=max_positions,
+        tied_embeddings=True,
+        attention_bias=True,
+    )
+
+
+def write_qwen2_folder(folder: Path, config: DecoderConfig, precision: str, seed: int) -> Path:
+    """A random decoder whose greedy output is not one repeated token (larger weights), with
+    the tiny-llama fixture's tokenizer beside it; the path of its model.onnx."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in expected_shapes(config).items():
+        if name.endswith("norm.weight"):
+            weights[name] = np.ones(shape, np.float32)
+        else:
+            weights[name] = (rng.standard_normal(shape) * 0.2).astype(np.float32)
+    write_decoder(folder, config, weights, precision)
+    shutil.copy(TINY_LLAMA_TOKENIZER, folder / "tokenizer.json")
+    return folder / "model.onnx"
