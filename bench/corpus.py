@@ -8,7 +8,6 @@ before they are unpacked. The local CPython standard library needs no download.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ghostcomplete.model.gguf_parts import file_sha256
 
 CORPUS_FILE = Path(__file__).with_name("corpus.toml")
 
@@ -87,14 +88,6 @@ def load_manifest(path: Path = CORPUS_FILE) -> dict[str, Any]:
         return tomllib.load(handle)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _usable(path: Path) -> bool:
     try:
         return path.stat().st_size <= _MAX_FILE_CHARS * 4 and path.suffix.lower() in LANGUAGES
@@ -159,7 +152,7 @@ def pinned_repo(kind: str, entry: dict[str, Any], cache: Path) -> Repo:
     """Fetch (or reuse), verify and unpack one pinned project."""
     name, version = str(entry["name"]), str(entry["version"])
     archive = _fetch(kind, name, version, cache / "downloads")
-    actual = sha256_of(archive)
+    actual = file_sha256(archive)
     if actual != entry["sha256"]:
         raise CorpusError(
             f"{archive.name}: sha256 {actual} does not match the pinned {entry['sha256']}; "

@@ -32,6 +32,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from ghostcomplete.model.gguf_parts import file_sha256
+
 try:
     from huggingface_hub.errors import RemoteEntryNotFoundError
 except ImportError:  # huggingface_hub < 1.0 names the HTTP error so
@@ -74,14 +76,6 @@ def hub_cache() -> Path:
 def matching(paths: Iterable[str], patterns: Iterable[str]) -> list[str]:
     pattern_list = list(patterns)
     return sorted(p for p in paths if any(fnmatch.fnmatch(p, pat) for pat in pattern_list))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_blob_id(path: Path) -> str:
@@ -162,7 +156,7 @@ def _from_hub(
 
 
 def _check(path: Path, name: str, sha256: str | None, blob_id: str | None) -> dict[str, Any]:
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if sha256 is not None:
         expected, got, how = sha256.lower(), actual, "sha256"
     elif blob_id is not None:
