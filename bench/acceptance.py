@@ -3,7 +3,8 @@
 For every task the editor state is rebuilt from scratch: the task's neighbour files are
 opened farthest first (so that the nearest is the most recently used), then the target file
 with its hole, then one ``textDocument/inlineCompletion`` is sent at the cursor and every
-document is closed again. One server process serves a whole context setting.
+document is closed again. Each project gets its own server process per context setting,
+rooted at the project's folder, as a person working on it would have.
 """
 
 from __future__ import annotations
@@ -201,24 +202,22 @@ def summarize(results: list[TaskResult]) -> dict[str, Any]:
     }
 
 
-async def run_context(
-    repos: list[Repo],
+async def run_project(
+    repo: Repo,
     tasks: list[Task],
     context: str,
-    backend: str,
+    options: dict[str, Any],
     progress: Progress,
-    settings: dict[str, Any],
 ) -> tuple[list[TaskResult], dict[str, Any]]:
-    """Run every task under one context setting with a fresh server."""
-    by_label = {repo.label: repo for repo in repos}
+    """One project's tasks through a fresh server whose workspace is that project's folder,
+    as an editor opened on the project starts one: the prompt names the repository and its
+    files relative to it, and imports resolve inside it."""
     recent_files = 0 if context == "none" else 20
     results: list[TaskResult] = []
-    options = merged(server_options(context, backend), settings)
-    client = await LspClient.start(repos[0].root, options)
+    client = await LspClient.start(repo.root, options)
     try:
         chosen = await chosen_backend(client)
         for task in tasks:
-            repo = by_label[task.repo]
             results.append(
                 await run_task(
                     client, repo, task, context, recent_files, request_timeout_s(options)
@@ -228,9 +227,51 @@ async def run_context(
         usage = client.usage()
     finally:
         await client.shutdown()
-    server: dict[str, Any] = asdict(usage) if usage else {}
-    server["chosen"] = chosen
+    server: dict[str, Any] = {"project": repo.label, "chosen": chosen}
+    server.update(asdict(usage) if usage else {})
     return results, server
+
+
+def combined_usage(servers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's server figures from its per-project servers: CPU time summed, the largest
+    peak memory, and each server's own figures under ``projects``."""
+    cpu = [s["cpu_s"] for s in servers if isinstance(s.get("cpu_s"), int | float)]
+    rss = [s["peak_rss_mib"] for s in servers if isinstance(s.get("peak_rss_mib"), int | float)]
+    chosen = list(dict.fromkeys(str(s.get("chosen") or "") for s in servers))
+    out: dict[str, Any] = {}
+    if cpu:
+        out["cpu_s"] = round(sum(cpu), 2)
+    if rss:
+        out["peak_rss_mib"] = max(rss)
+    out["chosen"] = ", ".join(c for c in chosen if c)
+    out["projects"] = servers
+    return out
+
+
+async def run_context(
+    repos: list[Repo],
+    tasks: list[Task],
+    context: str,
+    backend: str,
+    progress: Progress,
+    settings: dict[str, Any],
+) -> tuple[list[TaskResult], dict[str, Any]]:
+    """Run every task under one context setting: a fresh server per project (run_project),
+    the results in the order of ``tasks``."""
+    by_label = {repo.label: repo for repo in repos}
+    options = merged(server_options(context, backend), settings)
+    groups: dict[str, list[int]] = {}
+    for index, task in enumerate(tasks):
+        groups.setdefault(task.repo, []).append(index)
+    ordered: dict[int, TaskResult] = {}
+    servers: list[dict[str, Any]] = []
+    for label, indexes in groups.items():
+        results, server = await run_project(
+            by_label[label], [tasks[i] for i in indexes], context, options, progress
+        )
+        ordered.update(zip(indexes, results, strict=True))
+        servers.append(server)
+    return [ordered[i] for i in range(len(tasks))], combined_usage(servers)
 
 
 def run(

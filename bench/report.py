@@ -156,7 +156,8 @@ def acceptance_markdown(data: dict[str, Any]) -> str:
             "## By who wrote the suggestion (shown ones only)\n\n"
             + (_table(["context", "origin", *heads], by_origin) if by_origin else "none"),
             "## By repository\n\n" + _table(repo_heads, by_repo),
-            "## Server process\n\n" + _table(["context", "CPU s", "peak RSS MiB"], servers),
+            "## Server processes (one per project)\n\n"
+            + _table(["context", "CPU s (all)", "peak RSS MiB (largest)"], servers),
             "## Why the server answered nothing (top reasons)\n\n"
             + (_table(["context", "skipped because", "tasks"], skipped) if skipped else "none"),
         ]
