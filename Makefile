@@ -174,7 +174,7 @@ model-qwen: $(STAMP)
 ## model (tests marked `peers`; deselected everywhere else). Builds what it needs first.
 peers-test: peers model-qwen
 	GHOSTCOMPLETE_LLAMA_SERVER=$(PEERS_DIR)/bin/llama-server GHOSTCOMPLETE_PEER_GGUF=$(QWEN_GGUF) \
-		$(BIN)/pytest -m peers tests/test_peers_llamacpp.py
+		$(BIN)/pytest -m peers tests/test_peers_llamacpp.py tests/test_bench_llama.py
 
 ## make device-parts: the wheels the GPU check installs on the device machine (no network
 ## there; bench/device/wheels.txt pins them), downloaded and checked into .device/, the

@@ -14,6 +14,8 @@ from ghostcomplete.backends import KINDS as BACKENDS
 from ghostcomplete.bench.corpus import SPLITS, CorpusError, default_cache, load_repos
 from ghostcomplete.completion.settings import settings_layer
 
+_DEFAULT_BACKEND = "lookup"
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -43,7 +45,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="the corpus's development projects (tune on these), its test projects (report "
         "on these) or both (default)",
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="lookup", help="server backend")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=_DEFAULT_BACKEND, help="server backend"
+    )
     parser.add_argument(
         "--settings",
         metavar="JSON",
@@ -91,6 +95,23 @@ def add_bench_parser(commands: Any) -> None:
     )
     acceptance.add_argument(
         "--tasks", type=int, default=None, help="tasks per kind per repository (default 30)"
+    )
+    acceptance.add_argument(
+        "--llama-server",
+        metavar="MODEL",
+        default=None,
+        help="start llama-server (`make peers`) on 127.0.0.1 with MODEL (a catalogue name, "
+        "e.g. qwen2.5-coder-0.5b, or a .gguf file), run the http backend against it, stop it",
+    )
+    acceptance.add_argument(
+        "--llama-api",
+        choices=("openai", "llamacpp"),
+        default="openai",
+        help="with --llama-server: openai sends our rendered Qwen prompt to /v1/completions "
+        "(what the onnx backend gives the model); llamacpp sends the parts to /infill",
+    )
+    acceptance.add_argument(
+        "--llama-threads", type=int, default=2, help="with --llama-server: its --threads"
     )
     _add_context_parser(kinds)
     _add_soak_parser(kinds)
@@ -270,7 +291,18 @@ def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             "split": args.split,
         }
         data["server_settings"] = args.settings
-        data.update(acceptance.run(repos, tasks, contexts, args.backend, args.settings))
+        if args.llama_server is None:
+            data.update(acceptance.run(repos, tasks, contexts, args.backend, args.settings))
+        elif args.backend not in ("http", _DEFAULT_BACKEND):
+            parser.error("--llama-server runs the http backend: leave out --backend")
+        else:
+            from ghostcomplete.bench.peers_llamacpp import LlamaServerFailed, PeerMissing
+
+            try:
+                data.update(_through_llama_server(args, repos, tasks, contexts))
+            except (PeerMissing, LlamaServerFailed) as error:
+                print(f"ghostcomplete bench: {error}", file=sys.stderr)
+                return 1
     else:
         from ghostcomplete.bench import latency
 
@@ -295,6 +327,25 @@ def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     data["wall_s"] = round(time.monotonic() - started, 1)
     report.print_paths(report.write(args.bench_command, data, args.out))
     return 0
+
+
+def _through_llama_server(
+    args: argparse.Namespace, repos: list[Any], tasks: list[Any], contexts: list[str]
+) -> dict[str, Any]:
+    """``bench acceptance --llama-server``: the http backend against a llama-server started
+    for the run on 127.0.0.1 and stopped after it."""
+    from ghostcomplete.bench import acceptance
+    from ghostcomplete.bench.peers_llamacpp import LlamaServer, gguf_of, http_backend, peer_binary
+
+    peer_binary("llama-server")  # said first when both it and the model are missing
+    with LlamaServer(gguf_of(args.llama_server), threads=args.llama_threads) as server:
+        # The run's settings apply, but the started server is the backend: the --settings of
+        # an onnx run of the same model can be passed as they are.
+        backend = {"kind": "http", "http": http_backend(server.base, args.llama_api)}
+        settings = acceptance.merged(args.settings, {"backend": backend})
+        results = acceptance.run(repos, tasks, contexts, "http", settings)
+        described = {"model": args.llama_server, "api": args.llama_api, **server.describe()}
+    return {"server_settings": settings, "llama_server": described, **results}
 
 
 def _describe(repo: Any) -> dict[str, Any]:

@@ -269,7 +269,11 @@ async def _run(
         model = await ModelServer(http_delay_ms or 0).start()
         settings = http_settings(model.url, settings)
     options = merged(server_options("default", backend), settings)
-    client = await LspClient.start(stretches[0].repo.root, options)
+    # One server for the whole replay (its latency is the figure, and a server per project
+    # would add a cold start per project to it), with every project's folder a workspace
+    # folder: files are named relative to their project and imports resolve inside it.
+    folders = list(dict.fromkeys(stretch.repo.root for stretch in stretches))
+    client = await LspClient.start(folders[0], options, folders)
     try:
         for stretch in stretches:
             await type_stretch(client, stretch, seed, tally, progress)

@@ -37,6 +37,7 @@ from ghostcomplete.bench.peers_engine import precision_of
 from ghostcomplete.bench.peers_llamacpp import (
     LlamaServer,
     PeerMissing,
+    http_backend,
     peer_binary,
     peer_gguf,
     run_measured,
@@ -120,9 +121,7 @@ def replay(
     """``bench latency`` through our server, its http backend pointed at llama-server;
     ``extra`` settings merged over the backend's."""
     with LlamaServer(gguf, threads=threads) as server:
-        http: dict[str, Any] = {"api": api, "url": server.base}
-        if api == "openai":
-            http = {"api": api, "url": server.base + "/v1", "fimFamily": "qwen"}
+        http = http_backend(server.base, api)
         settings = merged({"backend": {"kind": "http", "http": http}}, extra or {})
         folder = out / f"replay-{api}{'-' + label if label else ''}"
         summary = latency_replay("http", settings, files, seed, folder)

