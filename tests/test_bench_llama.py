@@ -75,7 +75,7 @@ def test_one_command_starts_the_server_runs_through_it_and_stops_it(
     assert data["server_settings"]["completion"] == {"timeoutMs": 10000}
     assert data["runs"][0]["chosen"] == "http"
     assert data["llama_server"]["api"] == api and data["llama_server"]["gguf"] == "model.gguf"
-    assert requests and len(requests) <= len(data["tasks"])
+    assert requests, "no request reached the started server"
     if api == "openai":
         # Our prompt, in Qwen2.5-Coder's repository format, as the onnx backend renders it.
         assert {r["path"] for r in requests} == {"/v1/completions"}
