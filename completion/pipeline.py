@@ -19,7 +19,7 @@ from ghostcomplete.backends.onnx.embedder import EmbedderError, OnnxEmbedder, de
 from ghostcomplete.completion.offers import item_id
 from ghostcomplete.completion.settings import DenseSettings, Settings
 from ghostcomplete.context.cursor import Cursor, Skip, cut_at, should_complete
-from ghostcomplete.context.display_paths import display_path
+from ghostcomplete.context.display_paths import display_path, repository_name
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import DefinitionFinder
@@ -265,7 +265,7 @@ class Pipeline:
         for snippet in snippets:
             paths.setdefault(snippet.uri, display_path(snippet.uri, self.roots))
         empty = PackedContext("", "", (), 0)
-        repo = self.roots[0].name if self.roots else ""
+        repo = repository_name(document.uri, self.roots)
         overhead = self.counter.count(
             render_fim(empty, family, document.language_id, path, repo=repo)
         )

@@ -12,7 +12,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from support import server_executable
 
-from ghostcomplete.context.display_paths import display_path
+from ghostcomplete.context.display_paths import display_path, repository_name
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -39,6 +39,18 @@ def test_outside_every_folder_the_path_stays_absolute():
 def test_a_folder_named_like_a_prefix_of_another_is_not_its_parent():
     uri = Path("/home/alice/shop-old/cart.py").as_uri()
     assert display_path(uri, [Path("/home/alice/shop")]) == "/home/alice/shop-old/cart.py"
+
+
+def test_the_repository_is_the_folder_that_holds_the_file():
+    shop, docs = Path("/home/alice/shop"), Path("/home/alice/docs")
+    assert repository_name((docs / "guide.py").as_uri(), [shop, docs]) == "docs"
+    assert repository_name((shop / "src" / "cart.py").as_uri(), [shop, docs]) == "shop"
+    outer = Path("/home/alice")
+    assert repository_name((shop / "cart.py").as_uri(), [outer, shop]) == "shop"
+    # Outside every folder (or an untitled buffer): the first folder, as a single root gives.
+    assert repository_name(Path("/tmp/x.py").as_uri(), [shop, docs]) == "shop"
+    assert repository_name("untitled:Untitled-1", [shop]) == "shop"
+    assert repository_name("untitled:Untitled-1") == ""
 
 
 def test_percent_escapes_are_decoded_and_other_schemes_kept():
