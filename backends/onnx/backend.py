@@ -42,6 +42,7 @@ from ghostcomplete.backends.onnx.decode import (
     prefill_chunks,
 )
 from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel, fim_family_of, read_json
+from ghostcomplete.backends.onnx.healing import Forced, Vocabulary, heal
 from ghostcomplete.backends.onnx.installed import installed_folder
 from ghostcomplete.backends.onnx.prompt import fit_prompt
 from ghostcomplete.backends.onnx.stops import StopRule
@@ -118,6 +119,7 @@ class OnnxBackend:
         self._loading = self._worker.submit_background(self._load)
         self._model: OnnxModel | None = None
         self._eos: set[int] = set()
+        self._vocabulary: Vocabulary | None = None  # token healing's, made at load
         self._cache: tuple[list[int], KvCache] | None = None
         # Counts the requests handed to the worker: background warming runs only while no
         # request came after the one whose prompt it warms.
@@ -141,6 +143,8 @@ class OnnxBackend:
         if settings.warmup:
             log.info("onnx: warm-up %.0f ms", model.warm_up())
         self._eos = model.eos_ids(self.tokenizer.special)
+        if settings.token_healing:
+            self._vocabulary = Vocabulary(self.tokenizer, model.vocab_size)
         self._model = model
         return model
 
@@ -158,6 +162,11 @@ class OnnxBackend:
         started = time.monotonic()
         room = max(8, model.max_positions - settings.max_new_tokens)
         tokens = fit_prompt(prompt, self.fim_family, self.tokenizer, room)
+        forced: Forced | None = None
+        if self._vocabulary is not None:
+            healing = heal(tokens, self.fim_family, prompt.context.prefix, self.tokenizer)
+            if healing is not None:
+                tokens, forced = healing.tokens, Forced(healing.removed, self._vocabulary)
         cached = self._cache if settings.reuse_cache else None
         done = prefill_chunks(
             model, tokens, cached, PREFILL_CHUNK, lambda: stop_reason(limits.deadline, cancel)
@@ -185,7 +194,8 @@ class OnnxBackend:
         cutting = settings.cut == "confidence"
         # Streamed pieces cannot be taken back: with the cut, the answer goes out once cut.
         shown = None if cutting else progress
-        greedy = decode(model, self.tokenizer, start, stop_at, None, self._draft_tokens(), shown)
+        drafts = self._draft_tokens()
+        greedy = decode(model, self.tokenizer, start, stop_at, None, drafts, shown, forced)
         if settings.reuse_cache and greedy.past is not None:
             self._cache = (greedy.fed, greedy.past)
         greedy_ms = (time.monotonic() - started) * 1000 - prefill_ms
@@ -198,6 +208,7 @@ class OnnxBackend:
             "forwards": float(greedy.forwards),
             "drafted": float(greedy.drafted),
             "accepted": float(greedy.accepted),
+            "healed_bytes": float(len(forced.removed) if forced else 0),
         }
         log.debug("onnx: %s, ended by %s", details, greedy.reason)
         trace = TokenTrace(greedy.text, tuple(greedy.ends), tuple(greedy.chances))
@@ -211,7 +222,7 @@ class OnnxBackend:
                 break
             sampling = Sampling(settings.temperature, settings.top_p, seed + index)
             begin = Start(start.tokens, start.logits, start.past)
-            sampled = decode(model, self.tokenizer, begin, stop_at, sampling)
+            sampled = decode(model, self.tokenizer, begin, stop_at, sampling, forced=forced)
             sampled_details: dict[str, float] = {}
             trace = TokenTrace(sampled.text, tuple(sampled.ends), tuple(sampled.chances))
             text = self._shown(sampled.text, trace, sampled_details)

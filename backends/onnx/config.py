@@ -34,6 +34,10 @@ class OnnxSettings:
     # Prompt-lookup speculative decoding: draft tokens copied from the prompt, verified in
     # one forward pass. Output-identical to greedy decoding.
     prompt_lookup: bool = True
+    # Token healing: end the prompt before the prefix's last token and make the answer begin
+    # with its text (backends/onnx/healing.py), so that a prefix ending in a space or a
+    # half-typed word is continued with the tokens the model would have used there.
+    token_healing: bool = True
     # Run the model once at load, so that the first completion does not pay for it.
     warmup: bool = True
     # "confidence": cut the greedy suggestion where its own token probabilities say it stops

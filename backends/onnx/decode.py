@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel
+from ghostcomplete.backends.onnx.healing import Forced, narrowed
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import IncrementalDecoder, Tokenizer
 
@@ -123,13 +124,18 @@ def decode(
     sampling: Sampling | None = None,
     draft_tokens: int = 0,
     progress: Callable[[str], None] | None = None,
+    forced: Forced | None = None,
 ) -> Decoded:
     """Generate from ``start``. Greedy when ``sampling`` is None; with ``draft_tokens`` > 0,
     greedy drafts that many tokens from earlier n-grams and verifies them in one pass, which
     changes the speed and not the tokens. ``progress`` is called with the text so far that no
-    stop rule can cut any more, each time it grows (from this thread)."""
+    stop rule can cut any more, each time it grows (from this thread). With ``forced``, the
+    first tokens are chosen among those that keep the answer beginning with its bytes (their
+    chances renormalized over those), no draft is verified before that is done, and the text
+    leaves those bytes out."""
     rng = np.random.default_rng(sampling.seed if sampling else 0)
-    text = IncrementalDecoder(tokenizer)
+    pending = forced.removed if forced is not None else b""
+    text = IncrementalDecoder(tokenizer, len(pending))
     result = Decoded("", [], "max_tokens", fed=list(start.tokens), past=start.past)
     index = NgramIndex(start.tokens) if draft_tokens > 0 and sampling is None else None
     logits, past = start.logits, start.past
@@ -172,8 +178,14 @@ def decode(
         if limits.deadline is not None and time.monotonic() > limits.deadline:
             result.reason = "deadline"
             break
-        token = int(np.argmax(logits)) if sampling is None else sample(logits, sampling, rng)
-        if emit(token, logits):
+        row = logits
+        if pending:
+            assert forced is not None
+            row = forced.vocabulary.masked(logits, pending)
+        token = int(np.argmax(row)) if sampling is None else sample(row, sampling, rng)
+        if pending:
+            pending = narrowed(pending, tokenizer.token_bytes(token))
+        if emit(token, row):
             break
         room = limits.max_positions - past.length - 1
         if room <= 0:
@@ -183,7 +195,10 @@ def decode(
         if index is not None:
             index.append(token)
             left = limits.max_new_tokens - len(result.tokens)
-            draft = index.draft(min(draft_tokens, left, room - 1))
+            # A draft is verified by the unconstrained argmax: none while the next token is
+            # still constrained.
+            if not pending:
+                draft = index.draft(min(draft_tokens, left, room - 1))
         out, present = model.forward([token, *draft], past)
         result.forwards += 1
         accepted = 0

@@ -73,18 +73,25 @@ class HfTokenizer:
         self._tokenizer = _HfTokenizer.from_file(str(path))
         added = self._tokenizer.get_added_tokens_decoder()
         self.special = {token.content: index for index, token in added.items()}
-        self._byte_level = _byte_level_decoder(json.loads(path.read_text("utf-8")))
+        self._special_ids = set(self.special.values())
+        byte_level = _byte_level_decoder(json.loads(path.read_text("utf-8")))
+        self._table = _unicode_to_byte() if byte_level else None
+        # The same table for str.translate: each stand-in to the Latin-1 character of its byte.
+        self._latin1 = {ord(ch): chr(byte) for ch, byte in (self._table or {}).items()}
 
     def encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     def token_bytes(self, token: int) -> bytes:
-        if token in self.special.values():
+        if token in self._special_ids:
             return b""
         piece = self._tokenizer.id_to_token(token) or ""
-        if self._byte_level:
-            table = _unicode_to_byte()
-            return bytes(table[ch] for ch in piece if ch in table)
+        table = self._table
+        if table is not None:
+            try:
+                return piece.translate(self._latin1).encode("latin-1")
+            except UnicodeEncodeError:  # a character outside the byte alphabet: left out
+                return bytes(table[ch] for ch in piece if ch in table)
         if piece.startswith("<0x") and piece.endswith(">") and len(piece) == 6:
             return bytes([int(piece[3:5], 16)])
         return piece.replace("▁", " ").encode("utf-8")
@@ -219,16 +226,21 @@ def load_tokenizer(folder: Path) -> Tokenizer:
 
 
 class IncrementalDecoder:
-    """Token bytes in, text out, holding back an incomplete UTF-8 character at the end."""
+    """Token bytes in, text out, holding back an incomplete UTF-8 character at the end; the
+    first ``skip`` bytes are dropped (text the answer must begin with and the editor has)."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, skip: int = 0) -> None:
         self.tokenizer = tokenizer
         self._pending = b""
+        self._skip = skip
         self.text = ""
 
     def push(self, token: int) -> str:
         """Add a token; returns the text it completed (possibly empty)."""
         data = self._pending + self.tokenizer.token_bytes(token)
+        if self._skip:
+            dropped = min(self._skip, len(data))
+            data, self._skip = data[dropped:], self._skip - dropped
         cut = len(data)
         # Hold back at most 3 bytes of a character whose remaining bytes have not come yet.
         for back in range(1, min(4, len(data)) + 1):
