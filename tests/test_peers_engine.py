@@ -16,6 +16,8 @@ import pytest
 from tiny_decoders import qwen2_config, write_qwen2_folder
 
 from ghostcomplete.backends.base import BackendError
+from ghostcomplete.backends.onnx.backend import OnnxBackend
+from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.decode import prefill
 from ghostcomplete.backends.onnx.engine import OnnxModel, session_options
 from ghostcomplete.bench import peers, peers_engine, peers_llamacpp, peers_report
@@ -272,3 +274,13 @@ def test_a_child_gives_its_output_and_its_own_peak_memory():
     assert rss >= 64  # MiB: the child's own peak, the 64 MiB it held included
     with pytest.raises(RuntimeError, match="failed"):
         peers_llamacpp.run_measured([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+async def test_the_backend_setting_reaches_the_session(tiny: Path):
+    spun = OnnxBackend(OnnxSettings(path=str(tiny), threads=1, spinning=True, warmup=False))
+    quiet = OnnxBackend(OnnxSettings(path=str(tiny), threads=1, warmup=False))
+    try:
+        assert spun.model.spinning and not quiet.model.spinning
+    finally:
+        await spun.aclose()
+        await quiet.aclose()

@@ -139,7 +139,9 @@ class OnnxBackend:
     # --- in the worker thread ---------------------------------------------------------
     def _load(self) -> OnnxModel:
         settings = self.settings
-        model = OnnxModel(self.file, settings.provider, settings.threads)
+        model = OnnxModel(
+            self.file, settings.provider, settings.threads, spinning=settings.spinning
+        )
         if settings.warmup:
             log.info("onnx: warm-up %.0f ms", model.warm_up())
         self._eos = model.eos_ids(self.tokenizer.special)

@@ -24,6 +24,9 @@ class OnnxSettings:
     provider: str = field(default="auto", metadata=one_of("auto", "cuda", "cpu"))
     # Intra-op threads on the CPU; 0 = min(4, cores).
     threads: int = field(default=0, metadata=between(0, 256))
+    # Let onnxruntime's idle threads busy-wait between operators: faster decoding on an idle
+    # machine, slower on a busy one, and it burns the cores the editor needs (engine.py).
+    spinning: bool = False
     # Tokens generated per candidate at most.
     max_new_tokens: int = field(default=64, metadata=between(1, 4096))
     # The second and later candidates are sampled at this temperature (the first is greedy).
