@@ -3,29 +3,26 @@
 ``python -m ghostcomplete.bench.healing_study --model FOLDER|NAME [--split dev|test|all]
 [--per-kind 30] [--seed 7] [--threads N] [--json OUT]``
 
-Holes are cut in the Python, JavaScript and TypeScript files of one side of the corpus
-(bench/corpus.toml; development projects by default, where tuning choices such as
-``backend.onnx.tokenHealing``'s default are made), test files left out. Files are drawn
-round-robin over the projects, each project's files in a seeded order; each file gives at
-most one hole of each kind, on a seeded one of its lines after the tenth where the kind fits,
-at the first place of that line where it does:
+Holes are cut in the Python, JavaScript and TypeScript files (not tests) of one side of the
+corpus (bench/corpus.toml), by default the development projects, where tuning choices such as
+``backend.onnx.tokenHealing``'s default are made. Files are drawn round-robin over the
+projects in a seeded order; a file gives at most one hole of each kind, on a seeded line after
+its tenth, at the line's first fit: ``space`` right after ``= ``, ``new `` or ``return ``
+between a non-blank character and an identifier (the prefix ends in a space); ``word`` two
+characters into an identifier of six or more characters after a space or a dot.
 
-- ``space``: right after ``= ``, ``new `` or ``return `` that follows a non-blank character
-  and comes before an identifier (the prefix ends in a space);
-- ``word``: two characters into an identifier of six or more characters that follows a space
-  or a dot (the prefix ends in a half-typed word).
-
-The model sees the 40 lines before the hole's line and the line up to the hole as the prefix,
-and the 10 lines after it as the suffix (the rest of the hole's line is the truth, left out);
-no snippets. Two OnnxBackend instances with the same settings but ``token_healing`` answer
-one line each (``cut: "none"``, at most 24 new tokens). Per hole and setting, with the
-suggestion and the truth both stripped of trailing blanks:
+The prefix is the 40 lines before the hole's line and that line up to the hole; the suffix,
+the 10 lines after it; no snippets. The rest of the hole's line is the truth. Two OnnxBackends
+differing only in ``token_healing`` answer one line each (``cut: "none"``, 24 new tokens at
+most). Per hole and setting, the suggestion stripped of trailing blanks, as is the truth:
 
 - **exact**: the suggestion is not empty and equals the truth (``bench.metrics.score``);
 - **prefix chars**: the suggestion's length when the truth starts with the whole, non-empty
   suggestion, else 0 (no minimum length: finishing a word with two characters counts);
-- **paired**: holes where healing on had an exact match and off not (and the reverse), and
-  where on had more prefix chars than off (and the reverse).
+- **first char**: the suggestion begins with the truth's first character (it goes on from
+  where the user stopped);
+- **paired**: holes where on was exact and off not (and the reverse), and where on had more
+  prefix chars than off (and the reverse).
 """
 
 from __future__ import annotations
@@ -46,6 +43,7 @@ from ghostcomplete.backends.onnx.backend import OnnxBackend
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.bench.corpus import SPLITS, Repo, default_cache, family, language_of, load_repos
 from ghostcomplete.bench.metrics import score
+from ghostcomplete.bench.progress import Progress
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
@@ -54,13 +52,14 @@ KINDS = ("space", "word")
 PREFIX_LINES = 40
 SUFFIX_LINES = 10
 MAX_NEW_TOKENS = 24
+_FAMILIES = ("python", "javascript")  # corpus.family: JavaScript includes TypeScript
 _FIRST_LINE = 11  # 0-based: holes only after the file's first ten lines
-_AFTER_SPACE = re.compile(r"\S (?:= |new |return )(?=[A-Za-z_])")
-_IN_WORD = re.compile(r"[ .]([A-Za-z_][A-Za-z_0-9]{5,})")
 
 
 @dataclass(frozen=True)
 class Hole:
+    """One hole: where it is cut, the model's context around it, and the truth."""
+
     kind: str
     repo: str
     path: str
@@ -74,10 +73,17 @@ class Hole:
 
 @dataclass(frozen=True)
 class Answer:
+    """One setting's answer to one hole, scored (the module's docstring defines the scores)."""
+
     suggestion: str
     exact: bool
     prefix_chars: int
+    first_char: bool
     ms: float
+
+
+_AFTER_SPACE = re.compile(r"\S (?:= |new |return )(?=[A-Za-z_])")
+_IN_WORD = re.compile(r"[ .]([A-Za-z_][A-Za-z_0-9]{5,})")
 
 
 def hole_column(kind: str, line: str) -> int | None:
@@ -109,11 +115,7 @@ def _files(repos: Sequence[Repo], rng: random.Random) -> Iterator[tuple[Repo, st
     """The eligible files, one project after another, each project's in a seeded order."""
     queues = []
     for repo in repos:
-        paths = [
-            p
-            for p in repo.files
-            if family(p) in ("python", "javascript") and "test" not in p.lower()
-        ]
+        paths = [p for p in repo.files if family(p) in _FAMILIES and "test" not in p.lower()]
         rng.shuffle(paths)
         queues.append((repo, paths))
     while any(paths for _, paths in queues):
@@ -129,8 +131,7 @@ def draw_holes(repos: Sequence[Repo], per_kind: int, seed: int) -> list[Hole]:
     for repo, path in _files(repos, rng):
         lines = repo.text(path).split("\n")
         for kind in KINDS:
-            hole = cut_hole(kind, repo, path, lines, rng) if len(holes[kind]) < per_kind else None
-            if hole is not None:
+            if len(holes[kind]) < per_kind and (hole := cut_hole(kind, repo, path, lines, rng)):
                 holes[kind].append(hole)
         if all(len(found) >= per_kind for found in holes.values()):
             break
@@ -147,7 +148,8 @@ def prompt_for(hole: Hole, fim_family: str) -> CompletionPrompt:
 def judged(suggestion: str, target: str, ms: float) -> Answer:
     shown = suggestion.rstrip()
     prefix_chars = len(shown) if shown and target.startswith(shown) else 0
-    return Answer(shown, score(shown, target).exact, prefix_chars, round(ms, 1))
+    first_char = bool(shown) and shown[0] == target[:1]
+    return Answer(shown, score(shown, target).exact, prefix_chars, first_char, round(ms, 1))
 
 
 async def answer_all(settings: OnnxSettings, holes: Sequence[Hole]) -> list[Answer]:
@@ -155,6 +157,7 @@ async def answer_all(settings: OnnxSettings, holes: Sequence[Hole]) -> list[Answ
     fim_family = backend.fim_family or "plain"
     limits = GenerationLimits(scope=Scope.LINE, max_chars=400, max_lines=1, candidates=1)
     answers = []
+    progress = Progress(len(holes), f"healing {'on' if settings.token_healing else 'off'}")
     try:
         await asyncio.to_thread(lambda: backend.model)  # loaded before the first clock starts
         for hole in holes:
@@ -162,6 +165,7 @@ async def answer_all(settings: OnnxSettings, holes: Sequence[Hole]) -> list[Answ
             found = await backend.generate(prompt_for(hole, fim_family), limits)
             elapsed = (time.monotonic() - started) * 1000
             answers.append(judged(found[0].text if found else "", hole.target, elapsed))
+            progress.advance()
     finally:
         await backend.aclose()
     return answers
@@ -170,47 +174,38 @@ async def answer_all(settings: OnnxSettings, holes: Sequence[Hole]) -> list[Answ
 def summarize(
     holes: Sequence[Hole], off: Sequence[Answer], on: Sequence[Answer]
 ) -> list[dict[str, Any]]:
+    """Per kind of hole: each setting's totals, and the paired counts."""
     rows = []
     for kind in KINDS:
         pairs = [(a, b) for h, a, b in zip(holes, off, on, strict=True) if h.kind == kind]
         row: dict[str, Any] = {"kind": kind, "holes": len(pairs)}
-        for name, index in (("off", 0), ("on", 1)):
-            answers = [pair[index] for pair in pairs]
-            row[f"{name} shown"] = sum(bool(a.suggestion) for a in answers)
-            row[f"{name} exact"] = sum(a.exact for a in answers)
-            row[f"{name} prefix chars"] = sum(a.prefix_chars for a in answers)
-            row[f"{name} mean ms"] = round(sum(a.ms for a in answers) / max(1, len(answers)))
-        row["exact on / off better"] = [
-            sum(b.exact and not a.exact for a, b in pairs),
-            sum(a.exact and not b.exact for a, b in pairs),
-        ]
-        row["prefix chars on / off better"] = [
-            sum(b.prefix_chars > a.prefix_chars for a, b in pairs),
-            sum(a.prefix_chars > b.prefix_chars for a, b in pairs),
-        ]
+        for name, pick in (("off", 0), ("on", 1)):
+            answers = [pair[pick] for pair in pairs]
+            row[name] = {
+                "exact": sum(a.exact for a in answers),
+                "prefix chars": sum(a.prefix_chars for a in answers),
+                "first char": sum(a.first_char for a in answers),
+                "shown": sum(bool(a.suggestion) for a in answers),
+                "mean ms": round(sum(a.ms for a in answers) / max(1, len(answers))),
+            }
+        for name, x, y in (("on better", 1, 0), ("off better", 0, 1)):
+            row[name] = {
+                "exact": sum(p[x].exact and not p[y].exact for p in pairs),
+                "prefix chars": sum(p[x].prefix_chars > p[y].prefix_chars for p in pairs),
+            }
         rows.append(row)
     return rows
 
 
-def located(hole: Hole) -> dict[str, Any]:
-    """A hole as the JSON output keeps it: where it is and its truth, not its context."""
-    return {k: v for k, v in asdict(hole).items() if k not in ("prefix", "suffix")}
-
-
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
-    lines = [
-        "| hole | holes | exact off / on | prefix chars off / on | paired exact on / off better "
-        "| paired chars on / off better | shown off / on | mean ms off / on |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    totals = ("exact", "prefix chars", "first char", "shown", "mean ms")
+    paired = ("exact", "prefix chars")
+    head = [f"{c} off / on" for c in totals] + [f"paired {c}: on / off better" for c in paired]
+    lines = ["| hole | holes | " + " | ".join(head) + " |", "|---" * (2 + len(head)) + "|"]
     for r in rows:
-        exact, chars = r["exact on / off better"], r["prefix chars on / off better"]
-        lines.append(
-            f"| {r['kind']} | {r['holes']} | {r['off exact']} / {r['on exact']} | "
-            f"{r['off prefix chars']} / {r['on prefix chars']} | {exact[0]} / {exact[1]} | "
-            f"{chars[0]} / {chars[1]} | {r['off shown']} / {r['on shown']} | "
-            f"{r['off mean ms']} / {r['on mean ms']} |"
-        )
+        cells = [f"{r['off'][c]} / {r['on'][c]}" for c in totals]
+        cells += [f"{r['on better'][c]} / {r['off better'][c]}" for c in paired]
+        lines.append(f"| {r['kind']} | {r['holes']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -235,10 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.model}, split {args.split}, seed {args.seed}, {len(holes)} holes")
     print(markdown(rows))
     if args.json:
-        settings = {"model": args.model, "split": args.split, "seed": args.seed}
-        settings["per_kind"] = args.per_kind
+        settings = {k: getattr(args, k) for k in ("model", "split", "seed", "per_kind")}
+        # Each hole where it is and its truth; its context is in the file.
         holes_out = [
-            {**located(h), "off": asdict(a), "on": asdict(b)}
+            {k: v for k, v in asdict(h).items() if k not in ("prefix", "suffix")}
+            | {"off": asdict(a), "on": asdict(b)}
             for h, a, b in zip(holes, off, on, strict=True)
         ]
         data = {"settings": settings, "summary": rows, "holes": holes_out}
