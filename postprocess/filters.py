@@ -57,6 +57,28 @@ def strip_model_artifacts(text: str, around: Surroundings) -> str:
     return "\n".join(lines)
 
 
+def keep_the_typed_indentation(text: str, around: Surroundings) -> str:
+    """On a line that holds only indentation, the suggestion starts where the cursor is. A
+    model that writes more whitespace first would re-indent a line the user (or the editor)
+    already indented, and the suggestion would not be what the user types from there. The
+    extra whitespace goes from the first line, and from the following lines that carry it
+    too, so that a block indented too far as a whole keeps its shape. An empty line prefix
+    (column 0) is left alone: there the model's indentation is all there is."""
+    prefix = around.line_prefix
+    if not prefix or prefix.strip():
+        return text
+    first, newline, rest = text.partition("\n")
+    extra = first[: len(first) - len(first.lstrip(" \t"))]
+    if not extra or not first.strip():
+        return text
+    lines = [first[len(extra) :]]
+    if newline:
+        deeper = prefix + extra
+        for line in rest.split("\n"):
+            lines.append(prefix + line[len(deeper) :] if line.startswith(deeper) else line)
+    return "\n".join(lines)
+
+
 def scope_text(text: str, scope: Scope, line_prefix: str) -> str:
     """What of ``text``, typed after ``line_prefix``, a suggestion in ``scope`` may hold: one
     line in line scope (the next line if the cursor ends its line); a block ends where the
@@ -143,6 +165,7 @@ def drop_trivial(text: str, around: Surroundings) -> str:
 
 PIPELINE: tuple[Filter, ...] = (
     strip_model_artifacts,
+    keep_the_typed_indentation,
     cut_to_scope,
     respect_max_lines,
     trim_trailing_whitespace,
