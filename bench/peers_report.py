@@ -4,6 +4,7 @@ through our server with each as its backend."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ SPEED_HEADS = (
 GOAL_RATIO = 0.7
 
 
-def engine_label(engine: dict[str, Any]) -> str:
+def engine_label(engine: dict[str, Any], named: bool = False) -> str:
+    """``named``: say which model too (two engines of one precision, e.g. two model sizes)."""
     spin = ", spinning" if engine.get("spinning") else ""
-    return f"ours, {engine['precision']}{spin}"
+    model = f" ({Path(engine['folder']).name})" if named and engine.get("folder") else ""
+    return f"ours, {engine['precision']}{model}{spin}"
 
 
 def speed_lines(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,9 +39,12 @@ def speed_lines(result: dict[str, Any]) -> list[dict[str, Any]]:
     lines: list[dict[str, Any]] = []
     if bench := result.get("llama_bench"):
         lines.append(_speed_line("llama.cpp (llama-bench, GGUF Q4_K_M)", bench, None))
-    for engine in result.get("engines", []):
+    engines = result.get("engines", [])
+    models = Counter((e["precision"], bool(e.get("spinning"))) for e in engines)
+    for engine in engines:
         cpu = (engine.get("cpu_ms_per_new_token") or {}).get("tg16@512")
-        lines.append(_speed_line(engine_label(engine), engine, cpu))
+        named = models[(engine["precision"], bool(engine.get("spinning")))] > 1
+        lines.append(_speed_line(engine_label(engine, named), engine, cpu))
     return lines
 
 

@@ -284,3 +284,16 @@ async def test_the_backend_setting_reaches_the_session(tiny: Path):
     finally:
         await spun.aclose()
         await quiet.aclose()
+
+
+def test_two_models_of_one_precision_are_told_apart_by_folder():
+    small = {"precision": "int4", "folder": "/m/qwen2.5-coder-0.5b-int4", "rows": []}
+    large = {"precision": "int4", "folder": "/m/qwen2.5-coder-1.5b-int4", "rows": []}
+    labels = [line["label"] for line in peers_report.speed_lines({"engines": [small, large]})]
+    assert labels == [
+        "ours, int4 (qwen2.5-coder-0.5b-int4)",
+        "ours, int4 (qwen2.5-coder-1.5b-int4)",
+    ]
+    assert [line["label"] for line in peers_report.speed_lines({"engines": [small]})] == [
+        "ours, int4"
+    ]
