@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -205,20 +206,8 @@ TINY_LLAMA_TOKENIZER = Path(__file__).parent / "fixtures" / "onnx" / "tiny-llama
 
 def qwen2_config(vocab_size: int, max_positions: int) -> DecoderConfig:
     """A tiny tied qwen2 with biases, for the tiny-llama fixture's tokenizer."""
-    return DecoderConfig(
-        architecture="qwen2",
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=16,
-        rms_norm_eps=1e-6,
-        rope_theta=10000.0,
-        max_positions=max_positions,
-        tied_embeddings=True,
-        attention_bias=True,
+    return replace(
+        tiny_config("qwen2", tied=True), vocab_size=vocab_size, max_positions=max_positions
     )
 
 
