@@ -12,6 +12,7 @@ from typing import Any
 
 from ghostcomplete.backends import KINDS as BACKENDS
 from ghostcomplete.bench.corpus import SPLITS, CorpusError, default_cache, load_repos
+from ghostcomplete.bench.tasks import KINDS as TASK_KINDS
 from ghostcomplete.completion.settings import settings_layer
 
 _DEFAULT_BACKEND = "lookup"
@@ -95,6 +96,14 @@ def add_bench_parser(commands: Any) -> None:
     )
     acceptance.add_argument(
         "--tasks", type=int, default=None, help="tasks per kind per repository (default 30)"
+    )
+    acceptance.add_argument(
+        "--kind",
+        choices=TASK_KINDS,
+        action="append",
+        default=[],
+        help="only tasks of this kind (repeatable; default all); a kind's draw does not "
+        "depend on the others, so --kind api gives the api tasks of a full run",
     )
     acceptance.add_argument(
         "--llama-server",
@@ -281,12 +290,14 @@ def run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         per_kind = args.tasks or (6 if args.quick else 30)
         contexts = args.context or list(acceptance.CONTEXTS)
-        tasks = [task for repo in repos for task in make_tasks(repo, per_kind, args.seed)]
+        kinds = tuple(kind for kind in TASK_KINDS if not args.kind or kind in args.kind)
+        tasks = [task for repo in repos for task in make_tasks(repo, per_kind, args.seed, kinds)]
         data: dict[str, Any] = {**report.header(argv), "benchmark": "acceptance"}
         data["corpus"] = [_describe(repo) for repo in repos]
         data["settings"] = {
             "seed": args.seed,
             "tasks_per_kind": per_kind,
+            "kinds": list(kinds),
             "quick": args.quick,
             "split": args.split,
         }

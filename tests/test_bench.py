@@ -127,6 +127,45 @@ def test_repo_flag_benchmarks_any_directory(tmp_path: Path) -> None:
     assert "| none | lookup:" in (out / "acceptance.md").read_text()
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_kind_flag_runs_only_that_kind(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "shop").mkdir(parents=True)
+    (project / "shop" / "prices.py").write_text(
+        "def net_price(gross, rate):\n    return round(gross / (1 + rate), 2)\n"
+    )
+    (project / "shop" / "cart.py").write_text(
+        "from shop.prices import net_price\n\n\n"
+        "def total_net(items, rate):\n    return sum(net_price(item, rate) for item in items)\n"
+    )
+    out = tmp_path / "out"
+    done = bench(
+        "acceptance",
+        "--repo",
+        str(project),
+        "--kind",
+        "api",
+        "--context",
+        "none",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads((out / "acceptance.json").read_text())
+    assert data["settings"]["kinds"] == ["api"]
+    assert data["tasks"] and {row["kind"] for row in data["tasks"]} == {"api"}
+
+
+def test_one_kinds_draw_does_not_depend_on_the_others_or_on_the_count(tmp_path: Path) -> None:
+    repo = corpus.stdlib_repo("json", tmp_path)
+    every_kind = make_tasks(repo, 2, seed=3)
+    api_only = make_tasks(repo, 2, 3, ("api",))
+    assert api_only == [task for task in every_kind if task.kind == "api"]
+    # A larger --tasks keeps the smaller run's tasks first: runs of different sizes pair up.
+    assert make_tasks(repo, 6, 3, ("api",))[:2] == api_only
+
+
 def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
     done = bench("latency", "--quick", "--http-delay-ms", "50", "--out", str(tmp_path))
     assert done.returncode == 2
