@@ -39,7 +39,7 @@ _JS_REQUIRE = re.compile(
 )
 
 # Lines that only import: a name there is not yet "used".
-_IMPORT_LINE = re.compile(r"\s*(?:from\s+\S+\s+)?import\b|.*\brequire\(")
+IMPORT_LINE = re.compile(r"\s*(?:from\s+\S+\s+)?import\b|.*\brequire\(")
 
 _JS_EXTENSIONS = (".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".d.ts")
 _JS_LANGUAGES = {"javascript", "javascriptreact", "typescript", "typescriptreact"}
@@ -332,7 +332,7 @@ def _summarize(node: tree_sitter.Node, source: bytes) -> str:
 
 def names_used_near(prefix: str, lines: int = 30) -> list[str]:
     """Identifiers (and dotted attribute pairs) in the last ``lines`` lines, nearest first."""
-    tail = "\n".join(line for line in prefix.split("\n")[-lines:] if not _IMPORT_LINE.match(line))
+    tail = "\n".join(line for line in prefix.split("\n")[-lines:] if not IMPORT_LINE.match(line))
     seen: dict[str, None] = {}
     for match in reversed(list(re.finditer(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)?", tail))):
         seen.setdefault(match.group(0), None)

@@ -1,10 +1,12 @@
-"""Our snippet choice: definitions of imported names used near the cursor, then BM25 chunks.
+"""Our snippet choice: definitions of imported names, then BM25 chunks.
 
 With dense retrieval on (``ranker.dense``), the chunks are BM25's ranking and the embedding
 model's ranking fused by reciprocal rank fusion, as Tabby's server fuses them.
 
 Definitions come first: when the cursor is about to use an API from another file, its
-signature is the context that helps most. BM25 over tree-sitter units of the recent files
+signature is the context that helps most. The names used in the lines before the cursor come
+first, nearest first, then the imported names not used yet, which the line being typed may be
+the first use of. BM25 over tree-sitter units of the recent files
 fills the rest. Hygiene: at most two chunks per file, no near-duplicates, nothing that repeats
 a definition already chosen.
 """
@@ -19,6 +21,7 @@ from typing import TypeVar
 
 from ghostcomplete.context.exclusion import ContentExclusion, path_of_uri
 from ghostcomplete.context.imports import (
+    IMPORT_LINE,
     DefinitionFinder,
     ImportedName,
     imports_of,
@@ -71,7 +74,7 @@ def imported_definitions(
     by_local: dict[str, ImportedName] = {item.local: item for item in imported}
     found: list[Snippet] = []
     seen: set[tuple[Path, str]] = set()
-    for used in names_used_near(prefix):
+    for used in names_used_near(prefix) + imported_not_yet_used(imported, prefix):
         head, _, attribute = used.partition(".")
         item = by_local.get(head)
         if item is None:
@@ -109,6 +112,39 @@ def imported_definitions(
         if len(found) >= limit:
             break
     return found
+
+
+def imported_not_yet_used(imported: Sequence[ImportedName], prefix: str) -> list[str]:
+    """Names imported by name that no line before the cursor uses yet, in the order the
+    imports are read: a name is imported to be used, so the code being typed is often its
+    first use."""
+    return [
+        item.local
+        for item in imported
+        if item.name is not None and not used_outside_imports(item.local, prefix)
+    ]
+
+
+def used_outside_imports(name: str, text: str) -> bool:
+    """Whether ``name`` occurs as a whole word in ``text`` on a line that is not an import.
+    Walks the occurrences with ``str.find``: the first one is usually its import line, the
+    next its first use, so a long file is rarely read to its end."""
+    at = text.find(name)
+    while at >= 0:
+        end = at + len(name)
+        before = text[at - 1] if at else " "
+        after = text[end] if end < len(text) else " "
+        if not _is_identifier_char(before) and not _is_identifier_char(after):
+            start = text.rfind("\n", 0, at) + 1
+            stop = text.find("\n", end)
+            if not IMPORT_LINE.match(text, start, len(text) if stop < 0 else stop):
+                return True
+        at = text.find(name, end)
+    return False
+
+
+def _is_identifier_char(char: str) -> bool:
+    return char.isalnum() or char in "_$"
 
 
 _IMPORTS_CACHE: OrderedDict[tuple[str, str, int], list[ImportedName]] = OrderedDict()

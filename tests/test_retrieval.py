@@ -4,6 +4,7 @@ and packing that keeps the rendered prompt within the budget."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from hypothesis import strategies as st
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import (
+    IMPORT_LINE,
     DefinitionFinder,
     ImportedName,
+    imports_of,
     js_imports,
     names_used_near,
     python_imports,
@@ -26,7 +29,12 @@ from ghostcomplete.ranker.chunks import chunk_spans
 from ghostcomplete.ranker.identifiers import identifiers
 from ghostcomplete.ranker.index import SnippetIndex
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim, snippet_tokens
-from ghostcomplete.ranker.retrieval import bm25_snippets, imported_definitions
+from ghostcomplete.ranker.retrieval import (
+    bm25_snippets,
+    imported_definitions,
+    imported_not_yet_used,
+    used_outside_imports,
+)
 from ghostcomplete.ranker.snippets import Snippet
 from ghostcomplete.ranker.tokens import TokenCounter
 
@@ -190,7 +198,12 @@ def test_imported_definitions_for_names_used_near_the_cursor(tmp_path: Path) -> 
     found = imported_definitions(
         app.as_uri(), "python", text, text, DefinitionFinder(), (root,), ContentExclusion(), 4
     )
-    assert [s.text.split("\n")[0] for s in found] == ["class Invoice:"]
+    # Invoice is used before the cursor; charge is imported and not used yet, so it is
+    # likely to be what comes next.
+    assert [s.text.split("\n")[0] for s in found] == [
+        "class Invoice:",
+        "def charge(customer, amount):",
+    ]
     text2 = "import shop.billing as billing\n\nbilling.charge("
     found2 = imported_definitions(
         app.as_uri(), "python", text2, text2, DefinitionFinder(), (root,), ContentExclusion(), 4
@@ -200,6 +213,47 @@ def test_imported_definitions_for_names_used_near_the_cursor(tmp_path: Path) -> 
     assert not imported_definitions(
         app.as_uri(), "python", text, text, DefinitionFinder(), (root,), excluded, 4
     )
+
+
+def test_imported_names_not_yet_used() -> None:
+    text = (
+        "from shop.billing import Invoice, charge, refund\n"
+        "import os\n"
+        "from .tax import rate as vat\n\n"
+        "def total(invoice):\n    return charge(invoice) * vat\n\n"
+        "refunded = "
+    )
+    assert imported_not_yet_used(imports_of(text, "python"), text) == ["Invoice", "refund"]
+    js = "const { addItem, clear } = require('./cart');\nimport Cart from './cart';\naddItem("
+    assert sorted(imported_not_yet_used(imports_of(js, "javascript"), js)) == ["Cart", "clear"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["charge", "vat", "x"]),
+    st.lists(
+        st.sampled_from(
+            [
+                "from a import charge, vat",
+                "import x",
+                "y = charge(1)",
+                "vatx = 2",
+                "# x",
+                "",
+                "charges = []",
+                "a.vat",
+                "$x = 1",
+                "const x = require('x')",
+            ]
+        ),
+        max_size=8,
+    ),
+)
+def test_used_outside_imports_agrees_with_a_line_by_line_regex(name: str, rows: list[str]) -> None:
+    text = "\n".join(rows)
+    word = re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])")
+    expected = any(word.search(row) for row in rows if not IMPORT_LINE.match(row))
+    assert used_outside_imports(name, text) == expected
 
 
 lines = st.lists(st.text(alphabet="abc xyz_()=:.\t", max_size=40), max_size=60)
