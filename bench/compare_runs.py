@@ -1,9 +1,11 @@
 """Acceptance results side by side, per kind, with paired counts on the tasks they share.
 
-``python -m ghostcomplete.bench.compare_runs NAME=FILE[+FILE...][@cut:GATE] ...``
+``python -m ghostcomplete.bench.compare_runs NAME=FILE[+FILE...][@context:C][@cut:GATE] ...``
 
 Each NAME is one row group: the tasks of one or more ``bench acceptance`` JSON files (e.g.
-several seeds of one setting, joined with ``+``). ``@cut:GATE`` replays the model's
+several seeds of one setting, joined with ``+``). ``@context:C`` keeps the tasks of one
+``--context`` setting (``none``, ``copilot``, ``default``) of files that ran several.
+``@cut:GATE`` replays the model's
 confidence cut, at ``minConfidence`` GATE, on a run made with the cut off (its token traces;
 bench/model_cut_study.py). For every pair of groups it counts the tasks they share where one
 was an exact match and the other not, and where one had more accepted characters: the paired
@@ -54,7 +56,10 @@ def with_cut(rows: list[TaskResult], gate: float) -> list[TaskResult]:
 def group(spec: str) -> tuple[str, list[TaskResult]]:
     name, _, files = spec.partition("=")
     files, _, gate = files.partition("@cut:")
+    files, _, context = files.partition("@context:")
     rows = [row for part in files.split("+") for row in load_results(Path(part))]
+    if context:
+        rows = [row for row in rows if row.context == context]
     return name, with_cut(rows, float(gate)) if gate else rows
 
 
@@ -119,7 +124,7 @@ def pairs(groups: list[tuple[str, list[TaskResult]]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ghostcomplete.bench.compare_runs")
-    parser.add_argument("groups", nargs="+", help="NAME=FILE[+FILE...][@cut:GATE]")
+    parser.add_argument("groups", nargs="+", help="NAME=FILE[+FILE...][@context:C][@cut:GATE]")
     args = parser.parse_args(argv)
     groups = [group(spec) for spec in args.groups]
     print(table(groups))

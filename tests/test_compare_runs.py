@@ -46,3 +46,18 @@ def test_the_cut_is_replayed_on_the_trace(tmp_path: Path) -> None:
     _, cut = group(f"cut={path}@cut:0.05")
     assert not whole[0].accepted
     assert cut[0].suggestion == "value = compute(a)" and cut[0].accepted
+
+
+def test_one_context_of_a_run_that_ran_several(tmp_path: Path) -> None:
+    rows = [
+        dataclasses.replace(result("1", "foo(x)", "foo(x)"), context="none"),
+        dataclasses.replace(result("1", "foo(y)", "foo(x)"), context="default"),
+    ]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"tasks": [dataclasses.asdict(row) for row in rows]}))
+    _, both = group(f"all={path}")
+    _, none = group(f"none={path}@context:none")
+    _, ranked = group(f"ranked={path}@context:default@cut:0.05")
+    assert len(both) == 2
+    assert [row.suggestion for row in none] == ["foo(x)"]
+    assert [row.context for row in ranked] == ["default"]
