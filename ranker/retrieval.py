@@ -13,6 +13,7 @@ a definition already chosen.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ _MAX_PER_FILE = 2
 _NEAR_DUPLICATE = 0.8
 _DEFINITION_SCORE = 1000.0
 _IMPORT_SCAN_CHARS = 50_000
+# How far back a name's use is looked for before its definition counts as "not used yet".
+_USE_SCAN_CHARS = 200_000
 # Reciprocal rank fusion: a chunk's score is the sum of 1 / (RRF_K + rank) over the rankings
 # (rank 1 = best); 60 is the constant of Cormack et al. and of Tabby.
 RRF_K = 60
@@ -115,36 +118,33 @@ def imported_definitions(
 
 
 def imported_not_yet_used(imported: Sequence[ImportedName], prefix: str) -> list[str]:
-    """Names imported by name that no line before the cursor uses yet, in the order the
-    imports are read: a name is imported to be used, so the code being typed is often its
-    first use."""
-    return [
-        item.local
-        for item in imported
-        if item.name is not None and not used_outside_imports(item.local, prefix)
-    ]
+    """Names imported by name that no line before the cursor (in its last
+    ``_USE_SCAN_CHARS``) uses yet, in the order the imports are read: a name is imported to
+    be used, so the code being typed is often its first use."""
+    names = [item.local for item in imported if item.name is not None]
+    unused = names_unused(names, prefix[-_USE_SCAN_CHARS:])
+    return [name for name in names if name in unused]
 
 
-def used_outside_imports(name: str, text: str) -> bool:
-    """Whether ``name`` occurs as a whole word in ``text`` on a line that is not an import.
-    Walks the occurrences with ``str.find``: the first one is usually its import line, the
-    next its first use, so a long file is rarely read to its end."""
-    at = text.find(name)
-    while at >= 0:
-        end = at + len(name)
-        before = text[at - 1] if at else " "
-        after = text[end] if end < len(text) else " "
-        if not _is_identifier_char(before) and not _is_identifier_char(after):
-            start = text.rfind("\n", 0, at) + 1
-            stop = text.find("\n", end)
-            if not IMPORT_LINE.match(text, start, len(text) if stop < 0 else stop):
-                return True
-        at = text.find(name, end)
-    return False
-
-
-def _is_identifier_char(char: str) -> bool:
-    return char.isalnum() or char in "_$"
+def names_unused(names: Sequence[str], text: str) -> set[str]:
+    """Those of ``names`` that occur as a whole word on no line of ``text`` but import lines.
+    One pass of the regex engine for all names; Python looks only at whole-word occurrences."""
+    unused = set(names)
+    if not unused:
+        return unused
+    alternatives = "|".join(re.escape(name) for name in sorted(unused, key=len, reverse=True))
+    word = re.compile(rf"(?<![\w$])(?:{alternatives})(?![\w$])")
+    match = word.search(text)
+    while match is not None and unused:
+        start = text.rfind("\n", 0, match.start()) + 1
+        stop = text.find("\n", match.end())
+        stop = len(text) if stop < 0 else stop
+        if IMPORT_LINE.match(text, start, stop):
+            match = word.search(text, stop)
+            continue
+        unused.discard(match.group(0))
+        match = word.search(text, match.end())
+    return unused
 
 
 _IMPORTS_CACHE: OrderedDict[tuple[str, str, int], list[ImportedName]] = OrderedDict()
