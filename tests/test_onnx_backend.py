@@ -4,6 +4,7 @@ candidates, cancellation and broken model files."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from ghostcomplete.backends.onnx.engine import KvCache
 from ghostcomplete.backends.onnx.prompt import fit_prompt
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import load_tokenizer
+from ghostcomplete.backends.onnx.worker import ModelWorker
 from ghostcomplete.completion.settings import resolve
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
@@ -103,6 +105,23 @@ async def test_generates_candidates_greedy_first_then_samples() -> None:
     again = await backend.generate(prompt_for("def add(a, b):\n    "), limits)
     assert again[0].text == found[0].text  # greedy and seeded sampling: reproducible
     assert again[0].details["reused_tokens"] > 0  # the KV cache of the last request
+    await backend.aclose()
+
+
+async def test_a_model_that_loads_at_once_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load runs in the worker thread and a tiny model can finish it before the
+    constructor returns: what the load sets must not be reset after it."""
+
+    def at_once(self: ModelWorker, work, *args):  # type: ignore[no-untyped-def]
+        done: concurrent.futures.Future[object] = concurrent.futures.Future()
+        done.set_result(work(*args))
+        return done
+
+    monkeypatch.setattr(ModelWorker, "submit_background", at_once)
+    backend = OnnxBackend(settings(max_new_tokens=4))
+    assert backend._model is not None and backend._eos
+    limits = GenerationLimits(scope=Scope.LINE, max_lines=1, max_chars=200, candidates=1)
+    await backend.generate(prompt_for("def add(a, b):\n    "), limits)
     await backend.aclose()
 
 

@@ -115,8 +115,6 @@ class OnnxBackend:
         self.settings = settings
         self.file = model_file(settings)
         self.tokenizer: Tokenizer = load_tokenizer(self.file.parent)
-        self._worker = ModelWorker("ghostcomplete-onnx")
-        self._loading = self._worker.submit_background(self._load)
         self._model: OnnxModel | None = None
         self._eos: set[int] = set()
         self._vocabulary: Vocabulary | None = None  # token healing's, made at load
@@ -135,6 +133,10 @@ class OnnxBackend:
         # An instruct model (its folder has a chat template) also takes edit requests.
         self.chat_template: ChatTemplate | None = load_chat_template(self.file.parent)
         self.follows_instructions = self.chat_template is not None
+        # Last: the load runs in the worker thread and sets fields assigned above (a tiny
+        # model loads before this constructor would have reached them).
+        self._worker = ModelWorker("ghostcomplete-onnx")
+        self._loading = self._worker.submit_background(self._load)
 
     # --- in the worker thread ---------------------------------------------------------
     def _load(self) -> OnnxModel:
