@@ -98,9 +98,8 @@ def test_quick_latency_writes_percentiles_and_server_usage(tmp_path: Path) -> No
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.e2e
-@pytest.mark.timeout(120)
-def test_repo_flag_benchmarks_any_directory(tmp_path: Path) -> None:
+def shop_project(tmp_path: Path) -> Path:
+    """A two-file project whose cart imports from its prices: every kind of task has a place."""
     project = tmp_path / "project"
     (project / "shop").mkdir(parents=True)
     (project / "shop" / "prices.py").write_text(
@@ -112,6 +111,13 @@ def test_repo_flag_benchmarks_any_directory(tmp_path: Path) -> None:
         "def total(items, rate):\n    return sum(gross_price(item, rate) for item in items)\n\n\n"
         "def total_net(items, rate):\n    return sum(net_price(item, rate) for item in items)\n"
     )
+    return project
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_repo_flag_benchmarks_any_directory(tmp_path: Path) -> None:
+    project = shop_project(tmp_path)
     out = tmp_path / "out"
     done = bench("acceptance", "--repo", str(project), "--context", "none", "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -130,15 +136,7 @@ def test_repo_flag_benchmarks_any_directory(tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(120)
 def test_kind_flag_runs_only_that_kind(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    (project / "shop").mkdir(parents=True)
-    (project / "shop" / "prices.py").write_text(
-        "def net_price(gross, rate):\n    return round(gross / (1 + rate), 2)\n"
-    )
-    (project / "shop" / "cart.py").write_text(
-        "from shop.prices import net_price\n\n\n"
-        "def total_net(items, rate):\n    return sum(net_price(item, rate) for item in items)\n"
-    )
+    project = shop_project(tmp_path)
     out = tmp_path / "out"
     done = bench(
         "acceptance",
