@@ -5,6 +5,7 @@ with ``cut: none`` unchanged, and the fit recovering a known calibration."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from ghostcomplete.backends.onnx.decode import Limits, decode, prefill
 from ghostcomplete.backends.onnx.engine import OnnxModel
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import load_tokenizer
+from ghostcomplete.bench import model_cut_study
 from ghostcomplete.bench.model_cut_study import Answer, examples, fit_logistic
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
@@ -199,3 +201,27 @@ def test_examples_label_each_cut_point_by_whether_the_truth_starts_with_it() -> 
     # "result", "result = compute", "result = compute(a, b)" are typed; "...print" is not.
     assert y.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
     assert x[:, 1].tolist() == pytest.approx([math.log(0.5) * n for n in (1, 3, 8, 10, 12)])
+
+
+def test_the_study_fits_on_development_runs_only_and_judges_with_a_named_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "value = compute(a)\nprint(value)\n"
+    ends = [5, 7, 15, 16, 17, 18, 19, 24, 25, 30, 31, 32]
+    rows = [
+        {
+            "task_id": f"t{i}", "kind": "line", "context": "default", "suggestion": text,
+            "target": "value = compute(a)" if i % 2 else "value = other(b)",
+            "trace": {"text": text, "ends": ends, "chances": [0.9] * 7 + [0.2] * 5},
+        }
+        for i in range(8)
+    ]  # fmt: skip
+    dev, test = tmp_path / "dev.json", tmp_path / "test.json"
+    dev.write_text(json.dumps({"settings": {"split": "dev"}, "tasks": rows}))
+    test.write_text(json.dumps({"settings": {"split": "test"}, "tasks": rows}))
+    assert model_cut_study.main([str(dev), "--fit"]) == 0
+    assert "fitted on 8 tasks" in capsys.readouterr().out
+    assert model_cut_study.main([str(test), "--weights", "qwen2"]) == 0
+    assert "| confidence cut, gate 0.1 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        model_cut_study.main([str(test), "--fit"])
