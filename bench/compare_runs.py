@@ -1,15 +1,13 @@
 """Acceptance results side by side, per kind, with paired counts on the tasks they share.
 
-``python -m ghostcomplete.bench.compare_runs NAME=SPEC ...``, SPEC being
-``FILE[+FILE...][@context:C][@cut:GATE][@fit:KEY]``
+``python -m ghostcomplete.bench.compare_runs NAME=FILE[+FILE...][@context:C][@cut:GATE] ...``
 
 Each NAME is one row group: the tasks of one or more ``bench acceptance`` JSON files (e.g.
 several seeds of one setting, joined with ``+``). ``@context:C`` keeps the tasks of one
 ``--context`` setting (``none``, ``copilot``, ``default``) of files that ran several.
 ``@cut:GATE`` replays the model's
 confidence cut, at ``minConfidence`` GATE, on a run made with the cut off (its token traces;
-bench/model_cut_study.py), with the weights ``FITS[KEY]`` (default: the architecture's,
-``qwen2``). For every pair of groups it counts the tasks they share where one
+bench/model_cut_study.py). For every pair of groups it counts the tasks they share where one
 was an exact match and the other not, and where one had more accepted characters: the paired
 counts that say whether two close rows differ.
 """
@@ -19,11 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ghostcomplete.backends.onnx.confidence_cut import CALIBRATION, FITS
+from ghostcomplete.backends.onnx.confidence_cut import CALIBRATION
 from ghostcomplete.bench.acceptance import TaskResult, summarize
 from ghostcomplete.bench.metrics import score
 from ghostcomplete.bench.model_cut_study import Answer, cut_suggestion
@@ -35,9 +32,7 @@ def load_results(path: Path) -> list[TaskResult]:
     return [TaskResult(**{"trace": None, "prompt": None, **row}) for row in data["tasks"]]
 
 
-def with_cut(
-    rows: list[TaskResult], gate: float, weights: Sequence[float] = CALIBRATION
-) -> list[TaskResult]:
+def with_cut(rows: list[TaskResult], gate: float) -> list[TaskResult]:
     """``rows`` as the confidence cut at ``gate`` would have shown them."""
     out = []
     for row in rows:
@@ -51,7 +46,7 @@ def with_cut(
             tuple(trace["ends"]),
             tuple(trace["chances"]),
         )
-        text, _ = cut_suggestion(answer, weights, gate)
+        text, _ = cut_suggestion(answer, CALIBRATION, gate)
         out.append(
             dataclasses.replace(row, suggestion=text, **dataclasses.asdict(score(text, row.target)))
         )
@@ -60,14 +55,12 @@ def with_cut(
 
 def group(spec: str) -> tuple[str, list[TaskResult]]:
     name, _, files = spec.partition("=")
-    files, _, fit = files.partition("@fit:")
     files, _, gate = files.partition("@cut:")
     files, _, context = files.partition("@context:")
     rows = [row for part in files.split("+") for row in load_results(Path(part))]
     if context:
         rows = [row for row in rows if row.context == context]
-    weights = FITS[fit] if fit else CALIBRATION
-    return name, with_cut(rows, float(gate), weights) if gate else rows
+    return name, with_cut(rows, float(gate)) if gate else rows
 
 
 def _cell(value: Any, style: str) -> str:
@@ -131,9 +124,7 @@ def pairs(groups: list[tuple[str, list[TaskResult]]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ghostcomplete.bench.compare_runs")
-    parser.add_argument(
-        "groups", nargs="+", help="NAME=FILE[+FILE...][@context:C][@cut:GATE][@fit:KEY]"
-    )
+    parser.add_argument("groups", nargs="+", help="NAME=FILE[+FILE...][@context:C][@cut:GATE]")
     args = parser.parse_args(argv)
     groups = [group(spec) for spec in args.groups]
     print(table(groups))

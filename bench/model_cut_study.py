@@ -11,8 +11,7 @@ and the truth. From these, with no model run:
 - **fit** (``--fit``; development projects only: a test-split file is refused): each cut
   point of each answer (backends/onnx/confidence_cut.cut_points) is one example, labelled by
   whether the truth starts with the answer up to there; a logistic regression over
-  ``prefix_features`` gives the weights ``confidence_cut.FITS`` holds, per model (its
-  ``fit_key``) or per architecture;
+  ``prefix_features`` gives the weights ``confidence_cut.CALIBRATION`` holds;
 - **judge**: accepted characters per task, accept rate and accepted of shown for the answer
   as the server showed it (no cut), with the confidence cut at each gate, and with the best
   possible cut (the longest start of the answer, at a cut point, that the truth starts
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ghostcomplete.backends.onnx.confidence_cut import (
-    FITS,
+    CALIBRATION,
     confident_cut,
     cut_points,
     prefix_features,
@@ -195,12 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", default=None, help="only this context setting's tasks")
     parser.add_argument("--fit", action="store_true", help="refit the calibration on these")
     parser.add_argument("--gates", default="0,0.1,0.2,0.3", help="minConfidence values judged")
-    parser.add_argument(
-        "--weights",
-        choices=sorted(FITS),
-        default="qwen2",
-        help="judge with this fit of confidence_cut.FITS (a model's own: 'ARCH/WIDTH')",
-    )
     args = parser.parse_args(argv)
     answers: list[Answer] = []
     for path in args.results:
@@ -209,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.fit and split != "dev":
             parser.error(f"{path} is split {split!r}: fit on the development projects only")
         answers += load_answers(data, args.context)
-    weights: Sequence[float] = FITS[args.weights]
+    weights: Sequence[float] = CALIBRATION
     if args.fit:
         x, y = examples(answers)
         weights = fit_logistic(x, y)
-        print(f"fitted on {len(answers)} tasks, {len(y)} cut points: weights {weights}")
+        print(f"fitted on {len(answers)} tasks, {len(y)} cut points: CALIBRATION = {weights}")
     gates = [float(g) for g in args.gates.split(",") if g.strip()]
     print(judge(answers, weights, gates))
     print()

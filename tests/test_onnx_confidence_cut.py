@@ -17,11 +17,9 @@ from test_onnx_engine import BigramModel, DigitTokenizer
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.onnx.backend import OnnxBackend
 from ghostcomplete.backends.onnx.confidence_cut import (
-    FITS,
     calibration_for,
     confident_cut,
     cut_points,
-    fit_key,
     prefix_chance,
 )
 from ghostcomplete.backends.onnx.config import OnnxSettings
@@ -165,20 +163,9 @@ def test_the_backend_with_cut_none_shows_the_whole_answer_and_the_gate_hides_it(
     assert answer(OnnxSettings(**{**base.__dict__, "min_confidence": 1.0}), None) == whole
 
 
-def test_a_model_gets_its_own_fit_else_its_architectures() -> None:
-    small = {"model_type": "qwen2", "hidden_size": 896}
-    assert fit_key(small) == "qwen2/896"
-    assert calibration_for(small) == FITS["qwen2"]
-    for key in FITS:
-        if "/" in key:
-            model_type, width = key.split("/")
-            assert (
-                calibration_for({"model_type": model_type, "hidden_size": int(width)})
-                == (FITS[key])
-            )
-    assert calibration_for({"model_type": "qwen2"}) == FITS["qwen2"]
-    assert calibration_for({"model_type": "gpt2", "hidden_size": 768}) is None
-    assert calibration_for({}) is None and calibration_for({"model_type": 3}) is None
+def test_only_a_fitted_architecture_gets_a_calibration() -> None:
+    assert calibration_for("qwen2") is not None
+    assert calibration_for("gpt2") is None and calibration_for(None) is None
 
 
 def test_the_fit_recovers_a_known_calibration() -> None:

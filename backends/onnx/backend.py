@@ -128,9 +128,8 @@ class OnnxBackend:
         if family is not None and family not in TEMPLATES:
             raise BackendError(f"unknown FIM family {family!r} (one of {', '.join(TEMPLATES)})")
         self.fim_family: str | None = family
-        # The confidence cut's weights for this model (or its architecture); None: no cut,
-        # no gate.
-        self.calibration = calibration_for(config)
+        # The confidence cut's weights for this model's architecture; None: no cut, no gate.
+        self.calibration = calibration_for(config.get("model_type"))
         # An instruct model (its folder has a chat template) also takes edit requests.
         self.chat_template: ChatTemplate | None = load_chat_template(self.file.parent)
         self.follows_instructions = self.chat_template is not None

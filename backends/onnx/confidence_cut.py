@@ -19,7 +19,7 @@ a bracket it opened unclosed, or end after an operator or a dot, as the lookup's
 (backends/lookup/confidence.py). The backend shows nothing when the chance of the chosen cut
 is below ``backend.onnx.minConfidence``.
 
-The weights (``FITS``, per model and per architecture) are fitted on the development projects of
+The weights (``FITS``, per model architecture) are fitted on the development projects of
 the acceptance benchmark by
 ``python -m ghostcomplete.bench.model_cut_study --fit RESULTS.json`` and judged on its test
 projects (docs/benchmarks.md, "The model's confidence cut").
@@ -28,16 +28,14 @@ projects (docs/benchmarks.md, "The model's confidence cut").
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 # The logistic model of ``prefix_chance``: weights of (1, log-product of the token
-# probabilities), per model: a model's own fit is keyed by its architecture and width
-# (config.json's ``model_type`` and ``hidden_size``, ``fit_key``), an architecture's by
-# ``model_type`` alone and used for its other sizes. A model whose architecture has no fit
-# gets no cut and no gate (``calibration_for``). Each was fitted on the development projects
-# (Qwen2.5-Coder-Instruct int4, context "default") by
-# `python -m ghostcomplete.bench.model_cut_study --fit`: qwen2's on the 0.5B.
+# probabilities), per model architecture (config.json's ``model_type``). A model whose
+# architecture has no fit gets no cut and no gate (``calibration_for``). qwen2's was fitted on
+# the development projects (Qwen2.5-Coder-0.5B-Instruct int4, context "default") by
+# `python -m ghostcomplete.bench.model_cut_study --fit`.
 FITS: dict[str, tuple[float, ...]] = {"qwen2": (-0.036, 0.914)}
 CALIBRATION = FITS["qwen2"]
 # A suggestion does not stop after an operator or a dot: it would leave a statement unfinished.
@@ -57,21 +55,9 @@ class ModelCut:
     tokens: int
 
 
-def fit_key(config: Mapping[str, object]) -> str | None:
-    """The key of a model's own fit in ``FITS``: its architecture and width (``qwen2/1536``)."""
-    model_type, width = config.get("model_type"), config.get("hidden_size")
-    if not isinstance(model_type, str):
-        return None
-    return f"{model_type}/{width}" if isinstance(width, int) else model_type
-
-
-def calibration_for(config: Mapping[str, object]) -> tuple[float, ...] | None:
-    """The fitted weights for a model with this config.json: its own fit where one was made,
-    else its architecture's; None where there is neither."""
-    key = fit_key(config)
-    if key is None:
-        return None
-    return FITS.get(key) or FITS.get(str(config["model_type"]))
+def calibration_for(model_type: object) -> tuple[float, ...] | None:
+    """The fitted weights for a model of this architecture; None where there are none."""
+    return FITS.get(model_type) if isinstance(model_type, str) else None
 
 
 def prefix_features(log_product: float) -> tuple[float, float]:
