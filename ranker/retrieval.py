@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -67,7 +67,8 @@ def imported_definitions(
     exclusion: ContentExclusion,
     limit: int,
 ) -> list[Snippet]:
-    """Signatures of the imported names used in the lines before the cursor, nearest first."""
+    """Signatures of the imported names used in the lines before the cursor, nearest first,
+    then of those not used yet."""
     importer = path_of_uri(uri)
     if importer is None:
         return []
@@ -77,7 +78,7 @@ def imported_definitions(
     by_local: dict[str, ImportedName] = {item.local: item for item in imported}
     found: list[Snippet] = []
     seen: set[tuple[Path, str]] = set()
-    for used in names_used_near(prefix) + imported_not_yet_used(imported, prefix):
+    for used in _candidate_names(imported, prefix):
         head, _, attribute = used.partition(".")
         item = by_local.get(head)
         if item is None:
@@ -115,6 +116,14 @@ def imported_definitions(
         if len(found) >= limit:
             break
     return found
+
+
+def _candidate_names(imported: Sequence[ImportedName], prefix: str) -> Iterator[str]:
+    """The names used near the cursor, then the imported names not used yet: the second
+    list reads far back into the file, so it is made only when the first did not fill the
+    definitions."""
+    yield from names_used_near(prefix)
+    yield from imported_not_yet_used(imported, prefix)
 
 
 def imported_not_yet_used(imported: Sequence[ImportedName], prefix: str) -> list[str]:
