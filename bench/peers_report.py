@@ -40,10 +40,11 @@ def speed_lines(result: dict[str, Any]) -> list[dict[str, Any]]:
     if bench := result.get("llama_bench"):
         lines.append(_speed_line("llama.cpp (llama-bench, GGUF Q4_K_M)", bench, None))
     engines = result.get("engines", [])
-    models = Counter((e["precision"], bool(e.get("spinning"))) for e in engines)
-    for engine in engines:
+    kinds = [(engine["precision"], bool(engine.get("spinning"))) for engine in engines]
+    alike = Counter(kinds)
+    for engine, kind in zip(engines, kinds, strict=True):
         cpu = (engine.get("cpu_ms_per_new_token") or {}).get("tg16@512")
-        named = models[(engine["precision"], bool(engine.get("spinning")))] > 1
+        named = alike[kind] > 1
         lines.append(_speed_line(engine_label(engine, named), engine, cpu))
     return lines
 
