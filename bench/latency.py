@@ -58,6 +58,9 @@ class Tally:
     # the server answered from memory.
     type_through: int = 0
     type_through_cached: int = 0
+    # One entry per answered request: what the key was and what the answer held, so that the
+    # summary can say where a percentile comes from.
+    answers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def draw_stretches(repos: list[Repo], files: int, chars: int, seed: int) -> list[Stretch]:
@@ -140,6 +143,7 @@ async def type_stretch(
     version, done, offset = 1, 0, len(stretch.before)
     open_request: tuple[int, asyncio.Future[Answer]] | None = None
     answers: list[asyncio.Future[Answer]] = []
+    sent_keys: list[str] = []  # what each request followed: "char", "newline" or "accept"
     typed_through: set[int] = set()  # indexes into answers
     keys = keystrokes(stretch.typed)
     due = loop.time()
@@ -166,8 +170,10 @@ async def type_stretch(
             if extra > 0:  # part of a newline+indent key: type its rest later
                 keys[index] = keys[index][extra:]
                 done = covered
+            key_kind = "accept"
         else:
             insert = keys[index]
+            key_kind = "newline" if insert.startswith("\n") else "char"
             done += len(insert)
             index += 1
             tally.typed_chars += len(insert)
@@ -186,6 +192,7 @@ async def type_stretch(
         )
         tally.requests += 1
         answers.append(open_request[1])
+        sent_keys.append(key_kind)
         due += pause_after(insert, rng)
         progress.advance(note=stretch.path)
     await asyncio.wait(answers, timeout=10)
@@ -203,10 +210,24 @@ async def type_stretch(
             continue
         tally.answered_ms.append(answer.latency_ms)
         suggestion = _suggestion(answer)
+        report = client.report_for(answer, uri)
         if suggestion:
             tally.with_items += 1
-        elif client.report_for(answer, uri) is None:
+        elif report is None:
             tally.superseded += 1
+        details = (report or {}).get("backendDetails") or {}
+        tally.answers.append(
+            {
+                "ms": round(answer.latency_ms, 3),
+                "first": position == 0,
+                "key": sent_keys[position],
+                "suggestion lines": len(suggestion[0].split("\n")) if suggestion else 0,
+                "cache": (report or {}).get("cache"),
+                "skipped": (report or {}).get("skipped"),
+                "prompt tokens": details.get("prompt_tokens"),
+                "reused tokens": details.get("reused_tokens"),
+            }
+        )
     for closing in opened:
         await client.close(closing)
 
@@ -341,16 +362,46 @@ async def _run(
         ),
         **kv_reuse(reports),
     }
+    latency.update(answer_breakdown(tally.answers))
+    at_deadline = Counter(a["key"] for a in tally.answers if a["skipped"] == "deadline passed")
+    counts["answers at the deadline, by the key before them"] = (
+        ", ".join(f"{key} {count}" for key, count in sorted(at_deadline.items())) or "none"
+    )
     # The requests with the most overhead, stage by stage: where a p99 comes from.
     slowest = sorted(timed, key=_overhead_ms, reverse=True)[:10]
     return {
         "summary": {"latency_ms": latency, "counts": counts},
         "samples_ms": answered,
+        "answers": tally.answers,
         "accepts": tally.accepts,
         "most_overhead": [
             {"overhead_ms": round(_overhead_ms(r), 3), "cache": r.get("cache"), **r["timingsMs"]}
             for r in slowest
         ],
+    }
+
+
+def answer_breakdown(answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The answer latencies split as a typing target is stated: the first request after a
+    file is opened (it fills the model's cache from nothing), the requests after it, and the
+    answers that carried a one-line suggestion."""
+
+    def spread(values: list[float]) -> dict[str, Any]:
+        return {
+            "p50": percentile(values, 50),
+            "p95": percentile(values, 95),
+            "p99": percentile(values, 99),
+            "n": len(values),
+        }
+
+    return {
+        "keystroke → answer, first request after opening a file": spread(
+            [a["ms"] for a in answers if a["first"]]
+        ),
+        "keystroke → answer, later requests": spread([a["ms"] for a in answers if not a["first"]]),
+        "keystroke → one-line suggestion, later requests": spread(
+            [a["ms"] for a in answers if not a["first"] and a["suggestion lines"] == 1]
+        ),
     }
 
 

@@ -94,6 +94,19 @@ def test_quick_latency_writes_percentiles_and_server_usage(tmp_path: Path) -> No
     )
     overhead = run["summary"]["latency_ms"]["server overhead (total − backend − debounce)"]
     assert worst[0]["overhead_ms"] >= overhead["p99"] - 0.01
+    # The split a typing target is stated in: the first request after opening each file
+    # apart from the rest, and the answers that carried a one-line suggestion.
+    answers = run["answers"]
+    assert len(answers) == answer["n"]
+    latency = run["summary"]["latency_ms"]
+    first = latency["keystroke → answer, first request after opening a file"]
+    later = latency["keystroke → answer, later requests"]
+    assert first["n"] == sum(a["first"] for a in answers) <= len(run["files"])
+    assert first["n"] + later["n"] == answer["n"]
+    one_line = latency["keystroke → one-line suggestion, later requests"]
+    assert one_line["n"] == sum(1 for a in answers if not a["first"] and a["suggestion lines"] == 1)
+    assert {a["key"] for a in answers} <= {"char", "newline", "accept"}
+    assert "answers at the deadline, by the key before them" in counts
     assert "| keystroke → answer |" in (tmp_path / "latency.md").read_text()
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
 
