@@ -44,6 +44,7 @@ from ghostcomplete.backends.onnx.decode import (
 from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel, fim_family_of, read_json
 from ghostcomplete.backends.onnx.healing import Forced, Vocabulary, heal
 from ghostcomplete.backends.onnx.installed import installed_folder
+from ghostcomplete.backends.onnx.pace import Pace
 from ghostcomplete.backends.onnx.prompt import fit_prompt
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import Tokenizer, load_tokenizer
@@ -60,6 +61,9 @@ DRAFT_TOKENS = 8
 # cancellation) and background warming gives way to a new request. Large enough that the
 # passes cost next to no throughput, small enough to stop soon.
 PREFILL_CHUNK = 128
+# What an answer needs after the engine stops (its cut, the hop back to the event loop, the
+# session's filters): the engine stops this long before the request's deadline.
+ANSWER_MARGIN_S = 0.02
 
 
 def shipped_model_folder() -> Path:
@@ -119,6 +123,8 @@ class OnnxBackend:
         self._eos: set[int] = set()
         self._vocabulary: Vocabulary | None = None  # token healing's, made at load
         self._cache: tuple[list[int], KvCache] | None = None
+        # Only the worker thread runs passes, so only it reads and updates the pace.
+        self._pace = Pace()
         # Counts the requests handed to the worker: background warming runs only while no
         # request came after the one whose prompt it warms.
         self._requests = 0
@@ -172,8 +178,15 @@ class OnnxBackend:
             if healing is not None:
                 tokens, forced = healing.tokens, Forced(healing.removed, self._vocabulary)
         cached = self._cache if settings.reuse_cache else None
+        answer_by = None if limits.deadline is None else limits.deadline - ANSWER_MARGIN_S
         done = prefill_chunks(
-            model, tokens, cached, PREFILL_CHUNK, lambda: stop_reason(limits.deadline, cancel)
+            model,
+            tokens,
+            cached,
+            PREFILL_CHUNK,
+            lambda: stop_reason(answer_by, cancel),
+            self._pace,
+            answer_by,
         )
         if settings.reuse_cache:
             self._cache = (done.covered, done.past)
@@ -193,7 +206,13 @@ class OnnxBackend:
         line_prefix = prompt.context.prefix[prompt.context.prefix.rfind("\n") + 1 :]
         rule = StopRule(limits.scope, line_prefix, limits.max_lines, limits.max_chars, prompt.stop)
         stop_at = Limits(
-            rule, self._eos, settings.max_new_tokens, limits.deadline, cancel, model.max_positions
+            rule,
+            self._eos,
+            settings.max_new_tokens,
+            answer_by,
+            cancel,
+            model.max_positions,
+            pace=self._pace,
         )
         cutting = settings.cut == "confidence"
         # Streamed pieces cannot be taken back: with the cut, the answer goes out once cut.
@@ -222,7 +241,7 @@ class OnnxBackend:
             found.append(Candidate(first, "onnx", details, trace))
         seed = zlib.crc32(prompt.text.encode("utf-8", "replace"))
         for index in range(1, limits.candidates):
-            if cancel.is_set() or not self._time_for_another(limits.deadline, greedy_ms):
+            if cancel.is_set() or not self._time_for_another(answer_by, greedy_ms):
                 break
             sampling = Sampling(settings.temperature, settings.top_p, seed + index)
             begin = Start(start.tokens, start.logits, start.past)
@@ -261,7 +280,7 @@ class OnnxBackend:
             superseded = self._requests != serial or self._closed.is_set()
             return "superseded" if superseded else None
 
-        done = prefill_chunks(model, tokens, self._cache, PREFILL_CHUNK, stop)
+        done = prefill_chunks(model, tokens, self._cache, PREFILL_CHUNK, stop, self._pace)
         if len(done.covered) > done.reused:
             self._cache = (done.covered, done.past)
         log.debug("onnx: warmed the cache to %d of %d tokens", len(done.covered), len(tokens))

@@ -13,6 +13,7 @@ import numpy as np
 
 from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel
 from ghostcomplete.backends.onnx.healing import Forced, narrowed
+from ghostcomplete.backends.onnx.pace import Pace
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import IncrementalDecoder, Tokenizer
 
@@ -114,6 +115,10 @@ class Limits:
     max_positions: int = 1 << 30
     # Called before each forward pass (a long answer lets waiting short jobs run there).
     between: Callable[[], None] | None = None
+    # With a pace, no decode step starts that is expected to end past the deadline: the
+    # answer so far then comes in time instead of one step late. Observed as it goes.
+    pace: Pace | None = None
+    clock: Callable[[], float] = time.monotonic
 
 
 def decode(
@@ -175,7 +180,7 @@ def decode(
         if limits.cancel.is_set():
             result.reason = "cancelled"
             break
-        if limits.deadline is not None and time.monotonic() > limits.deadline:
+        if limits.deadline is not None and limits.clock() > limits.deadline:
             result.reason = "deadline"
             break
         row = logits
@@ -199,7 +204,14 @@ def decode(
             # still constrained.
             if not pending:
                 draft = index.draft(min(draft_tokens, left, room - 1))
+        pace = limits.pace
+        if pace is not None and not pace.step_ends_by(limits.clock(), limits.deadline):
+            result.reason = "deadline"  # the token in hand is kept; the next would be late
+            break
+        began = limits.clock()
         out, present = model.forward([token, *draft], past)
+        if pace is not None:
+            pace.observe_step(limits.clock() - began)
         result.forwards += 1
         accepted = 0
         for position, guess in enumerate(draft):
@@ -251,10 +263,15 @@ def prefill_chunks(
     cached: tuple[list[int], KvCache] | None = None,
     chunk: int = 0,
     stop: Callable[[], str | None] | None = None,
+    pace: Pace | None = None,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Prefilled:
     """The state after ``tokens``, reusing ``cached`` (tokens, cache) for the part they
     share; the rest is fed ``chunk`` tokens at a time (all at once when 0), and before each
-    chunk ``stop`` may give a reason to abandon it ("deadline", "cancelled")."""
+    chunk ``stop`` may give a reason to abandon it ("deadline", "cancelled"). With a ``pace``
+    (observed chunk by chunk) and a ``deadline``, a prompt whose rest is not expected to be
+    read by then, with one decode step after it, is abandoned at once ("deadline")."""
     past = model.empty_cache()
     keep = 0
     if cached is not None:
@@ -267,12 +284,17 @@ def prefill_chunks(
     at = keep
     logits: np.ndarray | None = None
     while at < len(tokens):
-        if stop is not None:
-            reason = stop()
-            if reason is not None:
-                return Prefilled(None, keep, list(tokens[:at]), past, reason)
+        reason = stop() if stop is not None else None
+        left = len(tokens) - at
+        if reason is None and pace and not pace.prompt_read_by(clock(), left, deadline):
+            reason = "deadline"
+        if reason is not None:
+            return Prefilled(None, keep, list(tokens[:at]), past, reason)
         piece = tokens[at : at + size]
+        began = clock()
         logits, past = model.forward(piece, past, last=1)
+        if pace is not None:
+            pace.observe_prefill(len(piece), clock() - began)
         at += len(piece)
     assert logits is not None  # keep < len(tokens): at least one piece was fed
     return Prefilled(Start(list(tokens), logits[-1], past), keep, list(tokens), past)
