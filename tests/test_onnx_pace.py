@@ -12,7 +12,7 @@ import pytest
 
 from ghostcomplete.backends.onnx.decode import Limits, decode, prefill, prefill_chunks
 from ghostcomplete.backends.onnx.engine import OnnxModel
-from ghostcomplete.backends.onnx.pace import Pace
+from ghostcomplete.backends.onnx.pace import CHUNK_S, Pace
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import load_tokenizer
 from ghostcomplete.context.syntax import Scope
@@ -74,6 +74,11 @@ def test_the_pace_learns_passes_and_predicts_what_fits() -> None:
     assert pace.prefill_token_s == pytest.approx(0.005)
     assert pace.prompt_read_by(0.0, 100, 1.0) and not pace.prompt_read_by(0.0, 300, 1.0)
     assert pace.prompt_read_by(0.0, 10**9, None) and pace.step_ends_by(0.0, None)
+    # Prefill passes of about CHUNK_S each: 0.005 s a token gives 24, raised to 32.
+    assert Pace().chunk(128) == 128 and pace.chunk(128) == 32 and pace.chunk(16) == 16
+    for _ in range(3):  # a faster machine, or a lighter load
+        pace.observe_prefill(100, 0.01)
+    assert pace.chunk(128) == int(CHUNK_S / pace.prefill_token_s) > 32
 
 
 def test_decoding_stops_before_a_step_that_would_end_late(tiny) -> None:
@@ -106,7 +111,10 @@ def test_a_prompt_that_cannot_be_read_in_time_is_given_up_at_once(tiny) -> None:
     pace = Pace()
     learning = Clocked(model)
     done = prefill_chunks(learning, prompt, None, 40, pace=pace, clock=learning.clock)
-    assert done.start is not None and pace.prefill_token_s > 0 and learning.passes == 4
+    assert done.start is not None and pace.prefill_token_s > 0
+    # The first pass takes 40 tokens (nothing known yet); then passes shrink to about
+    # CHUNK_S of work, but not below 32 tokens, whose cost still says what a token costs.
+    assert pace.chunk(40) == 32 and learning.passes == 5
     # 160 tokens take about 0.8 s here; with 0.5 s left nothing is fed.
     short = Clocked(model)
     given_up = prefill_chunks(

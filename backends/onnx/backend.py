@@ -57,9 +57,10 @@ T = TypeVar("T")
 
 # Tokens drafted from the prompt per verification pass (prompt-lookup decoding).
 DRAFT_TOKENS = 8
-# Prompt tokens per prefill pass: between two passes a request can be abandoned (deadline,
-# cancellation) and background warming gives way to a new request. Large enough that the
-# passes cost next to no throughput, small enough to stop soon.
+# Prompt tokens per prefill pass at most: between two passes a request can be abandoned
+# (deadline, cancellation) and background warming gives way to a new request. Large enough
+# that the passes cost next to no throughput; on a slow machine the pace (pace.py) makes them
+# smaller, so that a pass in progress holds a newer request up only briefly.
 PREFILL_CHUNK = 128
 # What an answer needs after the engine stops (its cut, the hop back to the event loop, the
 # session's filters): the engine stops this long before the request's deadline.

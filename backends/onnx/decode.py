@@ -271,7 +271,8 @@ def prefill_chunks(
     share; the rest is fed ``chunk`` tokens at a time (all at once when 0), and before each
     chunk ``stop`` may give a reason to abandon it ("deadline", "cancelled"). With a ``pace``
     (observed chunk by chunk) and a ``deadline``, a prompt whose rest is not expected to be
-    read by then, with one decode step after it, is abandoned at once ("deadline")."""
+    read by then, with one decode step after it, is abandoned at once ("deadline"), and
+    chunks shrink to about ``CHUNK_S`` of work each."""
     past = model.empty_cache()
     keep = 0
     if cached is not None:
@@ -290,7 +291,7 @@ def prefill_chunks(
             reason = "deadline"
         if reason is not None:
             return Prefilled(None, keep, list(tokens[:at]), past, reason)
-        piece = tokens[at : at + size]
+        piece = tokens[at : at + (pace.chunk(size) if pace is not None else size)]
         began = clock()
         logits, past = model.forward(piece, past, last=1)
         if pace is not None:

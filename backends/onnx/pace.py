@@ -16,6 +16,9 @@ _NEWEST = 0.3
 # Prefill chunks shorter than this cost about one decode step whatever their length, so they
 # say little about the cost of a token.
 _MIN_CHUNK_FOR_RATE = 32
+# About how long one prefill pass may take: a newer keystroke, or a request waiting behind
+# background warming, waits for the pass in progress to end.
+CHUNK_S = 0.12
 
 
 @dataclass
@@ -32,6 +35,14 @@ class Pace:
     def observe_prefill(self, tokens: int, seconds: float) -> None:
         if tokens >= _MIN_CHUNK_FOR_RATE:
             self.prefill_token_s = _blend(self.prefill_token_s, seconds / tokens)
+
+    def chunk(self, largest: int) -> int:
+        """Prompt tokens for the next prefill pass: about ``CHUNK_S`` of work, at most
+        ``largest`` (and all of ``largest`` until a token's cost is known)."""
+        if self.prefill_token_s == 0.0:
+            return largest
+        fitting = max(_MIN_CHUNK_FOR_RATE, int(CHUNK_S / self.prefill_token_s))
+        return max(1, min(largest, fitting))
 
     def step_ends_by(self, now: float, deadline: float | None) -> bool:
         """Whether a decode step begun ``now`` is expected to end by ``deadline``."""
