@@ -25,7 +25,7 @@ from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import DefinitionFinder
 from ghostcomplete.context.syntax import Scope, completion_scope
 from ghostcomplete.postprocess.filters import Surroundings, apply_filters
-from ghostcomplete.ranker.budget import Budget, PackedContext, pack, suffix_share_for
+from ghostcomplete.ranker.budget import PackedContext, budget_for, pack
 from ghostcomplete.ranker.dense import DenseIndex
 from ghostcomplete.ranker.index import SnippetIndex
 from ghostcomplete.ranker.line_snippets import LineKey, SnippetsPerLine
@@ -254,9 +254,10 @@ class Pipeline:
             prefix, suffix, snippets = redact_around_cursor(
                 document.text, cursor.offset, snippets, sources
             )
-        budget = Budget(
+        budget = budget_for(
+            scope,
             settings.budget.max_tokens,
-            suffix_share_for(scope, settings.budget.suffix_share),
+            settings.budget.suffix_share,
             settings.budget.snippet_share,
         )
         path = display_path(document.uri, self.roots)

@@ -31,6 +31,10 @@ PREFIX_STEP = 4
 # The suffix's share for a one-line completion: the text after the cursor is re-read at each
 # keystroke, and the next few lines are what a one-line answer needs of it.
 LINE_SUFFIX_SHARE = 0.05
+# Within that share, a one-line completion's suffix stops at this many tokens, unless the rest
+# of the cursor's line alone holds more (it is kept whole: the answer must end where it
+# begins); the lines after it go only as far as one line's answer looks.
+LINE_SUFFIX_TOKENS = 24
 
 
 # The cursor's line is counted as an allowance in steps of this many tokens (see
@@ -51,11 +55,25 @@ def suffix_share_for(scope: Scope, share: float) -> float:
     return share if scope is Scope.BLOCK else min(share, LINE_SUFFIX_SHARE)
 
 
+def budget_for(scope: Scope, max_tokens: int, suffix_share: float, snippet_share: float) -> Budget:
+    """The budget of a completion of ``scope``: a one-line completion's suffix is kept short."""
+    line = scope is not Scope.BLOCK
+    return Budget(
+        max_tokens,
+        suffix_share_for(scope, suffix_share),
+        snippet_share,
+        LINE_SUFFIX_TOKENS if line else None,
+    )
+
+
 @dataclass(frozen=True)
 class Budget:
     max_tokens: int = 2048
     suffix_share: float = 0.2
     snippet_share: float = 0.3
+    # With a value, the suffix holds at most this many tokens unless its first line (the rest
+    # of the cursor's line) alone holds more; then that line only.
+    suffix_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -152,9 +170,12 @@ def pack(
     # Text joined to text can tokenize into one more token than its parts counted apart
     # (a marker's "<|" merging with the character before it): a token per join is kept back.
     available = max(0, budget.max_tokens - overhead - _JOINS_PER_PART * 2)
-    suffix_text, suffix_tokens = _keep_head_lines(
-        suffix, int(available * budget.suffix_share), counter
-    )
+    suffix_budget = int(available * budget.suffix_share)
+    if budget.suffix_tokens is not None and suffix:
+        head = suffix[: suffix_budget * _MAX_CHARS_PER_TOKEN].split("\n", 1)[0]
+        line_tokens = counter.count_lines([head + "\n"])[0]
+        suffix_budget = min(suffix_budget, max(budget.suffix_tokens, line_tokens))
+    suffix_text, suffix_tokens = _keep_head_lines(suffix, suffix_budget, counter)
     snippet_budget = int(available * budget.snippet_share)
     chosen: list[Snippet] = []
     snippet_tokens = 0

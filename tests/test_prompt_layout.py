@@ -27,11 +27,13 @@ from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import (
     LINE_ALLOWANCE,
     LINE_SUFFIX_SHARE,
+    LINE_SUFFIX_TOKENS,
     PREFIX_STEP,
     Budget,
     PackedContext,
     _keep_tail_lines,
     aligned_start,
+    budget_for,
     pack,
     suffix_share_for,
 )
@@ -265,6 +267,23 @@ def test_one_line_completions_keep_a_short_suffix() -> None:
     packed = pack("x = ", suffix, [], counter, Budget(2000, suffix_share_for(Scope.LINE, 0.2)))
     assert counter.count(packed.suffix) <= 0.05 * 2000
     assert packed.suffix_share == LINE_SUFFIX_SHARE
+
+
+def test_a_one_line_suffix_is_the_rest_of_the_line_and_a_few_lines_after_it() -> None:
+    counter = TokenCounter()
+    after = "".join(f"print(value_{i})\n" for i in range(400))
+    line = budget_for(Scope.LINE, 2048, 0.2, 0.3)
+    packed = pack("x = ", "\n" + after, [], counter, line)
+    assert 0 < counter.count(packed.suffix) <= LINE_SUFFIX_TOKENS
+    assert packed.suffix.startswith("\nprint(value_0)\nprint(value_1)\n")
+    # The rest of the cursor's line is kept whole (within the share), and then nothing more.
+    rest = ", ".join(f"argument_{i}" for i in range(15)) + ")"
+    packed = pack("call(", rest + "\n" + after, [], counter, line)
+    assert packed.suffix == rest and counter.count(rest) > LINE_SUFFIX_TOKENS
+    # A block completion keeps its share; a block's budget has no such cap.
+    block = budget_for(Scope.BLOCK, 2048, 0.2, 0.3)
+    assert block.suffix_tokens is None
+    assert counter.count(pack("x = ", after, [], counter, block).suffix) > 300
 
 
 # --- the engine's own figure -------------------------------------------------------------------
