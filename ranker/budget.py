@@ -9,7 +9,8 @@ from the last prompt: while the user types on one line only the prompt's end may
 the prefix is trimmed from its far end in steps of ``PREFIX_STEP`` lines, counted from the
 start of the text (the document's start), and keeps its start until the budget forces the
 next step; and a one-line completion, whose suffix a model re-reads at every keystroke (it
-follows the cursor), gets at most ``LINE_SUFFIX_SHARE`` of the budget for it.
+follows the cursor), gets at most ``LINE_SUFFIX_SHARE`` of the budget for it, and of that
+the rest of the cursor's line and at most ``LINE_SUFFIX_TOKENS`` in all.
 """
 
 from __future__ import annotations
