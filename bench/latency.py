@@ -232,20 +232,22 @@ async def type_stretch(
         await client.close(closing)
 
 
+def spread(values: list[float]) -> dict[str, Any]:
+    """The percentiles every latency row shows, and how many values they come from."""
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "n": len(values),
+    }
+
+
 def _stage_percentiles(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     stages: dict[str, list[float]] = {}
     for report in reports:
         for stage, ms in (report.get("timingsMs") or {}).items():
             stages.setdefault(stage, []).append(float(ms))
-    return {
-        f"server {stage}": {
-            "p50": percentile(values, 50),
-            "p95": percentile(values, 95),
-            "p99": percentile(values, 99),
-            "n": len(values),
-        }
-        for stage, values in stages.items()
-    }
+    return {f"server {stage}": spread(values) for stage, values in stages.items()}
 
 
 def kv_reuse(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -316,22 +318,12 @@ async def _run(
     prefetches = max((r.get("prefetches") or 0 for r in reports), default=0)
     answered = tally.answered_ms
     latency = {
-        "keystroke → answer": {
-            "p50": percentile(answered, 50),
-            "p95": percentile(answered, 95),
-            "p99": percentile(answered, 99),
-            "n": len(answered),
-        },
+        "keystroke → answer": spread(answered),
         **_stage_percentiles(reports),
     }
     timed = [r for r in reports if "total" in (r.get("timingsMs") or {})]
     overhead = [_overhead_ms(r) for r in timed]
-    latency["server overhead (total − backend − debounce)"] = {
-        "p50": percentile(overhead, 50),
-        "p95": percentile(overhead, 95),
-        "p99": percentile(overhead, 99),
-        "n": len(overhead),
-    }
+    latency["server overhead (total − backend − debounce)"] = spread(overhead)
     deadline_ms = float((settings.get("completion") or {}).get("timeoutMs", 1000))
     keystrokes = max(1, tally.keystrokes)
     counts = {
@@ -385,15 +377,6 @@ def answer_breakdown(answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
     """The answer latencies split as a typing target is stated: the first request after a
     file is opened (it fills the model's cache from nothing), the requests after it, and the
     answers that carried a one-line suggestion."""
-
-    def spread(values: list[float]) -> dict[str, Any]:
-        return {
-            "p50": percentile(values, 50),
-            "p95": percentile(values, 95),
-            "p99": percentile(values, 99),
-            "n": len(values),
-        }
-
     return {
         "keystroke → answer, first request after opening a file": spread(
             [a["ms"] for a in answers if a["first"]]
