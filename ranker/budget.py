@@ -135,8 +135,11 @@ def _keep_tail_lines(
     return "\n".join(lines[first:]), sum(counts[first:])
 
 
-def _keep_head_lines(text: str, budget: int, counter: TokenCounter) -> tuple[str, int]:
-    """The longest start of ``text`` made of whole lines whose token count fits ``budget``."""
+def _keep_head_lines(
+    text: str, budget: int, counter: TokenCounter, past_first: int | None = None
+) -> tuple[str, int]:
+    """The longest start of ``text`` made of whole lines whose token count fits ``budget``;
+    with ``past_first``, a line after the first only while the count also fits that."""
     if budget <= 0 or not text:
         return "", 0
     text = text[: budget * _MAX_CHARS_PER_TOKEN]
@@ -145,7 +148,8 @@ def _keep_head_lines(text: str, budget: int, counter: TokenCounter) -> tuple[str
     used = 0
     keep = 0
     for count in counts:
-        if used + count > budget:
+        limit = budget if keep == 0 or past_first is None else min(budget, past_first)
+        if used + count > limit:
             break
         used += count
         keep += 1
@@ -171,12 +175,9 @@ def pack(
     # Text joined to text can tokenize into one more token than its parts counted apart
     # (a marker's "<|" merging with the character before it): a token per join is kept back.
     available = max(0, budget.max_tokens - overhead - _JOINS_PER_PART * 2)
-    suffix_budget = int(available * budget.suffix_share)
-    if budget.suffix_tokens is not None and suffix:
-        head = suffix[: suffix_budget * _MAX_CHARS_PER_TOKEN].split("\n", 1)[0]
-        line_tokens = counter.count_lines([head + "\n"])[0]
-        suffix_budget = min(suffix_budget, max(budget.suffix_tokens, line_tokens))
-    suffix_text, suffix_tokens = _keep_head_lines(suffix, suffix_budget, counter)
+    suffix_text, suffix_tokens = _keep_head_lines(
+        suffix, int(available * budget.suffix_share), counter, budget.suffix_tokens
+    )
     snippet_budget = int(available * budget.snippet_share)
     chosen: list[Snippet] = []
     snippet_tokens = 0
