@@ -49,8 +49,9 @@ from ghostcomplete.backends.onnx.installed import (
 )
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.context.syntax import Scope
-from ghostcomplete.ranker.budget import PackedContext
+from ghostcomplete.ranker.budget import Budget, PackedContext, budget_for, pack
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
+from ghostcomplete.ranker.tokens import TokenCounter
 
 REPO = Path(__file__).resolve().parent.parent
 # The sample project is in a checkout, not in the wheel: there, this file is the code typed.
@@ -110,9 +111,15 @@ def speed(backend: OnnxBackend, model: OnnxModel) -> dict[str, Any]:
     ran = decode(model, backend.tokenizer, prefill(model, first)[0], free)
     assert ran.past is not None
     out["keystroke_prefill_fresh_ms"] = timed(lambda: prefill(model, second), 7)
-    out["keystroke_prefill_reused_ms"] = timed(
-        lambda: prefill(model, second, (ran.fed, ran.past)), 7
-    )
+    # A cache serves one later sequence (the engine keeps one buffer): each run reads the
+    # first prompt again, untimed, and times only the keystroke's prefill on top of it.
+    reused = []
+    for _ in range(7):
+        cached = (first, prefill(model, first)[0].past)
+        began = time.perf_counter()
+        prefill(model, second, cached)
+        reused.append(time.perf_counter() - began)
+    out["keystroke_prefill_reused_ms"] = _ms(reused)
     return out
 
 
@@ -150,15 +157,19 @@ def request_latency(
 
 async def completions(backend: OnnxBackend, family: str) -> dict[str, Any]:
     """Typing: the last 12 characters of 20 lines of the sample file typed one at a time, a
-    single-line completion asked at every keystroke (the rest of the file is the suffix)."""
+    single-line completion asked at every keystroke, the prompt packed as the pipeline packs
+    it for one (the default budget; the rest of the file after the cursor is the suffix)."""
     text = SAMPLE.read_text()
     ends = [i for i, ch in enumerate(text) if ch == "\n" and len(text[:i].split("\n")[-1]) > 16]
     runs, lengths, prefills, reused = [], [], [], []
+    counter = TokenCounter()
+    default = Budget()
+    budget = budget_for(Scope.LINE, default.max_tokens, default.suffix_share, default.snippet_share)
+    empty = PackedContext("", "", (), 0)
+    overhead = counter.count(render_fim(empty, family, "python", "inventory.py"))
     for end in ends[2:22]:
         for cut in range(end - 12, end):
-            # The far end is cut at a line start, as the pipeline's budget does.
-            begin = text.rfind("\n", 0, max(0, cut - 1500)) + 1
-            context = PackedContext(text[begin:cut], text[cut : cut + 400], (), 0)
+            context = pack(text[:cut], text[cut:], (), counter, budget, overhead=overhead)
             prompt = CompletionPrompt(
                 "python",
                 "inventory.py",

@@ -264,6 +264,8 @@ def on_status(ls: GhostServer, *arguments: Any) -> dict[str, Any]:
         "backend": ls.settings.backend.kind,
         # What it resolved to, in words: auto's choice, a hybrid's model.
         "chosen": ls.backends.chosen,
+        # The deadline in force (completion.timeoutMs, or by the backend where it is 0).
+        "timeoutMs": ls.settings.timeout_ms,
         "version": VERSION,
     }
     dense = ls.pipeline.dense

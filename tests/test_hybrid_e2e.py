@@ -39,7 +39,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def start(client: LanguageClient, backend: dict[str, Any]) -> None:
+async def start(
+    client: LanguageClient, backend: dict[str, Any], timeout_ms: int = TIMEOUT_MS
+) -> None:
     client.reports: list[Any] = []  # type: ignore[attr-defined]
     client.statuses: list[Any] = []  # type: ignore[attr-defined]
 
@@ -57,7 +59,7 @@ async def start(client: LanguageClient, backend: dict[str, Any]) -> None:
             capabilities=client_capabilities("visual-studio-code"),
             initialization_options={
                 "backend": backend,
-                "completion": {"timeoutMs": TIMEOUT_MS, "candidates": 1},
+                "completion": {"timeoutMs": timeout_ms, "candidates": 1},
                 "debug": {"reportTimings": True},
             },
         )
@@ -81,6 +83,16 @@ async def always_ask(lsp_client: LanguageClient):
     http = {"url": f"http://127.0.0.1:{PORT}/v1", "stream": False}
     hybrid = {"model": "http", "lookupFirst": 1.0}
     await start(lsp_client, {"kind": "hybrid", "hybrid": hybrid, "http": http})
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
+async def always_ask_remote_default(lsp_client: LanguageClient):
+    """As always_ask, with completion.timeoutMs left at 0: the deadline for a remote model."""
+    http = {"url": f"http://127.0.0.1:{PORT}/v1", "stream": False}
+    hybrid = {"model": "http", "lookupFirst": 1.0}
+    await start(lsp_client, {"kind": "hybrid", "hybrid": hybrid, "http": http}, timeout_ms=0)
     yield
     await lsp_client.shutdown_session()
 
@@ -151,6 +163,24 @@ async def test_a_sleeping_model_server_leaves_the_lookup_answer_in_time(
         # Within the deadline, plus the round trip and a little slack on a loaded machine.
         assert took <= TIMEOUT_MS / 1000 * 1.25, (took, report.timingsMs)
         assert await server.wait_for(lambda: server.requests[0].client_closed_early)
+    finally:
+        await server.close()
+
+
+async def test_a_remote_model_is_waited_for_a_second_by_default(
+    always_ask_remote_default: LanguageClient, tmp_path
+):
+    client = always_ask_remote_default
+    assert (await status(client))["timeoutMs"] == 1000
+    server = await FakeModelServer(sleepy).start(PORT)
+    try:
+        uri = open_document(client, (tmp_path / "verbs.py").as_uri(), SURE)
+        started = time.monotonic()
+        texts = await completion_texts(client, uri, *SURE_AT)
+        took = time.monotonic() - started
+        assert texts == [COPIED] and len(server.requests) == 1
+        # The lookup's answer came at the model's deadline: a second, not a local model's 0.6 s.
+        assert 0.9 <= took <= 1.25, took
     finally:
         await server.close()
 

@@ -330,3 +330,26 @@ async def test_excluded_files_are_never_read(client: LanguageClient, tmp_path):
             break
         await asyncio.sleep(0.05)
     assert "Inactive" in kinds
+
+
+async def test_the_deadline_in_force_follows_where_the_model_runs(client: LanguageClient):
+    async def deadline_after(settings: dict[str, Any]) -> int:
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"ghostcomplete": settings})
+        )
+        status = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams("ghostcomplete.status", [])
+        )
+        return int(status["timeoutMs"])
+
+    # The default backend (auto: the lookup here, or a model on this machine).
+    assert await deadline_after({}) == 600
+    # Nothing listens on port 9: the backend is built, and no request is made.
+    remote = {"kind": "http", "http": {"url": "http://127.0.0.1:9/v1"}}
+    assert await deadline_after({"backend": remote}) == 1000
+    hybrid = {"kind": "hybrid", "hybrid": {"model": "http"}, "http": remote["http"]}
+    assert await deadline_after({"backend": hybrid}) == 1000
+    assert await deadline_after({"backend": remote, "completion": {"timeoutMs": 750}}) == 750
+    assert (
+        await deadline_after({"backend": {"kind": "onnx"}, "completion": {"timeoutMs": 0}}) == 600
+    )

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ghostcomplete.completion.settings import Settings, resolve, to_json
+from ghostcomplete.completion.settings import (
+    LOCAL_TIMEOUT_MS,
+    REMOTE_TIMEOUT_MS,
+    Settings,
+    resolve,
+    to_json,
+)
 
 
 def test_defaults() -> None:
@@ -46,6 +52,29 @@ def test_bad_values_are_reported_and_skipped() -> None:
     ):
         assert expected in text
     assert len(errors) == 7
+
+
+def test_the_deadline_is_by_where_the_model_runs_unless_set() -> None:
+    def deadline(*layers: dict[str, object]) -> int:
+        settings, errors = resolve(*layers)
+        assert errors == []
+        return settings.timeout_ms
+
+    assert Settings().completion.timeout_ms == 0
+    assert deadline() == LOCAL_TIMEOUT_MS == 600  # auto: the lookup or a model here
+    for kind in ("lookup", "onnx"):
+        assert deadline({"backend": {"kind": kind}}) == LOCAL_TIMEOUT_MS
+    assert deadline({"backend": {"kind": "hybrid"}}) == LOCAL_TIMEOUT_MS  # its model: onnx
+    assert deadline({"backend": {"kind": "http"}}) == REMOTE_TIMEOUT_MS == 1000
+    remote_hybrid = {"backend": {"kind": "hybrid", "hybrid": {"model": "http"}}}
+    assert deadline(remote_hybrid) == REMOTE_TIMEOUT_MS
+    # A value set wins, on either side, and 0 means the default again.
+    assert deadline(remote_hybrid, {"completion": {"timeoutMs": 300}}) == 300
+    assert deadline({"completion": {"timeoutMs": 2500}}) == 2500
+    assert deadline({"completion": {"timeoutMs": 2500}}, {"completion": {"timeoutMs": 0}}) == 600
+    settings, errors = resolve({"completion": {"timeoutMs": 5}})
+    assert errors == ["completion.timeoutMs must be 0 or between 10 and 60000, not 5"]
+    assert settings.timeout_ms == LOCAL_TIMEOUT_MS
 
 
 def test_non_object_layer() -> None:

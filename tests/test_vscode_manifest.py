@@ -119,9 +119,11 @@ def test_same_type_default_and_allowed_values(key: str):
         assert schema["enum"] == ([None] if choices.group(1) else []) + choices.group(2).split(", ")
     else:
         assert "enum" not in schema
-    bounds = re.fullmatch(r"between (\S+) and (\S+)", check or "")
+    # "0 or between 10 and 60000": 0 has a meaning of its own; JSON Schema's bounds span both.
+    bounds = re.fullmatch(r"(0 or )?between (\S+) and (\S+)", check or "")
     if bounds:
-        assert (schema["minimum"], schema["maximum"]) == tuple(float(x) for x in bounds.groups())
+        zero, low, high = bounds.groups()
+        assert (schema["minimum"], schema["maximum"]) == (0 if zero else float(low), float(high))
     else:
         assert "minimum" not in schema and "maximum" not in schema
 
