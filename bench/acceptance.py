@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ghostcomplete.bench.corpus import Repo
-from ghostcomplete.bench.lsp_client import STATUS_COMMAND, LspClient, utf16_position
+from ghostcomplete.bench.lsp_client import LspClient, utf16_position
 from ghostcomplete.bench.metrics import Score, coverage, mean, percentile, score
 from ghostcomplete.bench.progress import Progress
 from ghostcomplete.bench.tasks import KINDS, Task
@@ -149,8 +149,7 @@ async def run_task(
 
 async def chosen_backend(client: LspClient) -> str:
     """What the server's backend resolved to, in words (``auto``'s choice)."""
-    answer = await client.request("workspace/executeCommand", {"command": STATUS_COMMAND})
-    status = answer.result if isinstance(answer.result, dict) else {}
+    status = await client.status()
     return str(status.get("chosen") or status.get("backend") or "")
 
 
@@ -160,8 +159,7 @@ async def _settled(client: LspClient) -> None:
     files have been open a while; `bench context` times the embedding itself)."""
     started = time.monotonic()
     while True:
-        answer = await client.request("workspace/executeCommand", {"command": STATUS_COMMAND})
-        status = answer.result if isinstance(answer.result, dict) else {}
+        status = await client.status()
         pending = (status.get("dense") or {}).get("pending", 0)
         if not pending or time.monotonic() - started > _SETTLE_TIMEOUT_S:
             return

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ghostcomplete.bench.lsp_client import STATUS_COMMAND, LspClient
+from ghostcomplete.bench.lsp_client import LspClient
 
 LINES = 2000
 FILES = 20
@@ -58,8 +58,7 @@ DENSE_MODE = "ranked+dense"
 async def _embedded(client: LspClient, started: float) -> dict[str, Any]:
     """Wait until the server's dense index has no chunk left to embed; what it took."""
     while True:
-        answer = await client.request("workspace/executeCommand", {"command": STATUS_COMMAND})
-        status = answer.result if isinstance(answer.result, dict) else {}
+        status = await client.status()
         dense = status.get("dense") or {}
         if not dense.get("pending"):
             return {

@@ -61,6 +61,10 @@ class Tally:
     # One entry per answered request: what the key was and what the answer held, so that the
     # summary can say where a percentile comes from.
     answers: list[dict[str, Any]] = field(default_factory=list)
+    # What the server's status said: the deadline in force and what the backend resolved to
+    # (older servers say neither).
+    deadline_ms: float | None = None
+    chosen: str = ""
 
 
 def draw_stretches(repos: list[Repo], files: int, chars: int, seed: int) -> list[Stretch]:
@@ -138,7 +142,10 @@ async def type_stretch(
     document = stretch.before + stretch.after
     uri = await client.open(stretch.repo.root / stretch.path, document)
     opened.append(uri)
-    await client.request("workspace/executeCommand", {"command": "ghostcomplete.status"})
+    status = await client.status()
+    if isinstance(status.get("timeoutMs"), int | float):
+        tally.deadline_ms = float(status["timeoutMs"])
+    tally.chosen = str(status.get("chosen") or tally.chosen)
     loop = asyncio.get_running_loop()
     version, done, offset = 1, 0, len(stretch.before)
     open_request: tuple[int, asyncio.Future[Answer]] | None = None
@@ -324,9 +331,13 @@ async def _run(
     timed = [r for r in reports if "total" in (r.get("timingsMs") or {})]
     overhead = [_overhead_ms(r) for r in timed]
     latency["server overhead (total − backend − debounce)"] = spread(overhead)
-    deadline_ms = float((settings.get("completion") or {}).get("timeoutMs", 1000))
+    # A server that does not say its deadline had completion.timeoutMs's old default, 1000.
+    deadline_ms = tally.deadline_ms or float(
+        (settings.get("completion") or {}).get("timeoutMs") or 1000
+    )
     keystrokes = max(1, tally.keystrokes)
     counts = {
+        "backend chosen": tally.chosen or "–",
         "files typed": len(stretches),
         "keystrokes (incl. accepts)": tally.keystrokes,
         "requests": tally.requests,

@@ -205,6 +205,11 @@ class LspClient:
         _, future = self.send_request(method, params)
         return await asyncio.wait_for(future, timeout)
 
+    async def status(self) -> dict[str, Any]:
+        """The server's ``ghostcomplete.status`` answer; empty when it gave none."""
+        answer = await self.request("workspace/executeCommand", {"command": STATUS_COMMAND})
+        return answer.result if isinstance(answer.result, dict) else {}
+
     async def notify(self, method: str, params: Any) -> None:
         await self._send({"method": method, "params": params})
 

@@ -107,6 +107,9 @@ def test_quick_latency_writes_percentiles_and_server_usage(tmp_path: Path) -> No
     assert one_line["n"] == sum(1 for a in answers if not a["first"] and a["suggestion lines"] == 1)
     assert {a["key"] for a in answers} <= {"char", "newline", "accept"}
     assert "answers at the deadline, by the key before them" in counts
+    # The deadline and the backend as the server's status gave them (the lookup's default).
+    assert counts["backend chosen"] == "lookup"
+    assert "answers later than the 600 ms deadline" in counts
     assert "| keystroke → answer |" in (tmp_path / "latency.md").read_text()
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
 
