@@ -370,6 +370,13 @@ async def _run(
     counts["answers at the deadline, by the key before them"] = (
         ", ".join(f"{key} {count}" for key, count in sorted(at_deadline.items())) or "none"
     )
+    hybrid = [r["hybridCounts"] for r in reports if isinstance(r.get("hybridCounts"), dict)]
+    if hybrid:  # running counts: the latest report has them all
+        latest = max(hybrid, key=lambda counted: sum(counted.values()))
+        keys = ("lookup_first", "model", "fallback", "lookup_likelier")
+        counts["hybrid calls: lookup sure / model / fell back / lookup likelier"] = " / ".join(
+            str(latest.get(key, 0)) for key in keys
+        )
     # The requests with the most overhead, stage by stage: where a p99 comes from.
     slowest = sorted(timed, key=_overhead_ms, reverse=True)[:10]
     return {

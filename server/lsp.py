@@ -218,10 +218,18 @@ def _timings_report(ls: GhostServer, result: CompletionResult) -> dict[str, Any]
         "prefetches": ls.session.counters.prefetches,
         "prompt": result.prompt,
         "backendDetails": result.backend_details,
+        # A hybrid's running counts of who answered (lookup_first, model, fallback,
+        # lookup_likelier); null for other backends.
+        "hybridCounts": _hybrid_counts(ls),
         # A model's answer before its cut, token by token (``bench acceptance`` fits the
         # model's confidence cut on it).
         "trace": dataclasses.asdict(result.trace) if result.trace is not None else None,
     }
+
+
+def _hybrid_counts(ls: GhostServer) -> dict[str, int] | None:
+    counts = getattr(ls.pipeline.backend, "counters", None)
+    return dict(counts) if isinstance(counts, dict) else None
 
 
 @server.command(protocol.COMMAND_ACCEPT)

@@ -16,11 +16,12 @@ Server -> client notifications:
   ghostcomplete/didChangeStatus  {kind: Normal|Warning|Error|Inactive, message, busy}
   ghostcomplete/didComplete      {id, uri, skipped, items, origins, timingsMs: {stage: ms},
                                   cache, backendCalled, backendCalls, prefetches, prompt,
-                                  backendDetails, trace}
+                                  backendDetails, hybridCounts, trace}
                                  (only with debug.reportTimings = true; benchmarks read it;
                                  prompt is the rendered prompt text, for context coverage;
                                  backendDetails what the backend said about its first
                                  candidate, e.g. a model's prompt_tokens and reused_tokens;
+                                 hybridCounts a hybrid's running counts of who answered;
                                  trace is a model's answer before its cut, {text, ends,
                                  chances} per token, or null)
 

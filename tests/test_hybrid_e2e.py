@@ -139,6 +139,11 @@ async def test_the_lookup_where_sure_the_model_elsewhere(client: LanguageClient,
         await eventually(lambda: len(client.reports) == 2)  # type: ignore[attr-defined]
         assert origins(client) == ["http:openai"]
         assert len(server.requests) == 1
+        report = client.reports[-1]  # type: ignore[attr-defined]
+        counts = report["hybridCounts"] if isinstance(report, dict) else report.hybridCounts
+        keys = ("lookup_first", "model", "fallback", "lookup_likelier")
+        got = [counts[k] if isinstance(counts, dict) else getattr(counts, k) for k in keys]
+        assert got == [1, 1, 0, 0]
     finally:
         await server.close()
     reported = await status(client)
