@@ -387,7 +387,7 @@ class Pipeline:
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         """One completion with no caches, debounce or sharing (the ``complete`` CLI)."""
         started = time.monotonic()
-        deadline = started + self.settings.timeout_ms / 1000
+        deadline = started + self.settings.deadline_ms / 1000
         result = self.result_for(request)
         cursor = self.cut(request, result)
         if cursor is None:

@@ -122,7 +122,7 @@ class CompletionSession:
 
     async def _answer(self, request: CompletionRequest, automatic: bool) -> CompletionResult:
         started = time.monotonic()
-        deadline = started + self.pipeline.settings.timeout_ms / 1000
+        deadline = started + self.pipeline.settings.deadline_ms / 1000
         self.counters.requests += 1
         result = self.pipeline.result_for(request, automatic)
         try:
@@ -301,7 +301,7 @@ class CompletionSession:
     def _missed_deadline(self) -> None:
         self.deadline_misses += 1
         if self.deadline_misses == DEADLINE_MISSES_BEFORE_ERROR:
-            budget = self.pipeline.settings.timeout_ms
+            budget = self.pipeline.settings.deadline_ms
             self._backend_failed(
                 BackendError(
                     f"the {self.pipeline.backend.name} backend gave no answer within "
@@ -362,7 +362,7 @@ class CompletionSession:
         running = self.generations.get(document.uri)
         if running is not None and not running.task.done():
             return  # never cancel a live request's generation for a guess
-        deadline = time.monotonic() + self.pipeline.settings.timeout_ms / 1000
+        deadline = time.monotonic() + self.pipeline.settings.deadline_ms / 1000
         prepared = self.pipeline.prepare(request, cursor, deadline, probe.timings_ms)
         key = _prompt_key(prepared)
         if self.prompts.get(key) is not None:

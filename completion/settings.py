@@ -81,7 +81,7 @@ class CompletionSettings:
     max_chars: int = field(default=400, metadata=between(1, 10_000))
     candidates: int = field(default=3, metadata=between(1, 10))
     min_context_chars: int = field(default=10, metadata=between(0, 1000))
-    # The deadline per request (``Settings.timeout_ms``); 0: by where the model runs.
+    # The deadline per request (``Settings.deadline_ms``); 0: by where the model runs.
     timeout_ms: int = field(
         default=0,
         metadata=check(lambda ms: ms == 0 or 10 <= ms <= 60_000, "0 or between 10 and 60000"),
@@ -134,7 +134,7 @@ class Settings:
     telemetry: TelemetrySettings = TelemetrySettings()
 
     @property
-    def timeout_ms(self) -> int:
+    def deadline_ms(self) -> int:
         """The deadline per completion request: ``completion.timeoutMs``, or with 0 (its
         default) ``REMOTE_TIMEOUT_MS`` for a model answering over http and
         ``LOCAL_TIMEOUT_MS`` for one on this machine (``auto`` included) or the lookup."""

@@ -147,7 +147,7 @@ def _complete(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print("ghostcomplete: invalid settings: " + "; ".join(errors), file=sys.stderr)
         return 2
     try:
-        chosen = choose_backend(settings.backend, settings.timeout_ms)
+        chosen = choose_backend(settings.backend, settings.deadline_ms)
         pipeline = Pipeline(build_backend(chosen.settings), settings)
     except BackendError as error:
         print(f"ghostcomplete: {error}", file=sys.stderr)

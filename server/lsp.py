@@ -273,7 +273,7 @@ def on_status(ls: GhostServer, *arguments: Any) -> dict[str, Any]:
         # What it resolved to, in words: auto's choice, a hybrid's model.
         "chosen": ls.backends.chosen,
         # The deadline in force (completion.timeoutMs, or by the backend where it is 0).
-        "timeoutMs": ls.settings.timeout_ms,
+        "timeoutMs": ls.settings.deadline_ms,
         "version": VERSION,
     }
     dense = ls.pipeline.dense

@@ -122,9 +122,9 @@ class GhostServer(LanguageServer):
 
         def install(settings: Settings) -> None:
             # auto's choice depends on completion.timeoutMs too.
-            timeout_changed = settings.timeout_ms != self.settings.timeout_ms
+            deadline_changed = settings.deadline_ms != self.settings.deadline_ms
             auto = settings.backend.kind == "auto"
-            if first or settings.backend != self.settings.backend or (auto and timeout_changed):
+            if first or settings.backend != self.settings.backend or (auto and deadline_changed):
                 self.build_backend(settings)
             if not first and settings != self.settings:
                 self.session.forget_answers()
@@ -151,7 +151,7 @@ class GhostServer(LanguageServer):
 
     def build_backend(self, settings: Settings) -> None:
         was_degraded = self.backends.degraded is not None
-        error = self.backends.build(settings.backend, settings.timeout_ms)
+        error = self.backends.build(settings.backend, settings.deadline_ms)
         if error is not None:
             self.report(backend_problem(error))
         elif self.backends.degraded is not None:

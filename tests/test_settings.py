@@ -58,7 +58,7 @@ def test_the_deadline_is_by_where_the_model_runs_unless_set() -> None:
     def deadline(*layers: dict[str, object]) -> int:
         settings, errors = resolve(*layers)
         assert errors == []
-        return settings.timeout_ms
+        return settings.deadline_ms
 
     assert Settings().completion.timeout_ms == 0
     assert deadline() == LOCAL_TIMEOUT_MS == 600  # auto: the lookup or a model here
@@ -74,7 +74,7 @@ def test_the_deadline_is_by_where_the_model_runs_unless_set() -> None:
     assert deadline({"completion": {"timeoutMs": 2500}}, {"completion": {"timeoutMs": 0}}) == 600
     settings, errors = resolve({"completion": {"timeoutMs": 5}})
     assert errors == ["completion.timeoutMs must be 0 or between 10 and 60000, not 5"]
-    assert settings.timeout_ms == LOCAL_TIMEOUT_MS
+    assert settings.deadline_ms == LOCAL_TIMEOUT_MS
 
 
 def test_non_object_layer() -> None:
