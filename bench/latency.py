@@ -164,7 +164,10 @@ async def type_stretch(
             insert, item_id = shown[0], shown[1]
             tally.accepted += 1
             tally.accepted_chars += len(insert)
-            tally.accepts.append({"file": stretch.path, "at": done, "text": insert})
+            writer = written_by(client.did_complete, uri, insert)
+            tally.accepts.append(
+                {"file": stretch.path, "at": done, "text": insert, "written by": writer}
+            )
             client.send_request(
                 "workspace/executeCommand", {"command": ACCEPT_COMMAND, "arguments": [item_id]}
             )
@@ -237,6 +240,27 @@ async def type_stretch(
         )
     for closing in opened:
         await client.close(closing)
+
+
+def written_by(reports: list[dict[str, Any]], uri: str, text: str) -> str:
+    """Who wrote a suggestion ("lookup", "onnx", "http"; "" when unknown): the latest
+    report for ``uri`` that came from the backend (not a cache) with an item ending in
+    ``text``. The server's caches hand out the rest of an earlier item as the user types
+    through it, and report no writer of their own."""
+    for report in reversed(reports):
+        if report.get("uri") != uri or report.get("cache"):
+            continue
+        items, origins = report.get("items") or [], report.get("origins") or []
+        for item, origin in zip(items, origins, strict=False):
+            if isinstance(item, str) and item.endswith(text):
+                return str(origin).split(":", 1)[0]
+    return ""
+
+
+def by_writer(writers: list[str]) -> str:
+    """``lookup 40, onnx 12, unknown 3``: a count per writer, most first."""
+    counted = Counter(writer or "unknown" for writer in writers)
+    return ", ".join(f"{writer} {count}" for writer, count in counted.most_common()) or "none"
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -369,6 +393,13 @@ async def _run(
     at_deadline = Counter(a["key"] for a in tally.answers if a["skipped"] == "deadline passed")
     counts["answers at the deadline, by the key before them"] = (
         ", ".join(f"{key} {count}" for key, count in sorted(at_deadline.items())) or "none"
+    )
+    fresh = [r for r in reports if r.get("items") and not r.get("cache")]
+    counts["suggestions from the backend (not a cache), by writer"] = by_writer(
+        [str((r.get("origins") or [""])[0]).split(":", 1)[0] for r in fresh]
+    )
+    counts["suggestions accepted, by writer"] = by_writer(
+        [a.get("written by", "") for a in tally.accepts]
     )
     hybrid = [r["hybridCounts"] for r in reports if isinstance(r.get("hybridCounts"), dict)]
     if hybrid:  # running counts: the latest report has them all

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ghostcomplete.bench import corpus
-from ghostcomplete.bench.latency import keystrokes
+from ghostcomplete.bench.latency import by_writer, keystrokes, written_by
 from ghostcomplete.bench.metrics import (
     accepted,
     coverage,
@@ -110,6 +110,11 @@ def test_quick_latency_writes_percentiles_and_server_usage(tmp_path: Path) -> No
     # The deadline and the backend as the server's status gave them (the lookup's default).
     assert counts["backend chosen"] == "lookup"
     assert "answers later than the 600 ms deadline" in counts
+    # The lookup wrote every suggestion it accepted (or the writer could not be told).
+    assert set(re.findall(r"[a-z]+(?= \d)", counts["suggestions accepted, by writer"])) <= {
+        "lookup",
+        "unknown",
+    }
     assert "| keystroke → answer |" in (tmp_path / "latency.md").read_text()
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
 
@@ -365,3 +370,20 @@ def test_the_study_refuses_to_fit_on_the_test_side(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit):
         lookup_study.main(["--split", "test", "--cache", str(tmp_path), "--fit"])
+
+
+def test_an_accepted_suggestion_is_credited_to_whoever_wrote_it() -> None:
+    uri = "file:///p/a.py"
+    reports = [
+        {"uri": uri, "items": ["return total + tax"], "origins": ["onnx"]},
+        {"uri": uri, "items": ["tax"], "origins": [""], "cache": "typing"},  # no writer
+        {"uri": "file:///p/b.py", "items": ["total + tax"], "origins": ["lookup:prefix"]},
+        {"uri": uri, "items": ["self.items", "total"], "origins": ["lookup:prefix", "onnx"]},
+    ]
+    # The rest of an item the user typed through: its writer is the backend's.
+    assert written_by(reports, uri, "tax") == "onnx"
+    assert written_by(reports, uri, "items") == "lookup"
+    assert written_by(reports, uri, "total") == "onnx"  # the second item of the latest report
+    assert written_by(reports, uri, "nothing like it") == ""
+    assert by_writer(["lookup", "onnx", "lookup", ""]) == "lookup 2, onnx 1, unknown 1"
+    assert by_writer([]) == "none"
