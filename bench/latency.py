@@ -243,12 +243,11 @@ async def type_stretch(
 
 
 def written_by(reports: list[dict[str, Any]], uri: str, text: str) -> str:
-    """Who wrote a suggestion ("lookup", "onnx", "http"; "" when unknown): the latest
-    report for ``uri`` that came from the backend (not a cache) with an item ending in
-    ``text``. The server's caches hand out the rest of an earlier item as the user types
-    through it, and report no writer of their own."""
+    """Who wrote a suggestion ("lookup", "onnx", "http"; "" when unknown): the writer of
+    the latest item for ``uri`` that ends in ``text`` (a cache's answer is the rest of an
+    earlier item, and names the same writer)."""
     for report in reversed(reports):
-        if report.get("uri") != uri or report.get("cache"):
+        if report.get("uri") != uri:
             continue
         items, origins = report.get("items") or [], report.get("origins") or []
         for item, origin in zip(items, origins, strict=False):
@@ -394,10 +393,14 @@ async def _run(
     counts["answers at the deadline, by the key before them"] = (
         ", ".join(f"{key} {count}" for key, count in sorted(at_deadline.items())) or "none"
     )
-    fresh = [r for r in reports if r.get("items") and not r.get("cache")]
-    counts["suggestions from the backend (not a cache), by writer"] = by_writer(
-        [str((r.get("origins") or [""])[0]).split(":", 1)[0] for r in fresh]
-    )
+    with_items = [r for r in reports if r.get("items")]
+    for label, group in (
+        ("suggestions shown, by writer", with_items),
+        ("… from a backend call (not a cache)", [r for r in with_items if not r.get("cache")]),
+    ):
+        counts[label] = by_writer(
+            [str((r.get("origins") or [""])[0]).split(":", 1)[0] for r in group]
+        )
     counts["suggestions accepted, by writer"] = by_writer(
         [a.get("written by", "") for a in tally.accepts]
     )

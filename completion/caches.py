@@ -7,7 +7,7 @@ only ever returned when the text around the cursor proves it still fits.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from ghostcomplete.backends import Candidate
@@ -46,13 +46,27 @@ class Anchor:
 class Suggestion:
     anchor: Anchor
     texts: tuple[str, ...]
+    # Who wrote each text (a candidate's origin: "lookup:prefix", "onnx", ...), "" unknown.
+    origins: tuple[str, ...] = ()
 
 
-def rest_after_typing(texts: tuple[str, ...] | list[str], typed: str) -> list[str]:
+@dataclass(frozen=True)
+class Rest:
+    """What is left of suggestions after the user typed their start, and who wrote each."""
+
+    texts: list[str]
+    origins: list[str]
+
+
+def rest_after_typing(texts: Sequence[str], typed: str, origins: Sequence[str] = ()) -> Rest:
     """The remainders of the suggestions that ``typed`` is a start of (non-empty ones)."""
-    return [
-        text[len(typed) :] for text in texts if text.startswith(typed) and len(text) > len(typed)
+    writers = [*origins[: len(texts)], *[""] * (len(texts) - len(origins))]
+    kept = [
+        (text[len(typed) :], origin)
+        for text, origin in zip(texts, writers, strict=True)
+        if text.startswith(typed) and len(text) > len(typed)
     ]
+    return Rest([text for text, _ in kept], [origin for _, origin in kept])
 
 
 class TypingThroughCache:
@@ -63,20 +77,22 @@ class TypingThroughCache:
         self._by_uri: dict[str, list[Suggestion]] = {}
         self._per_document = per_document
 
-    def remember_at(self, uri: str, anchor: Anchor, texts: list[str]) -> None:
+    def remember_at(
+        self, uri: str, anchor: Anchor, texts: list[str], origins: Sequence[str] = ()
+    ) -> None:
         if not texts:
             return
         entries = self._by_uri.setdefault(uri, [])
-        entries.insert(0, Suggestion(anchor, tuple(texts)))
+        entries.insert(0, Suggestion(anchor, tuple(texts), tuple(origins)))
         del entries[self._per_document :]
 
-    def answer(self, uri: str, prefix: str, suffix: str) -> list[str] | None:
+    def answer(self, uri: str, prefix: str, suffix: str) -> Rest | None:
         for entry in self._by_uri.get(uri, []):
             typed = entry.anchor.typed_since(prefix, suffix)
             if typed is None:
                 continue
-            rest = rest_after_typing(entry.texts, typed)
-            if rest:
+            rest = rest_after_typing(entry.texts, typed, entry.origins)
+            if rest.texts:
                 return rest
         return None
 

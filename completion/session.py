@@ -175,8 +175,9 @@ class CompletionSession:
             self.debounce.request_arrived(started)
 
         remembered = self.typing.answer(uri, cursor.prefix, cursor.suffix)
-        if remembered:
-            result.texts, result.cache = remembered, "typing"
+        if remembered is not None:
+            result.texts, result.origins = remembered.texts, remembered.origins
+            result.cache = "typing"
             return
 
         running = self.generations.get(uri)
@@ -192,11 +193,12 @@ class CompletionSession:
                 else:
                     if texts is None:
                         return  # the deadline passed
-                shared = rest_after_typing(texts, typed) if typed else texts
-                if shared:
-                    result.texts, result.cache = shared, "inflight"
+                shared = rest_after_typing(texts, typed, result.origins)
+                if shared.texts:
+                    result.texts, result.origins = shared.texts, shared.origins
+                    result.cache = "inflight"
                     return
-                result.texts, result.skipped = [], None
+                result.texts, result.origins, result.skipped = [], [], None
 
         if automatic:
             self._configure_debounce()
@@ -211,7 +213,8 @@ class CompletionSession:
         if cached is not None:
             self.pipeline.finish(prepared, cached, result)
             result.cache = "prompt"
-            self.typing.remember_at(uri, Anchor.of(cursor.prefix, cursor.suffix), result.texts)
+            anchor = Anchor.of(cursor.prefix, cursor.suffix)
+            self.typing.remember_at(uri, anchor, result.texts, result.origins)
             return
         generation = self._start(uri, Anchor.of(cursor.prefix, cursor.suffix), prepared, key)
         result.backend_called = True
@@ -260,7 +263,7 @@ class CompletionSession:
             self.prompts.put(key, candidates)
         scratch = CompletionResult("", [])
         self.pipeline.finish(generation.prepared, candidates, scratch)
-        self.typing.remember_at(generation.uri, generation.anchor, scratch.texts)
+        self.typing.remember_at(generation.uri, generation.anchor, scratch.texts, scratch.origins)
 
     async def _wait_for(
         self, generation: Generation, deadline: float, result: CompletionResult
@@ -357,7 +360,7 @@ class CompletionSession:
         cursor = self.pipeline.cut(request, probe)
         if cursor is None:
             return
-        if self.typing.answer(document.uri, cursor.prefix, cursor.suffix):
+        if self.typing.answer(document.uri, cursor.prefix, cursor.suffix) is not None:
             return
         running = self.generations.get(document.uri)
         if running is not None and not running.task.done():

@@ -376,12 +376,14 @@ def test_an_accepted_suggestion_is_credited_to_whoever_wrote_it() -> None:
     uri = "file:///p/a.py"
     reports = [
         {"uri": uri, "items": ["return total + tax"], "origins": ["onnx"]},
-        {"uri": uri, "items": ["tax"], "origins": [""], "cache": "typing"},  # no writer
+        {"uri": uri, "items": ["tax"], "origins": ["onnx"], "cache": "typing"},
+        {"uri": uri, "items": ["= 0"], "origins": [""]},  # a writer the server did not know
         {"uri": "file:///p/b.py", "items": ["total + tax"], "origins": ["lookup:prefix"]},
         {"uri": uri, "items": ["self.items", "total"], "origins": ["lookup:prefix", "onnx"]},
     ]
-    # The rest of an item the user typed through: its writer is the backend's.
+    # The rest of an item the user typed through, handed out by a cache: the same writer.
     assert written_by(reports, uri, "tax") == "onnx"
+    assert written_by(reports, uri, "= 0") == ""
     assert written_by(reports, uri, "items") == "lookup"
     assert written_by(reports, uri, "total") == "onnx"  # the second item of the latest report
     assert written_by(reports, uri, "nothing like it") == ""

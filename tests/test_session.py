@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 
 from ghostcomplete.backends import Candidate, CompletionPrompt, GenerationLimits
-from ghostcomplete.completion.caches import Anchor, PromptCache, TypingThroughCache
+from ghostcomplete.completion.caches import Anchor, PromptCache, Rest, TypingThroughCache
 from ghostcomplete.completion.debounce import AdaptiveDebounce
 from ghostcomplete.completion.pipeline import CompletionRequest, Pipeline
 from ghostcomplete.completion.session import CompletionSession
@@ -75,6 +75,7 @@ async def test_typing_through_a_suggestion_is_answered_from_memory() -> None:
     assert first.texts == ["yaml.safe_load(open(path))"] and first.backend_called
     typed = await session.complete(at_end(HEAD + "yaml.sa", 2))
     assert typed.texts == ["fe_load(open(path))"] and typed.cache == "typing"
+    assert typed.origins == ["scripted"]  # the cache says who wrote what it hands out
     assert backend.calls == 1
 
 
@@ -126,8 +127,10 @@ async def test_a_local_backend_sees_the_whole_document_and_a_remote_one_only_the
 def test_typing_cache_unit() -> None:
     cache = TypingThroughCache()
     prefix, suffix = "x = compute(", ")\n"
-    cache.remember_at(URI, Anchor.of(prefix, suffix), ["alpha, beta", "alpine"])
-    assert cache.answer(URI, prefix + "alp", suffix) == ["ha, beta", "ine"]
+    cache.remember_at(URI, Anchor.of(prefix, suffix), ["alpha, beta", "alpine"], ["onnx"])
+    # The rest of each, and who wrote it ("" where the writer was not given).
+    assert cache.answer(URI, prefix + "alp", suffix) == Rest(["ha, beta", "ine"], ["onnx", ""])
+    assert cache.answer(URI, prefix + "alpi", suffix) == Rest(["ne"], [""])
     assert cache.answer(URI, prefix + "alpine", suffix) is None  # nothing left to offer
     assert cache.answer(URI, prefix + "b", suffix) is None
     assert cache.answer(URI, "y" + prefix[1:] + "alp", suffix) is None
@@ -164,6 +167,7 @@ async def test_a_request_that_extends_a_running_generation_shares_it() -> None:
     first.cancel()  # superseded by the keystroke below, as the server does
     second = await session.complete(at_end(HEAD + "ya", 2))
     assert second.texts == ["ml.safe_load(path)"] and second.cache == "inflight"
+    assert second.origins == ["scripted"]
     assert backend.calls == 1 and backend.cancelled == 0
 
 
