@@ -53,6 +53,10 @@ async def failure_from(answer: Handler, **options: object) -> tuple[str, FakeMod
             await backend.aclose()
 
 
+# How late past a deadline the event loop may wake a task on a loaded machine.
+SCHEDULING_SLACK_S = 0.1
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -81,10 +85,12 @@ async def test_a_slow_server_is_left_at_the_deadline_then_reported():
             deadline = started + 0.3
             quiet = await backend.generate(prompt_for(None), limits(0.3))
             assert quiet == []  # one slow answer is not worth a message
-            assert time.monotonic() < deadline
+            # Left at the deadline: the event loop wakes the backend there, give or take the
+            # scheduling of a busy machine (not the server's 5 s).
+            assert time.monotonic() < deadline + SCHEDULING_SLACK_S
             started = time.monotonic()
             message = await failure(backend, 0.3)
-            assert time.monotonic() - started < 0.3
+            assert time.monotonic() - started < 0.3 + SCHEDULING_SLACK_S
         finally:
             await backend.aclose()
         assert await server.wait_for(lambda: all(r.client_closed_early for r in server.requests))
