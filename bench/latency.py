@@ -242,6 +242,11 @@ async def type_stretch(
         await client.close(closing)
 
 
+def writer_of(origin: object) -> str:
+    """Who a candidate's origin names: "lookup:prefix" → "lookup", "onnx" → "onnx"."""
+    return str(origin).split(":", 1)[0]
+
+
 def written_by(reports: list[dict[str, Any]], uri: str, text: str) -> str:
     """Who wrote a suggestion ("lookup", "onnx", "http"; "" when unknown): the writer of
     the latest item for ``uri`` that ends in ``text`` (a cache's answer is the rest of an
@@ -252,7 +257,7 @@ def written_by(reports: list[dict[str, Any]], uri: str, text: str) -> str:
         items, origins = report.get("items") or [], report.get("origins") or []
         for item, origin in zip(items, origins, strict=False):
             if isinstance(item, str) and item.endswith(text):
-                return str(origin).split(":", 1)[0]
+                return writer_of(origin)
     return ""
 
 
@@ -398,9 +403,7 @@ async def _run(
         ("suggestions shown, by writer", with_items),
         ("… from a backend call (not a cache)", [r for r in with_items if not r.get("cache")]),
     ):
-        counts[label] = by_writer(
-            [str((r.get("origins") or [""])[0]).split(":", 1)[0] for r in group]
-        )
+        counts[label] = by_writer([writer_of((r.get("origins") or [""])[0]) for r in group])
     counts["suggestions accepted, by writer"] = by_writer(
         [a.get("written by", "") for a in tally.accepts]
     )
