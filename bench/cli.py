@@ -13,7 +13,7 @@ from typing import Any
 from ghostcomplete.backends import KINDS as BACKENDS
 from ghostcomplete.bench.corpus import SPLITS, CorpusError, default_cache, load_repos
 from ghostcomplete.bench.tasks import KINDS as TASK_KINDS
-from ghostcomplete.completion.settings import settings_layer
+from ghostcomplete.completion.settings import resolve, settings_layer
 
 _DEFAULT_BACKEND = "lookup"
 
@@ -71,11 +71,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_argument(text: str) -> dict[str, Any]:
-    """``--settings``: inline JSON, ``@FILE`` or FILE.json (completion.settings_layer)."""
+    """``--settings``: inline JSON, ``@FILE`` or FILE (completion.settings_layer), checked
+    as the server checks it. The server would answer a rejected value with a warning and go
+    on with the default, so a run would measure settings nobody asked for: refuse it here."""
     try:
-        return settings_layer(text)
+        layer = settings_layer(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    _, problems = resolve(layer)
+    if problems:
+        raise argparse.ArgumentTypeError("; ".join(problems))
+    return layer
 
 
 def add_bench_parser(commands: Any) -> None:
@@ -172,7 +178,7 @@ def _add_soak_parser(kinds: Any) -> None:
 
 
 def _add_edit_parser(kinds: Any) -> None:
-    from ghostcomplete.bench.edit_bench import DEFAULT_TIMEOUT_S, settings_argument
+    from ghostcomplete.bench.edit_bench import DEFAULT_TIMEOUT_S
     from ghostcomplete.bench.edit_tasks import KINDS, TASKS_FILE
 
     edit = kinds.add_parser(

@@ -10,9 +10,7 @@ at the editor's end of the pipe.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -278,21 +276,3 @@ def interleaved(tasks: list[EditTask], limit: int | None) -> list[EditTask]:
             if queues[kind]:
                 ordered.append(queues[kind].pop(0))
     return ordered[:limit] if limit is not None else ordered
-
-
-def settings_argument(text: str) -> dict[str, Any]:
-    """``--settings``: a JSON object, or a file holding one (``FILE`` or ``@FILE``)."""
-    source = text
-    path = Path(text[1:] if text.startswith("@") else text)
-    if text.startswith("@") or (not text.lstrip().startswith("{") and path.is_file()):
-        try:
-            source = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise argparse.ArgumentTypeError(f"cannot read {path}: {error}") from None
-    try:
-        value = json.loads(source)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value

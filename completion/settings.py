@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -236,10 +237,13 @@ def _passes(predicate: Callable[[Any], bool], value: Any) -> bool:
 
 def settings_layer(text: str) -> dict[str, Any]:
     """A settings layer given on a command line (``--settings``): camelCase JSON as in
-    initializationOptions, inline, or read from ``@FILE`` or a file named ``*.json``;
+    initializationOptions, inline, or read from ``@FILE``, ``FILE`` or a file named ``*.json``;
     ValueError with a readable message when it is none of these."""
     source = text
-    if text.startswith("@") or (text.endswith(".json") and not text.lstrip().startswith("{")):
+    names_a_file = not text.lstrip().startswith("{") and (
+        text.endswith(".json") or os.path.isfile(text)
+    )
+    if text.startswith("@") or names_a_file:
         path = text[1:] if text.startswith("@") else text
         try:
             with open(path, encoding="utf-8") as file:

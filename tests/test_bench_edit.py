@@ -3,6 +3,7 @@ files, and a run through the real server with the tiny instruct model."""
 
 from __future__ import annotations
 
+import argparse
 import socket
 import tomllib
 from pathlib import Path
@@ -11,13 +12,13 @@ import pytest
 from support import REPO, server_executable
 
 from ghostcomplete.bench import corpus
+from ghostcomplete.bench.cli import settings_argument
 from ghostcomplete.bench.edit_bench import (
     CannotEdit,
     apply_text_edits,
     interleaved,
     markdown,
     run,
-    settings_argument,
 )
 from ghostcomplete.bench.edit_checks import EditResult, first_failure, parse_check
 from ghostcomplete.bench.edit_tasks import (
@@ -220,6 +221,20 @@ def test_short_runs_take_every_kind_and_settings_come_inline_or_from_a_file(tmp_
     assert settings_argument(str(path)) == {"backend": {"kind": "http"}}
     assert settings_argument("@" + str(path)) == {"backend": {"kind": "http"}}
     assert settings_argument('{"edit": {}}') == {"edit": {}}
+    other = tmp_path / "settings.conf"  # any file, not only *.json
+    other.write_text('{"edit": {}}')
+    assert settings_argument(str(other)) == {"edit": {}}
+
+
+@pytest.mark.timeout(10)
+def test_a_setting_the_server_would_reject_stops_the_bench_before_it_starts() -> None:
+    # The server warns and goes on with the default, so the run would measure something else.
+    with pytest.raises(argparse.ArgumentTypeError, match=r"completion\.timeoutMs must be"):
+        settings_argument('{"completion": {"timeoutMs": 120000}}')
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown setting backend\.onnx\.pth"):
+        settings_argument('{"backend": {"onnx": {"pth": "x"}}}')
+    with pytest.raises(argparse.ArgumentTypeError, match="not JSON"):
+        settings_argument("{budget")
 
 
 DEMO = {
