@@ -24,7 +24,7 @@ from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import DefinitionFinder
 from ghostcomplete.context.syntax import Scope, completion_scope
-from ghostcomplete.postprocess.filters import Surroundings, apply_filters
+from ghostcomplete.postprocess.filters import Surroundings, filtered
 from ghostcomplete.ranker.budget import PackedContext, budget_for, pack
 from ghostcomplete.ranker.dense import DenseIndex
 from ghostcomplete.ranker.index import SnippetIndex
@@ -377,9 +377,9 @@ class Pipeline:
     ) -> None:
         """Post-processing: the named filters of postprocess/filters.py."""
         started = time.monotonic()
-        result.texts = apply_filters([c.text for c in candidates], prepared.around)
-        by_text = {c.text: c.origin for c in candidates}
-        result.origins = [by_text.get(text, "") for text in result.texts]
+        kept = filtered([c.text for c in candidates], prepared.around)
+        result.texts = [text for text, _ in kept]
+        result.origins = [candidates[index].origin for _, index in kept]
         result.backend_details = dict(candidates[0].details) if candidates else {}
         result.trace = candidates[0].trace if candidates else None
         result.timings_ms["filter"] = round((time.monotonic() - started) * 1000, 3)

@@ -180,12 +180,22 @@ def apply_filters(
     texts: Sequence[str], around: Surroundings, pipeline: Sequence[Filter] = PIPELINE
 ) -> list[str]:
     """Run every filter over every candidate; drop emptied and duplicate candidates."""
-    kept: list[str] = []
-    for text in texts:
+    return [text for text, _ in filtered(texts, around, pipeline)]
+
+
+def filtered(
+    texts: Sequence[str], around: Surroundings, pipeline: Sequence[Filter] = PIPELINE
+) -> list[tuple[str, int]]:
+    """``apply_filters``, each kept text with the index of the candidate it came from: a
+    filter may change a text, so the text alone cannot say who wrote it."""
+    kept: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for index, text in enumerate(texts):
         for step in pipeline:
             text = step(text, around)
             if not text:
                 break
-        if text and text not in kept:
-            kept.append(text)
+        if text and text not in seen:
+            seen.add(text)
+            kept.append((text, index))
     return kept

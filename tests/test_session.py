@@ -79,6 +79,12 @@ async def test_typing_through_a_suggestion_is_answered_from_memory() -> None:
     assert backend.calls == 1
 
 
+async def test_a_suggestion_a_filter_changed_still_names_its_writer() -> None:
+    backend = ScriptedBackend("yaml.safe_load(open(path))   \n")  # trimmed by the filters
+    result = await make_session(backend).complete(at_end(HEAD))
+    assert result.texts == ["yaml.safe_load(open(path))"] and result.origins == ["scripted"]
+
+
 async def test_cache_never_answers_when_the_text_no_longer_fits() -> None:
     backend = ScriptedBackend("yaml.safe_load(open(path))")
     session = make_session(backend)
