@@ -149,9 +149,9 @@ async def test_a_model_past_the_deadline_leaves_the_lookup_answer_in_time():
         finally:
             await backend.aclose()
     assert [(c.text, c.origin) for c in found] == [(COPIED, "lookup:prefix")]
-    # It waited for the model nearly to the deadline, and answered before it (a little
-    # scheduling slack on a loaded machine).
-    assert 0.8 <= took / budget <= 1.05, took
+    # It waited for the model nearly to the deadline and answered about then, not at the
+    # model's 10 s: the upper bound leaves a loaded CI machine's scheduling a tenth of a second.
+    assert 0.8 <= took / budget <= 1.25, took
     assert backend.counters["fallback"] == 1
 
 

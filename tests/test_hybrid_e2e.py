@@ -175,8 +175,9 @@ async def test_a_sleeping_model_server_leaves_the_lookup_answer_in_time(
 ):
     took = await lookup_answer_past_a_sleeping_model(always_ask, tmp_path)
     report = always_ask.reports[-1]  # type: ignore[attr-defined]
-    # Within the deadline, plus the round trip and a little slack on a loaded machine.
-    assert took <= TIMEOUT_MS / 1000 * 1.25, (took, report.timingsMs)
+    # Within the deadline, plus the round trip and slack for a loaded CI machine: far from
+    # the model server's sleep.
+    assert took <= TIMEOUT_MS / 1000 * 1.5, (took, report.timingsMs)
 
 
 async def test_a_remote_model_is_waited_for_a_second_by_default(
@@ -185,7 +186,7 @@ async def test_a_remote_model_is_waited_for_a_second_by_default(
     assert (await status(always_ask_remote_default))["timeoutMs"] == 1000
     took = await lookup_answer_past_a_sleeping_model(always_ask_remote_default, tmp_path)
     # The lookup's answer came at the model's deadline: a second, not a local model's 0.6 s.
-    assert 0.9 <= took <= 1.25, took
+    assert 0.9 <= took <= 1.5, took
 
 
 async def test_a_model_that_cannot_load_warns_once_and_the_lookup_answers(

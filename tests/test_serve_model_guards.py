@@ -220,6 +220,6 @@ async def test_answers_are_not_held_back_for_the_clients_ack():
                 started = time.monotonic()
                 await client.get("/health")
                 took.append(time.monotonic() - started)
-        assert sorted(took)[len(took) // 2] < 0.02
+        assert sorted(took)[len(took) // 2] < 0.03  # the delayed ACK alone is 0.04
     finally:
         await service.close()
