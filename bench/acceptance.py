@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ghostcomplete.bench.corpus import Repo
@@ -73,6 +73,9 @@ class TaskResult(Score):
     # The prompt the server rendered for a model backend (its FIM format, snippets and all),
     # to read what the model was given; None for the lookup.
     prompt: str | None
+    # What the backend said of its first suggestion (didComplete.backendDetails), e.g. the
+    # lookup's calibrated "confidence": what a study of the hybrid's choice replays.
+    details: dict[str, float] = field(default_factory=dict)
 
 
 def request_timeout_s(settings: dict[str, Any]) -> float:
@@ -143,8 +146,20 @@ async def run_task(
         coverage_prompt=coverage(task.target, prompt) if isinstance(prompt, str) else None,
         trace=report.get("trace") if isinstance(report.get("trace"), dict) else None,
         prompt=prompt if isinstance(prompt, str) and report.get("trace") else None,
+        details=_numbers(report.get("backendDetails")),
         **asdict(scored),
     )
+
+
+def _numbers(details: Any) -> dict[str, float]:
+    """The numeric entries of a report's backendDetails ({} when it has none)."""
+    if not isinstance(details, dict):
+        return {}
+    return {
+        str(key): float(value)
+        for key, value in details.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 async def chosen_backend(client: LspClient) -> str:

@@ -149,6 +149,9 @@ def test_repo_flag_benchmarks_any_directory(tmp_path: Path) -> None:
     assert data["runs"][0]["chosen"] == "lookup"
     shown = [row for row in data["tasks"] if row["suggestion"]]
     assert shown and all(row["origin"].startswith("lookup:") for row in shown)
+    # The backend's word on each suggestion is kept: the lookup's calibrated chance.
+    chances = [row["details"]["confidence"] for row in shown if "confidence" in row["details"]]
+    assert chances and all(0 < chance < 1 for chance in chances), shown
     by_origin = data["runs"][0]["by_origin"]
     assert sum(summary["tasks"] for summary in by_origin.values()) == len(shown)
     assert "| none | lookup:" in (out / "acceptance.md").read_text()
