@@ -61,6 +61,29 @@ def lookup_is_likelier(quick: list[Candidate], answer: list[Candidate]) -> bool:
     return ours is not None and theirs is not None and ours > theirs
 
 
+def lookup_is_sure(quick: list[Candidate], lookup_first: float) -> bool:
+    """Whether the lookup's answer goes out without asking the model: it has a suggestion
+    whose calibrated chance is at least ``lookup_first``."""
+    chance = acceptance_chance(quick)
+    return bool(quick) and chance is not None and chance >= lookup_first
+
+
+def combined(
+    quick: list[Candidate], answer: list[Candidate], candidates: int
+) -> tuple[str, list[Candidate]]:
+    """The model's ``answer`` and the lookup's ``quick`` in the order they are shown, and
+    which of the hybrid's counters that answer adds to ("fallback": the model gave nothing;
+    "lookup_likelier"; "model"). At least ``candidates`` of them, when there are that many."""
+    if not answer:
+        return "fallback", quick
+    if lookup_is_likelier(quick, answer):
+        extra = [c for c in answer if all(c.text != q.text for q in quick)]
+        return "lookup_likelier", (quick + extra)[: max(candidates, len(quick))]
+    # The lookup's suggestions stay as alternatives after the model's.
+    extra = [c for c in quick if all(c.text != a.text for a in answer)]
+    return "model", (answer + extra)[: max(candidates, len(answer))]
+
+
 def model_deadline(deadline: float | None, now: float) -> float | None:
     """When the model must have answered, for a request due at ``deadline``."""
     if deadline is None:
@@ -144,8 +167,7 @@ class HybridBackend:
     ) -> tuple[list[Candidate], bool]:
         """The lookup's candidates, and whether they are sure enough to skip the model."""
         quick = await self.lookup.generate(prompt, limits)
-        chance = acceptance_chance(quick)
-        sure = self.model is None or (chance is not None and chance >= self.settings.lookup_first)
+        sure = self.model is None or lookup_is_sure(quick, self.settings.lookup_first)
         if sure and quick:
             self.counters["lookup_first"] += 1
         return quick, sure
@@ -156,18 +178,10 @@ class HybridBackend:
             return quick
         due = model_deadline(limits.deadline, time.monotonic())
         answer = await self._ask_model(self.model, prompt, limits, due, bool(quick))
-        if not answer:
-            if quick:
-                self.counters["fallback"] += 1
-            return quick
-        if lookup_is_likelier(quick, answer):
-            self.counters["lookup_likelier"] += 1
-            extra = [c for c in answer if all(c.text != q.text for q in quick)]
-            return (quick + extra)[: max(limits.candidates, len(quick))]
-        self.counters["model"] += 1
-        # The lookup's suggestions stay as alternatives after the model's.
-        extra = [c for c in quick if all(c.text != a.text for a in answer)]
-        return (answer + extra)[: max(limits.candidates, len(answer))]
+        counter, found = combined(quick, answer, limits.candidates)
+        if found:
+            self.counters[counter] += 1
+        return found
 
     async def _ask_model(
         self,

@@ -1,0 +1,212 @@
+"""The hybrid backend's choice between the lookup and the model, replayed on acceptance runs.
+
+``python -m ghostcomplete.bench.hybrid_study --lookup L.json[+L2.json] --model M.json[+M2.json]
+[--gate 0.05] [--lookup-first 0,0.1,...] [--check HYBRID.json[+...]]``
+
+L is a ``bench acceptance --backend lookup`` run (each task keeps the lookup's calibrated
+chance in ``details``); M a ``--backend onnx`` run of the same tasks with the model's cut off
+(``"cut": "none"``: each task keeps the model's answer token by token). From these, with no
+model run, each ``lookupFirst`` is replayed as backends/hybrid/backend.py decides: the
+lookup's suggestion where it is sure, else the model's with its confidence cut at ``--gate``
+(bench/model_cut_study.py), ordered by ``combined``. The table gives accepted characters per
+task, accepted of shown and paired counts against the lookup alone, per kind. Choose on
+development projects; report on test projects.
+
+``--check`` compares the replay, at each threshold, with hybrid runs through the server (the
+tasks whose shown suggestion differs): the replay is only worth reading where it matches.
+Deadlines are not replayed: these are quality runs (``completion.timeoutMs`` high).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ghostcomplete.backends.base import Candidate
+from ghostcomplete.backends.hybrid.backend import combined, lookup_is_sure
+from ghostcomplete.backends.onnx.confidence_cut import CALIBRATION
+from ghostcomplete.bench.acceptance import TaskResult
+from ghostcomplete.bench.compare_runs import load_results
+from ghostcomplete.bench.metrics import score
+from ghostcomplete.bench.model_cut_study import Answer, cut_suggestion
+from ghostcomplete.bench.tasks import KINDS
+
+DEFAULT_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One task as the lookup answered it and as the model did (its cut off)."""
+
+    lookup: TaskResult
+    model: TaskResult
+
+
+@dataclass(frozen=True)
+class Choice:
+    task_id: str
+    kind: str
+    suggestion: str
+    writer: str  # "lookup" or "model"; "" when nothing is shown
+    target: str
+
+
+def paired(lookup: Sequence[TaskResult], model: Sequence[TaskResult]) -> list[Pair]:
+    """The tasks both runs hold (same task, same context), in the lookup run's order."""
+    by_key = {(row.task_id, row.context): row for row in model}
+    return [
+        Pair(row, by_key[(row.task_id, row.context)])
+        for row in lookup
+        if (row.task_id, row.context) in by_key
+    ]
+
+
+def model_candidates(row: TaskResult, gate: float) -> list[Candidate]:
+    """What the model backend would have answered with its confidence cut at ``gate``."""
+    trace = row.trace or {"text": "", "ends": [], "chances": []}
+    answer = Answer(
+        row.task_id,
+        row.kind,
+        row.suggestion,
+        row.target,
+        trace["text"],
+        tuple(trace["ends"]),
+        tuple(trace["chances"]),
+    )
+    text, chance = cut_suggestion(answer, CALIBRATION, gate)
+    return [Candidate(text, "onnx", {"confidence": chance})] if text else []
+
+
+def lookup_candidates(row: TaskResult) -> list[Candidate]:
+    return [Candidate(row.suggestion, row.origin, dict(row.details))] if row.suggestion else []
+
+
+def replay(pair: Pair, lookup_first: float, gate: float) -> Choice:
+    """What the hybrid shows on one task."""
+    quick = lookup_candidates(pair.lookup)
+    if lookup_is_sure(quick, lookup_first):
+        found = quick
+    else:
+        _, found = combined(quick, model_candidates(pair.model, gate), 1)
+    first = found[0] if found else None
+    writer = "" if first is None else ("model" if first.origin.startswith("onnx") else "lookup")
+    return Choice(
+        pair.lookup.task_id,
+        pair.lookup.kind,
+        first.text if first else "",
+        writer,
+        pair.lookup.target,
+    )
+
+
+def _chars(choice: Choice) -> int:
+    scored = score(choice.suggestion, choice.target)
+    return len(choice.suggestion.rstrip()) if scored.accepted else 0
+
+
+def summary_row(name: str, choices: Sequence[Choice], alone: Sequence[Choice]) -> str:
+    tasks = len(choices)
+    shown = [c for c in choices if c.suggestion.strip()]
+    accepted = [c for c in shown if score(c.suggestion, c.target).accepted]
+    chars = [_chars(c) for c in choices]
+    base = [_chars(c) for c in alone]
+    more = sum(1 for a, b in zip(chars, base, strict=True) if a > b)
+    fewer = sum(1 for a, b in zip(chars, base, strict=True) if a < b)
+    per_task = sum(chars) / tasks if tasks else 0.0
+    ratio = per_task / (sum(base) / tasks) if tasks and sum(base) else float("nan")
+    of_shown = f"{len(accepted) / len(shown):.0%}" if shown else "—"
+    model = sum(1 for c in shown if c.writer == "model")
+    return (
+        f"| {name} | {tasks} | {len(shown)} | {model} | {len(accepted)} | {of_shown} "
+        f"| {per_task:.2f} | {ratio:.2f} | {more} / {fewer} |"
+    )
+
+
+HEADER = (
+    "| lookupFirst | tasks | shown | by the model | accepted | accepted of shown "
+    "| accepted ch / task | × lookup | paired chars vs lookup: more / fewer |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def study(pairs: Sequence[Pair], thresholds: Sequence[float], gate: float) -> str:
+    alone = [
+        Choice(p.lookup.task_id, p.lookup.kind, p.lookup.suggestion, "lookup", p.lookup.target)
+        for p in pairs
+    ]
+    lines = [HEADER, summary_row("lookup alone", alone, alone)]
+    model_only = [
+        Choice(
+            p.model.task_id,
+            p.model.kind,
+            next(iter(c.text for c in model_candidates(p.model, gate)), ""),
+            "model",
+            p.model.target,
+        )
+        for p in pairs
+    ]
+    lines.append(summary_row(f"model alone (cut, gate {gate})", model_only, alone))
+    for threshold in thresholds:
+        choices = [replay(p, threshold, gate) for p in pairs]
+        lines.append(summary_row(f"{threshold:g}", choices, alone))
+    for kind in KINDS:
+        chosen = [p for p in pairs if p.lookup.kind == kind]
+        if not chosen:
+            continue
+        kind_alone = [c for c in alone if c.kind == kind]
+        lines.append(f"| **{kind}** | | | | | | | | |")
+        for threshold in thresholds:
+            choices = [replay(p, threshold, gate) for p in chosen]
+            lines.append(summary_row(f"{kind} {threshold:g}", choices, kind_alone))
+    return "\n".join(lines)
+
+
+def check(
+    pairs: Sequence[Pair], hybrid: Sequence[TaskResult], thresholds: Sequence[float], gate: float
+) -> str:
+    """Per threshold, how many tasks the replay shows differently from the server's hybrid."""
+    by_key = {(row.task_id, row.context): row for row in hybrid}
+    shared = [p for p in pairs if (p.lookup.task_id, p.lookup.context) in by_key]
+    lines = [f"{len(shared)} tasks in the hybrid runs"]
+    for threshold in thresholds:
+        differing = sum(
+            1
+            for p in shared
+            if replay(p, threshold, gate).suggestion.rstrip()
+            != by_key[(p.lookup.task_id, p.lookup.context)].suggestion.rstrip()
+        )
+        lines.append(f"lookupFirst {threshold:g}: {differing} differ")
+    return "\n".join(lines)
+
+
+def _runs(spec: str) -> list[TaskResult]:
+    return [row for part in spec.split("+") for row in load_results(Path(part))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lookup", required=True, help="lookup runs, FILE[+FILE...]")
+    parser.add_argument("--model", required=True, help="model runs with cut none, FILE[+...]")
+    parser.add_argument("--gate", type=float, default=0.05, help="the model's minConfidence")
+    parser.add_argument(
+        "--lookup-first",
+        default=",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS),
+        help="thresholds to replay, comma-separated",
+    )
+    parser.add_argument("--check", default=None, help="hybrid runs to compare, FILE[+FILE...]")
+    args = parser.parse_args(argv)
+    thresholds = [float(t) for t in args.lookup_first.split(",") if t]
+    pairs = paired(_runs(args.lookup), _runs(args.model))
+    if not pairs:
+        parser.error("the lookup and model runs share no task")
+    print(study(pairs, thresholds, args.gate))
+    if args.check:
+        print()
+        print(check(pairs, _runs(args.check), thresholds, args.gate))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
