@@ -83,13 +83,13 @@ def lookup_candidates(row: TaskResult) -> list[Candidate]:
     return [Candidate(row.suggestion, row.origin, dict(row.details))] if row.suggestion else []
 
 
-def replay(pair: Pair, lookup_first: float, gate: float) -> Choice:
+def replay(pair: Pair, lookup_first: float, gate: float, weigh: str = "chance") -> Choice:
     """What the hybrid shows on one task."""
     quick = lookup_candidates(pair.lookup)
     if lookup_is_sure(quick, lookup_first):
         found = quick
     else:
-        _, found = combined(quick, model_candidates(pair.model, gate), 1)
+        _, found = combined(quick, model_candidates(pair.model, gate), 1, weigh)
     first = found[0] if found else None
     writer = "" if first is None else ("model" if first.origin.startswith("onnx") else "lookup")
     return Choice(
@@ -131,7 +131,9 @@ HEADER = (
 )
 
 
-def study(pairs: Sequence[Pair], thresholds: Sequence[float], gate: float) -> str:
+def study(
+    pairs: Sequence[Pair], thresholds: Sequence[float], gate: float, weigh: str = "chance"
+) -> str:
     alone = [
         Choice(p.lookup.task_id, p.lookup.kind, p.lookup.suggestion, "lookup", p.lookup.target)
         for p in pairs
@@ -149,7 +151,7 @@ def study(pairs: Sequence[Pair], thresholds: Sequence[float], gate: float) -> st
     ]
     lines.append(summary_row(f"model alone (cut, gate {gate})", model_only, alone))
     for threshold in thresholds:
-        choices = [replay(p, threshold, gate) for p in pairs]
+        choices = [replay(p, threshold, gate, weigh) for p in pairs]
         lines.append(summary_row(f"{threshold:g}", choices, alone))
     for kind in KINDS:
         chosen = [p for p in pairs if p.lookup.kind == kind]
@@ -158,13 +160,17 @@ def study(pairs: Sequence[Pair], thresholds: Sequence[float], gate: float) -> st
         kind_alone = [c for c in alone if c.kind == kind]
         lines.append(f"| **{kind}** | | | | | | | | |")
         for threshold in thresholds:
-            choices = [replay(p, threshold, gate) for p in chosen]
+            choices = [replay(p, threshold, gate, weigh) for p in chosen]
             lines.append(summary_row(f"{kind} {threshold:g}", choices, kind_alone))
     return "\n".join(lines)
 
 
 def check(
-    pairs: Sequence[Pair], hybrid: Sequence[TaskResult], thresholds: Sequence[float], gate: float
+    pairs: Sequence[Pair],
+    hybrid: Sequence[TaskResult],
+    thresholds: Sequence[float],
+    gate: float,
+    weigh: str = "chance",
 ) -> str:
     """Per threshold, how many tasks the replay shows differently from the server's hybrid."""
     by_key = {(row.task_id, row.context): row for row in hybrid}
@@ -174,7 +180,7 @@ def check(
         differing = sum(
             1
             for p in shared
-            if replay(p, threshold, gate).suggestion.rstrip()
+            if replay(p, threshold, gate, weigh).suggestion.rstrip()
             != by_key[(p.lookup.task_id, p.lookup.context)].suggestion.rstrip()
         )
         lines.append(f"lookupFirst {threshold:g}: {differing} differ")
@@ -195,16 +201,22 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS),
         help="thresholds to replay, comma-separated",
     )
+    parser.add_argument(
+        "--weigh",
+        choices=("chance", "chars"),
+        default="chance",
+        help="the lookup goes first where its chance (or chance × length) is the higher",
+    )
     parser.add_argument("--check", default=None, help="hybrid runs to compare, FILE[+FILE...]")
     args = parser.parse_args(argv)
     thresholds = [float(t) for t in args.lookup_first.split(",") if t]
     pairs = paired(_runs(args.lookup), _runs(args.model))
     if not pairs:
         parser.error("the lookup and model runs share no task")
-    print(study(pairs, thresholds, args.gate))
+    print(study(pairs, thresholds, args.gate, args.weigh))
     if args.check:
         print()
-        print(check(pairs, _runs(args.check), thresholds, args.gate))
+        print(check(pairs, _runs(args.check), thresholds, args.gate, args.weigh))
     return 0
 
 

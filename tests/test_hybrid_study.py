@@ -46,6 +46,9 @@ def test_sure_lookup_answers_alone_and_an_unsure_one_asks_the_model() -> None:
     assert replay(sure, 0.5, 0.05).writer == "lookup"  # the model is not asked
     likelier = replay(sure, 0.9, 0.05)  # asked, but the lookup's chance is the higher
     assert (likelier.suggestion, likelier.writer) == ("value", "lookup")
+    # Weighed by the characters each is expected to save, the model's longer start goes first.
+    longer = replay(sure, 0.9, 0.05, weigh="chars")
+    assert (longer.suggestion, longer.writer) == ("value = compute(a)", "model")
     unsure = Pair(lookup("1", "value", 0.4), model("1"))
     asked = replay(unsure, 0.5, 0.05)
     assert (asked.suggestion, asked.writer) == ("value = compute(a)", "model")

@@ -52,13 +52,20 @@ def acceptance_chance(candidates: list[Candidate]) -> float | None:
     return candidates[0].details.get("confidence")
 
 
-def lookup_is_likelier(quick: list[Candidate], answer: list[Candidate]) -> bool:
+def lookup_is_likelier(
+    quick: list[Candidate], answer: list[Candidate], weigh: str = "chance"
+) -> bool:
     """Whether the lookup's suggestion goes before the model's: both carry a calibrated
     chance (``details["confidence"]``: the lookup's of being accepted whole, the model's
-    confidence cut's of being typed whole) and the lookup's is higher."""
+    confidence cut's of being typed whole) and the lookup's is higher; with ``weigh``
+    "chars", its chance times its length (the characters it is expected to save) is."""
     ours = acceptance_chance(quick)
     theirs = acceptance_chance(answer)
-    return ours is not None and theirs is not None and ours > theirs
+    if ours is None or theirs is None:
+        return False
+    if weigh == "chars":
+        return ours * len(quick[0].text.strip()) > theirs * len(answer[0].text.strip())
+    return ours > theirs
 
 
 def lookup_is_sure(quick: list[Candidate], lookup_first: float) -> bool:
@@ -69,14 +76,14 @@ def lookup_is_sure(quick: list[Candidate], lookup_first: float) -> bool:
 
 
 def combined(
-    quick: list[Candidate], answer: list[Candidate], candidates: int
+    quick: list[Candidate], answer: list[Candidate], candidates: int, weigh: str = "chance"
 ) -> tuple[str, list[Candidate]]:
     """The model's ``answer`` and the lookup's ``quick`` in the order they are shown, and
     which of the hybrid's counters that answer adds to ("fallback": the model gave nothing;
     "lookup_likelier"; "model"). At least ``candidates`` of them, when there are that many."""
     if not answer:
         return "fallback", quick
-    if lookup_is_likelier(quick, answer):
+    if lookup_is_likelier(quick, answer, weigh):
         extra = [c for c in answer if all(c.text != q.text for q in quick)]
         return "lookup_likelier", (quick + extra)[: max(candidates, len(quick))]
     # The lookup's suggestions stay as alternatives after the model's.
