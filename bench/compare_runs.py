@@ -32,21 +32,25 @@ def load_results(path: Path) -> list[TaskResult]:
     return [TaskResult(**{"trace": None, "prompt": None, **row}) for row in data["tasks"]]
 
 
+def answer_of(row: TaskResult) -> Answer:
+    """A model run's task, token by token (its trace), as the cut study reads it."""
+    trace = row.trace or {"text": "", "ends": [], "chances": []}
+    return Answer(
+        row.task_id,
+        row.kind,
+        row.suggestion,
+        row.target,
+        trace["text"],
+        tuple(trace["ends"]),
+        tuple(trace["chances"]),
+    )
+
+
 def with_cut(rows: list[TaskResult], gate: float) -> list[TaskResult]:
     """``rows`` as the confidence cut at ``gate`` would have shown them."""
     out = []
     for row in rows:
-        trace = row.trace or {"text": "", "ends": [], "chances": []}
-        answer = Answer(
-            row.task_id,
-            row.kind,
-            row.suggestion,
-            row.target,
-            trace["text"],
-            tuple(trace["ends"]),
-            tuple(trace["chances"]),
-        )
-        text, _ = cut_suggestion(answer, CALIBRATION, gate)
+        text, _ = cut_suggestion(answer_of(row), CALIBRATION, gate)
         out.append(
             dataclasses.replace(row, suggestion=text, **dataclasses.asdict(score(text, row.target)))
         )

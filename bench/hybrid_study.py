@@ -28,9 +28,9 @@ from ghostcomplete.backends.base import Candidate
 from ghostcomplete.backends.hybrid.backend import combined, lookup_is_sure
 from ghostcomplete.backends.onnx.confidence_cut import CALIBRATION
 from ghostcomplete.bench.acceptance import TaskResult
-from ghostcomplete.bench.compare_runs import load_results
+from ghostcomplete.bench.compare_runs import answer_of, load_results
 from ghostcomplete.bench.metrics import score
-from ghostcomplete.bench.model_cut_study import Answer, cut_suggestion
+from ghostcomplete.bench.model_cut_study import cut_suggestion
 from ghostcomplete.bench.tasks import KINDS
 
 DEFAULT_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -65,17 +65,7 @@ def paired(lookup: Sequence[TaskResult], model: Sequence[TaskResult]) -> list[Pa
 
 def model_candidates(row: TaskResult, gate: float) -> list[Candidate]:
     """What the model backend would have answered with its confidence cut at ``gate``."""
-    trace = row.trace or {"text": "", "ends": [], "chances": []}
-    answer = Answer(
-        row.task_id,
-        row.kind,
-        row.suggestion,
-        row.target,
-        trace["text"],
-        tuple(trace["ends"]),
-        tuple(trace["chances"]),
-    )
-    text, chance = cut_suggestion(answer, CALIBRATION, gate)
+    text, chance = cut_suggestion(answer_of(row), CALIBRATION, gate)
     return [Candidate(text, "onnx", {"confidence": chance})] if text else []
 
 
