@@ -13,8 +13,9 @@ class HybridSettings:
     # "http" (with backend.http).
     model: str = field(default="onnx", metadata=one_of("onnx", "http"))
     # The lookup's suggestion is shown without asking the model when its estimated chance of
-    # being accepted whole (lookup/confidence.acceptance_chance) is at least this. On the
-    # lookup study's held-out seeds an estimate near 0.3 was accepted whole about 35 % of the
-    # time and the estimates above it more often (docs/backends.md, "hybrid"): more than the
-    # small code models manage whole; below it the model is asked. 1 always asks the model.
-    lookup_first: float = field(default=0.3, metadata=between(0.0, 1.0))
+    # being accepted whole (lookup/confidence.acceptance_chance) is at least this; below it
+    # the model is asked, and the likelier of the two goes first. Chosen on the development
+    # projects with bench/hybrid_study.py (docs/backends.md, "hybrid"): lower thresholds
+    # skipped the model where its answer was the likelier, higher ones asked it for nothing.
+    # 1 always asks the model.
+    lookup_first: float = field(default=0.4, metadata=between(0.0, 1.0))
