@@ -99,8 +99,8 @@ def _chars(choice: Choice) -> int:
 def summary_row(name: str, choices: Sequence[Choice], alone: Sequence[Choice]) -> str:
     tasks = len(choices)
     shown = [c for c in choices if c.suggestion.strip()]
-    accepted = [c for c in shown if score(c.suggestion, c.target).accepted]
     chars = [_chars(c) for c in choices]
+    accepted = [n for n in chars if n]  # an accepted suggestion saves at least 4 characters
     base = [_chars(c) for c in alone]
     more = sum(1 for a, b in zip(chars, base, strict=True) if a > b)
     fewer = sum(1 for a, b in zip(chars, base, strict=True) if a < b)
@@ -140,18 +140,17 @@ def study(
         for p in pairs
     ]
     lines.append(summary_row(f"model alone (cut, gate {gate})", model_only, alone))
-    for threshold in thresholds:
-        choices = [replay(p, threshold, gate, weigh) for p in pairs]
+    replayed = {t: [replay(p, t, gate, weigh) for p in pairs] for t in thresholds}
+    for threshold, choices in replayed.items():
         lines.append(summary_row(f"{threshold:g}", choices, alone))
     for kind in KINDS:
-        chosen = [p for p in pairs if p.lookup.kind == kind]
-        if not chosen:
-            continue
         kind_alone = [c for c in alone if c.kind == kind]
+        if not kind_alone:
+            continue
         lines.append(f"| **{kind}** | | | | | | | | |")
-        for threshold in thresholds:
-            choices = [replay(p, threshold, gate, weigh) for p in chosen]
-            lines.append(summary_row(f"{kind} {threshold:g}", choices, kind_alone))
+        for threshold, choices in replayed.items():
+            of_kind = [c for c in choices if c.kind == kind]
+            lines.append(summary_row(f"{kind} {threshold:g}", of_kind, kind_alone))
     return "\n".join(lines)
 
 
