@@ -142,10 +142,7 @@ def _complete(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     path, line, column = _parse_location(parser, args.location)
     document = _read(parser, path)
     neighbours = [_read(parser, Path(other)) for other in args.open]
-    settings, errors = resolve(args.settings)
-    if errors:
-        print("ghostcomplete: invalid settings: " + "; ".join(errors), file=sys.stderr)
-        return 2
+    settings, _ = resolve(args.settings)  # --settings was checked when it was parsed
     try:
         chosen = choose_backend(settings.backend, settings.deadline_ms)
         pipeline = Pipeline(build_backend(chosen.settings), settings)
