@@ -6,6 +6,7 @@ call it with plain snapshots.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -346,6 +347,13 @@ class Pipeline:
                 self.exclusion,
                 settings.max_snippets,
             )
+        windows: list[Snippet] = []
+        if mode == "ranked" and settings.similar_window_lines:
+            window = WindowSettings(settings.similar_window_lines, 1, 0.0)
+            windows = [
+                dataclasses.replace(found, kind="window")
+                for found in copilot_snippets(cursor.prefix, neighbours, self.line_cache, window)
+            ]
         chunks: list[Snippet] = []
         if mode in ("ranked", "bm25"):
             for neighbour in neighbours:
@@ -357,10 +365,10 @@ class Pipeline:
                 self.index,
                 [n.uri for n in neighbours],
                 settings.max_snippets,
-                definitions,
+                definitions + windows,
                 dense,
             )
-        return definitions + chunks
+        return definitions + windows + chunks
 
     def result_for(
         self, request: CompletionRequest, automatic: bool = True, skipped: str | None = None

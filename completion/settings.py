@@ -58,6 +58,9 @@ class ContextSettings:
         default="ranked", metadata=one_of("ranked", "bm25", "imports", "copilot", "none")
     )
     window_lines: int = field(default=60, metadata=between(5, 400))
+    # "ranked" also offers the recent files' most similar window of this many lines (the
+    # Jaccard window of "copilot", over as many lines before the cursor); 0: none.
+    similar_window_lines: int = field(default=0, metadata=between(0, 400))
     max_snippets: int = field(default=4, metadata=between(0, 20))
     # Files never read into a prompt (gitignore syntax); replaces the default list.
     exclude: tuple[str, ...] = field(default=DEFAULT_EXCLUDE, metadata=_PATTERNS)

@@ -226,7 +226,8 @@ def _fused(bm25: Sequence[Chunk], dense: Sequence[Chunk]) -> list[tuple[float, C
 def _with_hygiene(
     ranked: Sequence[tuple[float, Chunk]], limit: int, taken: Sequence[Snippet]
 ) -> list[Snippet]:
-    """At most two chunks per file, none that a definition covers, no near-duplicates."""
+    """At most two chunks per file, none in the place of a snippet taken already, no
+    near-duplicates."""
     chosen: list[Snippet] = []
     chosen_terms: list[frozenset[str]] = []
     per_file: Counter[str] = Counter()
@@ -235,19 +236,25 @@ def _with_hygiene(
             break
         if per_file[chunk.uri] >= _MAX_PER_FILE:
             continue
-        if any(
-            s.uri == chunk.uri
-            and s.start_line >= chunk.start_line
-            and s.start_line < chunk.end_line
-            for s in taken
-        ):
-            continue  # the definition chosen already covers it
+        if any(_holds_place_of(s, chunk) for s in taken):
+            continue
         if any(_jaccard(chunk.terms, other) >= _NEAR_DUPLICATE for other in chosen_terms):
             continue
         chosen.append(Snippet(chunk.uri, chunk.start_line, chunk.text, score))
         chosen_terms.append(chunk.terms)
         per_file[chunk.uri] += 1
     return chosen
+
+
+def _holds_place_of(snippet: Snippet, chunk: Chunk) -> bool:
+    """Whether ``snippet``, chosen already, stands for ``chunk``: a definition that starts in
+    it (a summary of its lines), or a window of the file's lines that overlaps it."""
+    if snippet.uri != chunk.uri:
+        return False
+    if snippet.kind == "window":
+        end = snippet.start_line + snippet.text.count("\n") + 1
+        return chunk.start_line < end and snippet.start_line < chunk.end_line
+    return chunk.start_line <= snippet.start_line < chunk.end_line
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:

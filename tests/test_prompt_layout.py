@@ -37,7 +37,9 @@ from ghostcomplete.ranker.budget import (
     pack,
     suffix_share_for,
 )
+from ghostcomplete.ranker.identifiers import identifiers
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
+from ghostcomplete.ranker.snippets import best_window
 from ghostcomplete.ranker.tokens import TokenCounter
 
 pytestmark = pytest.mark.timeout(60)
@@ -181,6 +183,34 @@ def _cursors(pipeline: Pipeline, text: str) -> list[Any]:
         request = CompletionRequest(document, len(lines) - 1, len(lines[-1]), NEIGHBOURS)
         found.append(pipeline.cut(request, CompletionResult(request.completion_id, [])))
     return found
+
+
+def test_ranked_offers_the_most_similar_window_when_asked() -> None:
+    """``similarWindowLines``: after the definitions, the recent files' best Jaccard window
+    (Copilot's) of that many lines; no BM25 chunk repeats its lines."""
+    cursor = _cursors(pipeline_for("qwen"), TYPED)[-1]
+    plain = pipeline_for("qwen", context={"snippets": "ranked"}).choose_snippets(cursor, NEIGHBOURS)
+    assert plain and all(s.kind != "window" for s in plain)
+    pipeline = pipeline_for("qwen", context={"snippets": "ranked", "similarWindowLines": 8})
+    chosen = pipeline.choose_snippets(cursor, NEIGHBOURS)
+    windows = [s for s in chosen if s.kind == "window"]
+    assert len(windows) == 1
+    window = windows[0]
+    assert window.text.count("\n") == 7
+    best = max(
+        NEIGHBOURS,
+        key=lambda d: best_window(
+            pipeline.line_cache.lines_of(d),
+            frozenset(identifiers("\n".join(cursor.prefix.split("\n")[-8:]))),
+            8,
+        )[0],
+    )
+    assert window.uri == best.uri
+    end = window.start_line + 8
+    for chunk in chosen:
+        if chunk.kind == "chunk" and chunk.uri == window.uri:
+            chunk_end = chunk.start_line + chunk.text.count("\n") + 1
+            assert chunk_end <= window.start_line or chunk.start_line >= end
 
 
 def test_snippets_are_chosen_again_on_a_new_line_and_after_a_close() -> None:

@@ -129,6 +129,29 @@ def test_bm25_snippets_hygiene() -> None:
     assert sum(1 for s in found if s.uri == copy_a.uri) <= 2
 
 
+def test_bm25_skips_chunks_in_the_place_of_a_window_taken() -> None:
+    index = SnippetIndex()
+    billing = doc("file:///billing.py", PY)
+    index.ensure(billing)
+    prefix = "invoice = Invoice()\ninvoice.add_line(item, price)\ninvoice.total_cents"
+    found = bm25_snippets(prefix, "", index, [billing.uri], 4)
+    invoice = next(s for s in found if "class Invoice" in s.text)
+    lines = PY.split("\n")
+    # A window of the file's lines that overlaps the class (its last two lines and on).
+    start = invoice.start_line + invoice.text.count("\n") - 1
+    window = Snippet(billing.uri, start, "\n".join(lines[start : start + 5]), 0.5, "window")
+    assert all(
+        "class Invoice" not in s.text
+        for s in bm25_snippets(prefix, "", index, [billing.uri], 4, [window])
+    )
+    # One that ends before the class leaves it to BM25.
+    above = Snippet(billing.uri, 0, "\n".join(lines[: invoice.start_line]), 0.5, "window")
+    assert any(
+        "class Invoice" in s.text
+        for s in bm25_snippets(prefix, "", index, [billing.uri], 4, [above])
+    )
+
+
 def test_import_parsing() -> None:
     assert python_imports("from .models import Product as P, Supplier\nimport pkg.util\n") == [
         ImportedName("P", "models", "Product", 1),
