@@ -130,12 +130,16 @@ def prepare(imported: Path, out: Path, threads: int = 2) -> Path:
     return out
 
 
-def _cpu_s() -> float:
+def cpu_seconds() -> float:
+    """This process's CPU time so far, all threads."""
     used = resource.getrusage(resource.RUSAGE_SELF)
     return used.ru_utime + used.ru_stime
 
 
-def _row(test: str, depth: int, rates: list[float]) -> dict[str, Any]:
+def rate_row(test: str, depth: int, rates: list[float]) -> dict[str, Any]:
+    """One row as ``llama-bench -o json`` reports it: the mean and standard deviation of its
+    repetitions' rates. Shared with ``bench.peers_engine``; kept here, with stdlib imports
+    only, because this file also runs outside the project's environment."""
     return {
         "test": test,
         "depth": depth,
@@ -180,7 +184,7 @@ def measure(folder: Path, threads: int, repetitions: int, seed: int = 0) -> dict
             if run:
                 rates.append(length / (time.perf_counter() - began))
             del fresh
-        rows.append(_row(f"pp{length}", 0, rates))
+        rows.append(rate_row(f"pp{length}", 0, rates))
     cpu_ms: dict[str, float] = {}
     for depth in PROMPTS:
         ids = rng.integers(0, vocab, depth).astype(np.int32)
@@ -190,14 +194,14 @@ def measure(folder: Path, threads: int, repetitions: int, seed: int = 0) -> dict
         for run in range(repetitions + 1):
             # Every run writes the same positions after ``depth``; the prompt's cache stays.
             found.rewind_to(depth)
-            began, cpu_began = time.perf_counter(), _cpu_s()
+            began, cpu_began = time.perf_counter(), cpu_seconds()
             for _ in range(NEW_TOKENS):
                 found.generate_next_token()
             found.get_next_tokens()
             if run:
                 rates.append(NEW_TOKENS / (time.perf_counter() - began))
-                cpu.append((_cpu_s() - cpu_began) / NEW_TOKENS * 1000)
-        rows.append(_row(f"tg{NEW_TOKENS}", depth, rates))
+                cpu.append((cpu_seconds() - cpu_began) / NEW_TOKENS * 1000)
+        rows.append(rate_row(f"tg{NEW_TOKENS}", depth, rates))
         cpu_ms[f"tg{NEW_TOKENS}@{depth}"] = round(statistics.median(cpu), 2)
     return {
         "folder": str(folder),

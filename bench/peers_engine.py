@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ import numpy as np
 from ghostcomplete.backends.onnx.backend import PREFILL_CHUNK
 from ghostcomplete.backends.onnx.decode import prefill_chunks
 from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel
+from ghostcomplete.bench.genai_peer import cpu_seconds, rate_row
 
 PROMPTS = (512, 2000)
 NEW_TOKENS = 16
@@ -43,21 +43,6 @@ def precision_of(folder: Path) -> str:
     except (OSError, ValueError):
         found = None
     return str(found) if found else folder.name
-
-
-def _cpu_s() -> float:
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    return used.ru_utime + used.ru_stime
-
-
-def _row(test: str, depth: int, rates: list[float]) -> dict[str, Any]:
-    # llama-bench reports the mean and standard deviation of its repetitions' rates.
-    return {
-        "test": test,
-        "depth": depth,
-        "tokens_per_s": round(statistics.mean(rates), 1),
-        "stddev": round(statistics.stdev(rates), 1) if len(rates) > 1 else 0.0,
-    }
 
 
 def generate(model: OnnxModel, logits: np.ndarray, past: KvCache, count: int) -> KvCache:
@@ -93,7 +78,7 @@ def measure(
             prefill_chunks(model, ids, None, chunk)
             if run:
                 rates.append(length / max(clock() - began, 1e-9))
-        rows.append(_row(f"pp{length}", 0, rates))
+        rows.append(rate_row(f"pp{length}", 0, rates))
     for depth in prompts:
         ids = [int(i) for i in rng.integers(0, vocab, depth)]
         start = prefill_chunks(model, ids, None, chunk).start
@@ -101,12 +86,12 @@ def measure(
         rates, cpu = [], []
         for run in range(repetitions + 1):
             # Every run writes the same positions after ``depth``; the prompt's cache stays.
-            began, cpu_began = clock(), _cpu_s()
+            began, cpu_began = clock(), cpu_seconds()
             generate(model, start.logits, start.past, new_tokens)
             if run:
                 rates.append(new_tokens / max(clock() - began, 1e-9))
-                cpu.append((_cpu_s() - cpu_began) / new_tokens * 1000)
-        rows.append(_row(f"tg{new_tokens}", depth, rates))
+                cpu.append((cpu_seconds() - cpu_began) / new_tokens * 1000)
+        rows.append(rate_row(f"tg{new_tokens}", depth, rates))
         cpu_ms[f"tg{new_tokens}@{depth}"] = round(statistics.median(cpu), 2)
     return {"rows": rows, "cpu_ms_per_new_token": cpu_ms, "prefill_chunk": chunk}
 
