@@ -113,6 +113,9 @@ class BigramModel:
     def empty_cache(self) -> KvCache:
         return KvCache([], 0)
 
+    def reserve(self, past: KvCache, positions: int) -> None:
+        """Its cache holds nothing, so there is no room to make."""
+
     def forward(
         self, ids: list[int], past: KvCache, last: int | None = None
     ) -> tuple[np.ndarray, KvCache]:

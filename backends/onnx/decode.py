@@ -281,6 +281,7 @@ def prefill_chunks(
             past = cached[1].truncated(keep)
         else:
             keep = 0
+    model.reserve(past, len(tokens))
     size = chunk if chunk > 0 else len(tokens)
     at = keep
     logits: np.ndarray | None = None

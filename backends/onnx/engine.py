@@ -29,7 +29,7 @@ from ghostcomplete.backends.onnx.graph import (
     has_group_query_attention,
     last_logits_graph,
 )
-from ghostcomplete.backends.onnx.kvcache import DeviceOps, KvCache, SharedBuffers
+from ghostcomplete.backends.onnx.kvcache import DeviceOps, KvCache, SharedBuffers, host_buffers
 
 log = logging.getLogger("ghostcomplete.onnx")
 
@@ -41,9 +41,13 @@ _DTYPES: dict[str, type[np.generic]] = {
 # below it), and importing onnx to slice them costs more at load than the slice saves: such
 # models load as exported.
 SLICED_FROM_VOCAB = 16_384
-# Shared KV buffers (GroupQueryAttention graphs) start with room for this many positions and
-# double when a context outgrows them.
+# Shared KV buffers (GroupQueryAttention graphs) start with room for this many positions. A
+# context that outgrows them gets what it needs plus GROW_ROOM, in steps of GROW_STEP: doubling
+# would hold up to twice the cache the prompt budget allows (a 2,100-token prompt, 4,096
+# positions), and the cache is the largest memory after the weights.
 SHARED_START = 1024
+GROW_ROOM = 128
+GROW_STEP = 128
 # model_type in config.json -> the FIM template family (ranker/prompt.py TEMPLATES).
 FAMILIES = {
     "gpt_bigcode": "starcoder",
@@ -283,6 +287,8 @@ class OnnxModel:
 
     def _allocate(self, positions: int) -> list[ort.OrtValue]:
         shape = [1, self.kv_heads, positions, self.head_dim]
+        if positions and self.device == "cpu":
+            return host_buffers(len(self.past_names), shape, self.past_dtype)
         zeros = np.zeros(shape, self.past_dtype)
         made = []
         for _ in self.past_names:
@@ -347,11 +353,24 @@ class OnnxModel:
             made = KvCache(binding.get_outputs()[1:], total)
         return np.asarray(logits[0], dtype=np.float32), made
 
+    def reserve(self, past: KvCache, positions: int) -> None:
+        """Make room for ``positions`` in ``past``'s shared buffers at once (a prompt about
+        to be fed in chunks), instead of growing chunk by chunk; nothing for a growing
+        cache or a context past the model's length (``forward`` says so)."""
+        buffers = past.shared
+        if buffers is not None and buffers.capacity < positions <= self.max_positions:
+            self._grow(buffers, positions)
+
     def _grow(self, buffers: SharedBuffers, needed: int) -> None:
         if needed > self.max_positions:
             raise BackendError(f"{needed} positions is past the model's {self.max_positions}")
-        capacity = min(self.max_positions, max(needed, 2 * buffers.capacity))
-        grown = self._device_ops().grow(buffers.values, capacity - buffers.capacity)
+        wanted = -(-(needed + GROW_ROOM) // GROW_STEP) * GROW_STEP
+        capacity = min(self.max_positions, wanted)
+        if self.device == "cpu":
+            shape = [1, self.kv_heads, capacity, self.head_dim]
+            grown = host_buffers(len(self.past_names), shape, self.past_dtype, buffers.values)
+        else:
+            grown = self._device_ops().grow(buffers.values, capacity - buffers.capacity)
         buffers.values, buffers.capacity = grown, capacity
 
     def _device_ops(self) -> DeviceOps:

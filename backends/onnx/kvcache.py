@@ -70,6 +70,20 @@ class KvCache:
         return [np.asarray(v.numpy())[:, :, : self.length, :] for v in values]
 
 
+def host_buffers(
+    count: int, shape: list[int], dtype: type[np.generic], old: list[Any] | None = None
+) -> list[ort.OrtValue]:
+    """``count`` zeroed CPU buffers of ``shape`` in one allocation, each starting with the
+    positions of its ``old`` buffer where given (a grow). One block of this size is its own
+    mapping, so the memory goes back to the system when the buffers are dropped; many
+    buffers of a megabyte or so come from the heap, which keeps what they leave."""
+    block = np.zeros((count, *shape), dtype=dtype)
+    for i, value in enumerate(old or []):
+        kept = np.asarray(value.numpy())
+        block[i, :, :, : kept.shape[2]] = kept
+    return [ort.OrtValue.ortvalue_from_numpy(block[i]) for i in range(count)]
+
+
 class DeviceOps:
     """Cuts and grows cache values on the session's device, every layer in one pass of a
     small graph: ``cut`` keeps the first positions (a growing cache whose tail was a
@@ -113,6 +127,9 @@ class DeviceOps:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         options = ort.SessionOptions()
+        # The outputs are the new cache and outlive the call; an arena would keep the memory
+        # of the buffers they replace after those are freed.
+        options.enable_cpu_mem_arena = False
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
         made = ort.InferenceSession(
