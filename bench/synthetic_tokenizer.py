@@ -3,10 +3,10 @@ text it will encode, for random-weight models (the GPU check's Qwen2.5-shaped on
 
 Real weights come with a real tokenizer; random ones need only one that behaves like it: the
 same format and loader (``tokenizer.json`` -> tiktoken, backends/onnx/tokenizer.py), Qwen2's
-split pattern and special tokens at Qwen2.5's ids, and about as many tokens per character of
-code, so that a prompt packed to a budget has a realistic length. Merges follow the most
-frequent pieces of the given text, each built left to right from bytes; where the text runs
-out of pieces, merges of earlier tokens fill the vocabulary up to its size.
+NFC normalizer, split pattern and special tokens at Qwen2.5's ids, and about as many tokens
+per character of code, so that a prompt packed to a budget has a realistic length. Merges
+follow the most frequent pieces of the given text, each built left to right from bytes; where
+the text runs out of pieces, merges of earlier tokens fill the vocabulary up to its size.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def tokenizer_spec(texts: Iterable[str], regular: int = QWEN2_REGULAR) -> dict[s
     and Qwen2.5's special tokens after them."""
     vocab, merges = learn_merges(texts, regular)
     special = {regular + index: text for index, text in enumerate(SPECIAL)}
-    return byte_level_bpe(vocab, merges, special, split_then_bytes(QWEN2_SPLIT))
+    return byte_level_bpe(vocab, merges, special, split_then_bytes(QWEN2_SPLIT), {"type": "NFC"})
 
 
 def write_tokenizer(folder: Path, texts: Iterable[str], regular: int = QWEN2_REGULAR) -> int:

@@ -211,7 +211,8 @@ def test_synthetic_tokenizer_is_byte_level_bpe_of_the_asked_size(tmp_path) -> No
     assert len(spec["model"]["vocab"]) == 3000
     specials = {t["content"]: t["id"] for t in spec["added_tokens"]}
     assert specials["<|fim_prefix|>"] == 3000 + SPECIAL.index("<|fim_prefix|>")
-    encoding = tiktoken_from_hf(spec, "synthetic")
+    assert spec["normalizer"] == {"type": "NFC"}  # as Qwen2's
+    encoding = tiktoken_from_hf(spec, "synthetic", normalized=True)
     assert encoding is not None  # the fast path real Qwen tokenizers take
     sample = (REPO / "bench" / "latency.py").read_text()[:4000]
     ids = encoding.encode(sample)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -135,17 +136,15 @@ def test_unpermuted_llama_weights_give_llama_cpps_attention_under_hf_rope(tmp_pa
         )
 
 
-@pytest.mark.parametrize(
-    ("pre", "kind"), [("qwen2", HfTokenizer), ("llama-bpe", TiktokenTokenizer)]
-)
-def test_the_gguf_tokenizer_round_trips_and_keeps_every_special_token(tmp_path: Path, pre, kind):
+@pytest.mark.parametrize("pre", ["qwen2", "llama-bpe"])
+def test_the_gguf_tokenizer_round_trips_and_keeps_every_special_token(tmp_path: Path, pre):
     config = tiny_config("qwen2")
     path = write_gguf(tmp_path / "tiny.gguf", config, random_weights(config), pre=pre)
     folder = tmp_path / "model"
     folder.mkdir()
     read_gguf(path).write_tokenizer(folder)
     tokenizer = load_tokenizer(folder)
-    assert isinstance(tokenizer, kind)
+    assert isinstance(tokenizer, TiktokenTokenizer)  # qwen2's NFC normalizer included
     tokens, _, _ = vocabulary()
     assert tokenizer.special == {text: tokens.index(text) for text in SPECIAL + USER_DEFINED}
     for text in TEXTS:
@@ -165,6 +164,27 @@ def test_the_gguf_tokenizer_round_trips_and_keeps_every_special_token(tmp_path: 
     assert ids[0] == tokens.index("<|fim_prefix|>") and ids[-1] == tokens.index("<|file_sep|>")
     # Unused padding ids are no text.
     assert "[PAD0]" not in json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+
+
+def test_a_normalizing_tokenizer_read_with_tiktoken_gives_the_tokenizers_packages_ids(
+    tmp_path: Path,
+):
+    """qwen2's tokenizer.json normalizes to NFC; tiktoken, which has no normalizers, gets the
+    text normalized first, so that text in decomposed form gives the same ids as the
+    `tokenizers` package reading the same file."""
+    config = tiny_config("qwen2")
+    path = write_gguf(tmp_path / "tiny.gguf", config, random_weights(config), pre="qwen2")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    read_gguf(path).write_tokenizer(folder)
+    fast = load_tokenizer(folder)
+    assert isinstance(fast, TiktokenTokenizer) and fast.form == "NFC"
+    reference = HfTokenizer(folder / "tokenizer.json")
+    decomposed = "name = 'Jose\u0301'  # cafe\u0301, A\u030a, \u1100\u1161\n"
+    for text in [*TEXTS, decomposed, "<|fim_prefix|>e\u0301<|fim_suffix|>"]:
+        assert fast.encode(text) == reference.encode(text), text
+    assert fast.encode(decomposed) == fast.encode(unicodedata.normalize("NFC", decomposed))
+    assert fast.encode(decomposed) != fast.encoding.encode_ordinary(decomposed)
 
 
 def test_the_gguf_chat_template_and_token_ids_are_written(tmp_path: Path):

@@ -4,8 +4,9 @@ A model folder holds either ``tokenizer.tiktoken`` (base64 token, rank per line)
 ``tiktoken.json`` (the split pattern and the special tokens) — the format of the built-in
 model — or a Hugging Face ``tokenizer.json``. A byte-level BPE ``tokenizer.json`` whose token
 ids follow its merge order (GPT-2, StarCoder, Qwen2, Llama 3, ...) is turned into a tiktoken
-encoding: same tokens, several times faster, and no extra dependency. Anything else is loaded
-with the `tokenizers` package when it is installed.
+encoding: same tokens, several times faster, and a fraction of the memory. Its Unicode
+normalizer, where it has one (Qwen2's NFC), is applied with ``unicodedata`` before the text
+reaches tiktoken. Anything else is loaded with the `tokenizers` package.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,13 +41,17 @@ class Tokenizer(Protocol):
 
 
 class TiktokenTokenizer:
-    def __init__(self, encoding: tiktoken.Encoding) -> None:
+    def __init__(self, encoding: tiktoken.Encoding, form: str | None = None) -> None:
+        """``form``: the Unicode normalization (UNICODE_FORMS) the text gets first."""
         self.encoding = encoding
+        self.form: Any = form
         self.special = dict(encoding._special_tokens)
         self._special_ids = set(self.special.values())
         self._cache: dict[int, bytes] = {}
 
     def encode(self, text: str) -> list[int]:
+        if self.form and not unicodedata.is_normalized(self.form, text):
+            text = unicodedata.normalize(self.form, text)
         return self.encoding.encode(text, allowed_special="all")
 
     def token_bytes(self, token: int) -> bytes:
@@ -63,18 +69,21 @@ class TiktokenTokenizer:
 class HfTokenizer:
     """Through the `tokenizers` package (an optional dependency)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, byte_level: bool | None = None) -> None:
+        """``byte_level``: whether the file's decoder is byte-level, where the caller has
+        read it already (the file is large: read once)."""
         try:
             from tokenizers import Tokenizer as _HfTokenizer
         except ImportError as error:
             raise BackendError(
                 f"{path} needs the 'tokenizers' package (pip install tokenizers)"
             ) from error
+        if byte_level is None:
+            byte_level = _byte_level_decoder(json.loads(path.read_text("utf-8")))
         self._tokenizer = _HfTokenizer.from_file(str(path))
         added = self._tokenizer.get_added_tokens_decoder()
         self.special = {token.content: index for index, token in added.items()}
         self._special_ids = set(self.special.values())
-        byte_level = _byte_level_decoder(json.loads(path.read_text("utf-8")))
         self._table = _unicode_to_byte() if byte_level else None
         # The same table for str.translate: each stand-in to the Latin-1 character of its byte.
         self._latin1 = {ord(ch): chr(byte) for ch, byte in (self._table or {}).items()}
@@ -144,10 +153,36 @@ def _split_pattern(pre: dict[str, Any] | None) -> str | None:
     return pattern if byte_level else None
 
 
-def tiktoken_from_hf(spec: dict[str, Any], name: str) -> tiktoken.Encoding | None:
-    """A tiktoken encoding equal to a byte-level BPE ``tokenizer.json``, or None."""
+# The Unicode normalizers a tokenizer.json may name that ``unicodedata`` repeats exactly.
+UNICODE_FORMS = ("NFC", "NFD", "NFKC", "NFKD")
+
+
+def unicode_form(spec: dict[str, Any]) -> str | None:
+    """The normalization a ``tokenizer.json`` applies before splitting: a UNICODE_FORMS name,
+    "" for none, None for one that ``unicodedata`` cannot repeat (lowercasing, replacements)."""
+    normalizer = spec.get("normalizer")
+    if not normalizer:
+        return ""
+    steps = normalizer.get("normalizers") if normalizer.get("type") == "Sequence" else [normalizer]
+    kinds = [step.get("type") for step in steps or []]
+    if not kinds:
+        return ""
+    if len(kinds) == 1 and kinds[0] in UNICODE_FORMS:
+        return str(kinds[0])
+    return None
+
+
+def tiktoken_from_hf(
+    spec: dict[str, Any], name: str, normalized: bool = False
+) -> tiktoken.Encoding | None:
+    """A tiktoken encoding equal to a byte-level BPE ``tokenizer.json``, or None.
+    ``normalized``: the caller applies the file's Unicode normalizer (``unicode_form``) to
+    the text first, so a file with one is taken too; else only files without one are."""
     model = spec.get("model") or {}
-    if model.get("type") != "BPE" or spec.get("normalizer") or not _byte_level_decoder(spec):
+    form = unicode_form(spec)
+    if form is None or (form and not normalized):
+        return None
+    if model.get("type") != "BPE" or not _byte_level_decoder(spec):
         return None
     pattern = _split_pattern(spec.get("pre_tokenizer"))
     if pattern is None:
@@ -214,12 +249,15 @@ def load_tokenizer(folder: Path) -> Tokenizer:
             return TiktokenTokenizer(encoding)
         hf = folder / "tokenizer.json"
         if hf.exists():
-            converted = tiktoken_from_hf(json.loads(hf.read_text("utf-8")), folder.name)
+            spec = json.loads(hf.read_text("utf-8"))
+            converted = tiktoken_from_hf(spec, folder.name, normalized=True)
             if converted is not None:
                 log.info("tokenizer: %s as tiktoken byte-level BPE", hf)
-                return TiktokenTokenizer(converted)
+                return TiktokenTokenizer(converted, unicode_form(spec) or None)
+            byte_level = _byte_level_decoder(spec)
+            del spec  # the parsed file is tens of MB; the tokenizers package reads its own
             log.info("tokenizer: %s through the tokenizers package", hf)
-            return HfTokenizer(hf)
+            return HfTokenizer(hf, byte_level)
     except (OSError, ValueError, KeyError) as error:
         raise BackendError(f"cannot read the tokenizer in {folder}: {error}") from error
     raise BackendError(f"no tokenizer in {folder} (tokenizer.json or tokenizer.tiktoken)")
