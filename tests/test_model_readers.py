@@ -185,6 +185,9 @@ def test_a_normalizing_tokenizer_read_with_tiktoken_gives_the_tokenizers_package
         assert fast.encode(text) == reference.encode(text), text
     assert fast.encode(decomposed) == fast.encode(unicodedata.normalize("NFC", decomposed))
     assert fast.encode(decomposed) != fast.encoding.encode_ordinary(decomposed)
+    # A lone surrogate (an editor's JSON can carry one) is encoded, not an error: the
+    # `tokenizers` package refuses such a string.
+    assert fast.encode("x = '\ud800'\n")
 
 
 def test_the_gguf_chat_template_and_token_ids_are_written(tmp_path: Path):
