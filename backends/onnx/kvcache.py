@@ -75,8 +75,9 @@ def host_buffers(
 ) -> list[ort.OrtValue]:
     """``count`` zeroed CPU buffers of ``shape`` in one allocation, each starting with the
     positions of its ``old`` buffer where given (a grow). One block of this size is its own
-    mapping, so the memory goes back to the system when the buffers are dropped; many
-    buffers of a megabyte or so come from the heap, which keeps what they leave."""
+    mapping, so its memory goes back to the system when the buffers are dropped; buffers of
+    a megabyte or so made one by one (onnxruntime's ``Pad``, ``ortvalue_from_shape_and_type``)
+    stayed with the process after they were outgrown."""
     block = np.zeros((count, *shape), dtype=dtype)
     for i, value in enumerate(old or []):
         kept = np.asarray(value.numpy())
@@ -127,9 +128,6 @@ class DeviceOps:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         options = ort.SessionOptions()
-        # The outputs are the new cache and outlive the call; an arena would keep the memory
-        # of the buffers they replace after those are freed.
-        options.enable_cpu_mem_arena = False
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
         made = ort.InferenceSession(

@@ -4,7 +4,7 @@ A model folder holds either ``tokenizer.tiktoken`` (base64 token, rank per line)
 ``tiktoken.json`` (the split pattern and the special tokens) — the format of the built-in
 model — or a Hugging Face ``tokenizer.json``. A byte-level BPE ``tokenizer.json`` whose token
 ids follow its merge order (GPT-2, StarCoder, Qwen2, Llama 3, ...) is turned into a tiktoken
-encoding: same tokens, several times faster, and a fraction of the memory. Its Unicode
+encoding: same tokens, several times faster (``bench.tokenizer_check``). Its Unicode
 normalizer, where it has one (Qwen2's NFC), is applied with ``unicodedata`` before the text
 reaches tiktoken. Anything else is loaded with the `tokenizers` package.
 """
@@ -44,7 +44,7 @@ class TiktokenTokenizer:
     def __init__(self, encoding: tiktoken.Encoding, form: str | None = None) -> None:
         """``form``: the Unicode normalization (UNICODE_FORMS) the text gets first."""
         self.encoding = encoding
-        self.form: Any = form
+        self.form: Any = form  # Any: typeshed wants one of four literals for unicodedata
         self.special = dict(encoding._special_tokens)
         self._special_ids = set(self.special.values())
         self._cache: dict[int, bytes] = {}
