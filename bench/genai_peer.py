@@ -136,6 +136,11 @@ def cpu_seconds() -> float:
     return used.ru_utime + used.ru_stime
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (``ru_maxrss`` is KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def rate_row(test: str, depth: int, rates: list[float]) -> dict[str, Any]:
     """One row as ``llama-bench -o json`` reports it: the mean and standard deviation of its
     repetitions' rates. Shared with ``bench.peers_engine``; kept here, with stdlib imports
@@ -211,7 +216,7 @@ def measure(folder: Path, threads: int, repetitions: int, seed: int = 0) -> dict
         "rows": rows,
         "cpu_ms_per_new_token": cpu_ms,
         "prefill_chunk": CHUNK,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 

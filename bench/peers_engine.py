@@ -29,7 +29,7 @@ import numpy as np
 from ghostcomplete.backends.onnx.backend import PREFILL_CHUNK
 from ghostcomplete.backends.onnx.decode import prefill_chunks
 from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel
-from ghostcomplete.bench.genai_peer import cpu_seconds, rate_row
+from ghostcomplete.bench.genai_peer import cpu_seconds, peak_rss_mib, rate_row
 
 PROMPTS = (512, 2000)
 NEW_TOKENS = 16
@@ -139,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.chunk,
         ),
     }
+    result["peak_rss_mib"] = peak_rss_mib()
     json.dump(result, sys.stdout)
     print()
     return 0

@@ -91,6 +91,7 @@ def test_the_child_prints_the_rows_and_the_manifests_precision(
     assert printed["shared_buffers"] is True
     assert [r["test"] for r in printed["rows"]] == ["pp16", "pp24", "tg2", "tg2"]
     assert all(r["tokens_per_s"] > 0 for r in printed["rows"])
+    assert printed["peak_rss_mib"] > 0  # the process's own, as peers_engine runs alone
 
 
 def test_precision_and_folder_come_from_the_manifest_or_the_name(tiny: Path, tmp_path: Path):
