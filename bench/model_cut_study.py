@@ -1,6 +1,6 @@
 """The model's confidence cut, fitted and judged on acceptance-benchmark results.
 
-``python -m ghostcomplete.bench.model_cut_study RESULTS.json [--context C] [--fit]
+``python -m ghostcomplete.bench.model_cut_study RESULTS.json [--context C] [--fit | --cross]
 [--gates 0,0.1,0.2]``
 
 RESULTS.json is what ``ghostcomplete bench acceptance --backend onnx`` wrote with the
@@ -12,6 +12,10 @@ and the truth. From these, with no model run:
   point of each answer (backends/onnx/confidence_cut.cut_points) is one example, labelled by
   whether the truth starts with the answer up to there; a logistic regression over
   ``prefix_features`` gives the weights ``confidence_cut.CALIBRATION`` holds;
+- **cross** (``--cross``, development files only): each file left out in turn, the
+  calibration refitted on the others and judged on it at the first gate, beside the current
+  one on the same tasks (out of sample for the refit; the current one may have been fitted on
+  any of them);
 - **judge**: accepted characters per task, accept rate and accepted of shown for the answer
   as the server showed it (no cut), with the confidence cut at each gate, and with the best
   possible cut (the longest start of the answer, at a cut point, that the truth starts
@@ -188,26 +192,68 @@ def calibration_table(answers: Sequence[Answer], weights: Sequence[float]) -> st
     return "\n".join(lines)
 
 
+def cross_validate(
+    runs: Sequence[Sequence[Answer]], gate: float, current: Sequence[float] = CALIBRATION
+) -> str:
+    """Leave one run out: fit on the others, judge on it at ``gate``, against ``current`` on
+    the same tasks; the folds' sums last. Out of sample for the refit only: ``current`` may
+    have been fitted on any of them."""
+    lines = [
+        "| held out | weights | tasks | shown | accepted | accepted of shown "
+        "| accepted chars / task |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    sums: dict[str, list[float]] = {"current": [0, 0, 0, 0], "refit": [0, 0, 0, 0]}
+    for index, held in enumerate(runs):
+        rest = [a for other, run in enumerate(runs) if other != index for a in run]
+        refit = fit_logistic(*examples(rest))
+        for name, weights in (("current", current), ("refit", refit)):
+            found = outcome([cut_suggestion(a, weights, gate)[0] for a in held], held)
+            lines.append(found.row(f"{index + 1} | {name} {tuple(weights)}"))
+            total = sums[name]
+            total[0] += found.tasks
+            total[1] += found.shown
+            total[2] += found.accepted
+            total[3] += found.accepted_chars
+    for name, (tasks, shown, accepted, chars) in sums.items():
+        whole = Outcome(int(tasks), int(shown), int(accepted), chars)
+        lines.append(whole.row(f"all | {name}"))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ghostcomplete.bench.model_cut_study")
     parser.add_argument("results", type=Path, nargs="+", help="bench acceptance JSON files")
     parser.add_argument("--context", default=None, help="only this context setting's tasks")
     parser.add_argument("--fit", action="store_true", help="refit the calibration on these")
     parser.add_argument("--gates", default="0,0.1,0.2,0.3", help="minConfidence values judged")
+    parser.add_argument(
+        "--cross",
+        action="store_true",
+        help="leave each results file out in turn: refit on the others, judge on it at the "
+        "first gate, against the current calibration",
+    )
     args = parser.parse_args(argv)
     answers: list[Answer] = []
+    runs: list[list[Answer]] = []
     for path in args.results:
         data = json.loads(path.read_text(encoding="utf-8"))
         split = (data.get("settings") or {}).get("split")
-        if args.fit and split != "dev":
+        if (args.fit or args.cross) and split != "dev":
             parser.error(f"{path} is split {split!r}: fit on the development projects only")
-        answers += load_answers(data, args.context)
+        runs.append(load_answers(data, args.context))
+        answers += runs[-1]
+    gates = [float(g) for g in args.gates.split(",") if g.strip()]
+    if args.cross:
+        if len(runs) < 2 or not gates:
+            parser.error("--cross needs two results files or more and a gate")
+        print(cross_validate(runs, gates[0]))
+        return 0
     weights: Sequence[float] = CALIBRATION
     if args.fit:
         x, y = examples(answers)
         weights = fit_logistic(x, y)
         print(f"fitted on {len(answers)} tasks, {len(y)} cut points: CALIBRATION = {weights}")
-    gates = [float(g) for g in args.gates.split(",") if g.strip()]
     print(judge(answers, weights, gates))
     print()
     print(calibration_table(answers, weights))

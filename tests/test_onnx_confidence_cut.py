@@ -212,3 +212,12 @@ def test_the_study_fits_on_development_runs_only_and_judges_any(
     assert "| confidence cut, gate 0.1 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         model_cut_study.main([str(test), "--fit"])
+    # Leaving each development file out in turn: a refit and the current weights per fold.
+    other = tmp_path / "dev2.json"
+    other.write_text(json.dumps({"settings": {"split": "dev"}, "tasks": rows[:4]}))
+    assert model_cut_study.main([str(dev), str(other), "--cross", "--gates", "0.05"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("| refit (") == 2 and printed.count("| current (") == 2
+    assert "| all | refit | 12 |" in printed and "| all | current | 12 |" in printed
+    with pytest.raises(SystemExit):
+        model_cut_study.main([str(dev), str(test), "--cross"])
