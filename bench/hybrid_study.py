@@ -63,9 +63,12 @@ def paired(lookup: Sequence[TaskResult], model: Sequence[TaskResult]) -> list[Pa
     ]
 
 
-def model_candidates(row: TaskResult, gate: float) -> list[Candidate]:
-    """What the model backend would have answered with its confidence cut at ``gate``."""
-    text, chance = cut_suggestion(answer_of(row), CALIBRATION, gate)
+def model_candidates(
+    row: TaskResult, gate: float, weights: Sequence[float] = CALIBRATION
+) -> list[Candidate]:
+    """What the model backend would have answered with its confidence cut at ``gate``
+    (calibrated by ``weights``)."""
+    text, chance = cut_suggestion(answer_of(row), weights, gate)
     return [Candidate(text, "onnx", {"confidence": chance})] if text else []
 
 
@@ -73,13 +76,19 @@ def lookup_candidates(row: TaskResult) -> list[Candidate]:
     return [Candidate(row.suggestion, row.origin, dict(row.details))] if row.suggestion else []
 
 
-def replay(pair: Pair, lookup_first: float, gate: float, weigh: str = "chance") -> Choice:
+def replay(
+    pair: Pair,
+    lookup_first: float,
+    gate: float,
+    weigh: str = "chance",
+    weights: Sequence[float] = CALIBRATION,
+) -> Choice:
     """What the hybrid shows on one task."""
     quick = lookup_candidates(pair.lookup)
     if lookup_is_sure(quick, lookup_first):
         found = quick
     else:
-        _, found = combined(quick, model_candidates(pair.model, gate), 1, weigh)
+        _, found = combined(quick, model_candidates(pair.model, gate, weights), 1, weigh)
     first = found[0] if found else None
     writer = "" if first is None else ("model" if first.origin.startswith("onnx") else "lookup")
     return Choice(
@@ -122,7 +131,11 @@ HEADER = (
 
 
 def study(
-    pairs: Sequence[Pair], thresholds: Sequence[float], gate: float, weigh: str = "chance"
+    pairs: Sequence[Pair],
+    thresholds: Sequence[float],
+    gate: float,
+    weigh: str = "chance",
+    weights: Sequence[float] = CALIBRATION,
 ) -> str:
     alone = [
         Choice(p.lookup.task_id, p.lookup.kind, p.lookup.suggestion, "lookup", p.lookup.target)
@@ -133,14 +146,14 @@ def study(
         Choice(
             p.model.task_id,
             p.model.kind,
-            next(iter(c.text for c in model_candidates(p.model, gate)), ""),
+            next(iter(c.text for c in model_candidates(p.model, gate, weights)), ""),
             "model",
             p.model.target,
         )
         for p in pairs
     ]
     lines.append(summary_row(f"model alone (cut, gate {gate})", model_only, alone))
-    replayed = {t: [replay(p, t, gate, weigh) for p in pairs] for t in thresholds}
+    replayed = {t: [replay(p, t, gate, weigh, weights) for p in pairs] for t in thresholds}
     for threshold, choices in replayed.items():
         lines.append(summary_row(f"{threshold:g}", choices, alone))
     for kind in KINDS:
@@ -160,6 +173,7 @@ def check(
     thresholds: Sequence[float],
     gate: float,
     weigh: str = "chance",
+    weights: Sequence[float] = CALIBRATION,
 ) -> str:
     """Per threshold, how many tasks the replay shows differently from the server's hybrid."""
     by_key = {(row.task_id, row.context): row for row in hybrid}
@@ -169,7 +183,7 @@ def check(
         differing = sum(
             1
             for p in shared
-            if replay(p, threshold, gate, weigh).suggestion.rstrip()
+            if replay(p, threshold, gate, weigh, weights).suggestion.rstrip()
             != by_key[(p.lookup.task_id, p.lookup.context)].suggestion.rstrip()
         )
         lines.append(f"lookupFirst {threshold:g}: {differing} differ")
@@ -197,15 +211,29 @@ def main(argv: list[str] | None = None) -> int:
         help="the lookup goes first where its chance (or chance × length) is the higher",
     )
     parser.add_argument("--check", default=None, help="hybrid runs to compare, FILE[+FILE...]")
+    parser.add_argument(
+        "--calibration",
+        default=None,
+        help="the model's cut calibration, W0,W1 (model_cut_study --fit prints one; default: "
+        "the one the backend uses)",
+    )
     args = parser.parse_args(argv)
+    weights: Sequence[float] = CALIBRATION
+    if args.calibration:
+        try:
+            weights = tuple(float(w) for w in args.calibration.split(","))
+        except ValueError:
+            parser.error(f"--calibration {args.calibration!r}: numbers, comma-separated")
+        if len(weights) != len(CALIBRATION):
+            parser.error(f"--calibration needs {len(CALIBRATION)} numbers")
     thresholds = [float(t) for t in args.lookup_first.split(",") if t]
     pairs = paired(_runs(args.lookup), _runs(args.model))
     if not pairs:
         parser.error("the lookup and model runs share no task")
-    print(study(pairs, thresholds, args.gate, args.weigh))
+    print(study(pairs, thresholds, args.gate, args.weigh, weights))
     if args.check:
         print()
-        print(check(pairs, _runs(args.check), thresholds, args.gate, args.weigh))
+        print(check(pairs, _runs(args.check), thresholds, args.gate, args.weigh, weights))
     return 0
 
 

@@ -52,6 +52,10 @@ def test_sure_lookup_answers_alone_and_an_unsure_one_asks_the_model() -> None:
     unsure = Pair(lookup("1", "value", 0.4), model("1"))
     asked = replay(unsure, 0.5, 0.05)
     assert (asked.suggestion, asked.writer) == ("value = compute(a)", "model")
+    # Another calibration (--calibration) changes the model's chance, so the choice: one that
+    # rates every start at about 0.1 leaves the lookup's 0.4 the likelier.
+    doubtful = replay(unsure, 0.5, 0.05, weights=(-2.2, 0.0))
+    assert (doubtful.suggestion, doubtful.writer) == ("value", "lookup")
 
 
 def test_no_calibrated_chance_asks_the_model_and_no_model_answer_falls_back() -> None:
@@ -79,3 +83,9 @@ def test_pairs_and_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     # At 1 the model is asked on both tasks and its confident start wins task 2.
     assert "| 1 | 2 | 2 |" in out
     assert "2 tasks in the hybrid runs" in out
+    with pytest.raises(SystemExit):
+        main(["--lookup", str(files["l"]), "--model", str(files["m"]), "--calibration", "1"])
+    assert main(["--lookup", str(files["l"]), "--model", str(files["m"]),
+                 "--lookup-first", "1", "--calibration=-2.2,0"]) == 0  # fmt: skip
+    # Every model start rated about 0.1: the lookup's 0.6 and 0.1 answer both tasks.
+    assert "| 1 | 2 | 2 | 0 |" in capsys.readouterr().out
