@@ -203,21 +203,18 @@ def cross_validate(
         "| accepted chars / task |",
         "|---|---|---|---|---|---|---|",
     ]
-    sums: dict[str, list[float]] = {"current": [0, 0, 0, 0], "refit": [0, 0, 0, 0]}
+    judged: list[Answer] = []
+    suggested: dict[str, list[str]] = {"current": [], "refit": []}
     for index, held in enumerate(runs):
         rest = [a for other, run in enumerate(runs) if other != index for a in run]
         refit = fit_logistic(*examples(rest))
+        judged += held
         for name, weights in (("current", current), ("refit", refit)):
-            found = outcome([cut_suggestion(a, weights, gate)[0] for a in held], held)
-            lines.append(found.row(f"{index + 1} | {name} {tuple(weights)}"))
-            total = sums[name]
-            total[0] += found.tasks
-            total[1] += found.shown
-            total[2] += found.accepted
-            total[3] += found.accepted_chars
-    for name, (tasks, shown, accepted, chars) in sums.items():
-        whole = Outcome(int(tasks), int(shown), int(accepted), chars)
-        lines.append(whole.row(f"all | {name}"))
+            cut = [cut_suggestion(a, weights, gate)[0] for a in held]
+            lines.append(outcome(cut, held).row(f"{index + 1} | {name} {tuple(weights)}"))
+            suggested[name] += cut
+    for name, cut in suggested.items():
+        lines.append(outcome(cut, judged).row(f"all | {name}"))
     return "\n".join(lines)
 
 

@@ -138,8 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.new_tokens,
             args.chunk,
         ),
+        "peak_rss_mib": peak_rss_mib(),  # after measure(): the dict is built in this order
     }
-    result["peak_rss_mib"] = peak_rss_mib()
     json.dump(result, sys.stdout)
     print()
     return 0

@@ -15,6 +15,7 @@ from tiny_decoders import (
     CHAT_TEMPLATE,
     SPECIAL,
     USER_DEFINED,
+    gguf_tokenizer_folder,
     llama_cpp_permute,
     random_weights,
     stored_values,
@@ -172,11 +173,7 @@ def test_a_normalizing_tokenizer_read_with_tiktoken_gives_the_tokenizers_package
     """qwen2's tokenizer.json normalizes to NFC; tiktoken, which has no normalizers, gets the
     text normalized first, so that text in decomposed form gives the same ids as the
     `tokenizers` package reading the same file."""
-    config = tiny_config("qwen2")
-    path = write_gguf(tmp_path / "tiny.gguf", config, random_weights(config), pre="qwen2")
-    folder = tmp_path / "model"
-    folder.mkdir()
-    read_gguf(path).write_tokenizer(folder)
+    folder = gguf_tokenizer_folder(tmp_path)
     fast = load_tokenizer(folder)
     assert isinstance(fast, TiktokenTokenizer) and fast.form == "NFC"
     reference = HfTokenizer(folder / "tokenizer.json")

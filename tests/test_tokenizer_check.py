@@ -7,21 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny_decoders import random_weights, tiny_config, write_gguf
+from tiny_decoders import gguf_tokenizer_folder
 
 from ghostcomplete.backends.onnx.tokenizer import TiktokenTokenizer, load_tokenizer
 from ghostcomplete.bench import tokenizer_check
-from ghostcomplete.model.gguf_weights import read_gguf
 
 
 @pytest.fixture
 def qwen_folder(tmp_path: Path) -> Path:
-    config = tiny_config("qwen2")
-    path = write_gguf(tmp_path / "tiny.gguf", config, random_weights(config), pre="qwen2")
-    folder = tmp_path / "model"
-    folder.mkdir()
-    read_gguf(path).write_tokenizer(folder)
-    return folder
+    return gguf_tokenizer_folder(tmp_path)
 
 
 def test_the_check_finds_the_same_ids_over_a_directory(

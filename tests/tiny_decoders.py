@@ -170,6 +170,19 @@ def write_gguf(
     return path
 
 
+def gguf_tokenizer_folder(tmp_path: Path, pre: str = "qwen2") -> Path:
+    """``tmp_path/model`` holding the tokenizer files that a tiny GGUF with the ``pre``
+    pre-tokenizer gives on import (qwen2's: an NFC normalizer, as Qwen2.5-Coder's)."""
+    from ghostcomplete.model.gguf_weights import read_gguf
+
+    config = tiny_config("qwen2")
+    path = write_gguf(tmp_path / "tiny.gguf", config, random_weights(config), pre=pre)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    read_gguf(path).write_tokenizer(folder)
+    return folder
+
+
 def stored_values(values: np.ndarray, quantized: str) -> np.ndarray:
     """What a weight reads back as after storing it in ``quantized`` (gguf-py's reference)."""
     import gguf
