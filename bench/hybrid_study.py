@@ -8,7 +8,8 @@ chance in ``details``); M a ``--backend onnx`` run of the same tasks with the mo
 (``"cut": "none"``: each task keeps the model's answer token by token). From these, with no
 model run, each ``lookupFirst`` is replayed as backends/hybrid/backend.py decides: the
 lookup's suggestion where it is sure, else the model's with its confidence cut at ``--gate``
-(bench/model_cut_study.py), ordered by ``combined``. The table gives accepted characters per
+(bench/model_cut_study.py), ordered by ``combined``; and ``order: "model"``, the model's
+answer first wherever it has one (the row "model first"). The table gives accepted characters per
 task, accepted of shown and paired counts against the lookup alone, per kind. Choose on
 development projects; report on test projects.
 
@@ -82,13 +83,16 @@ def replay(
     gate: float,
     weigh: str = "chance",
     weights: Sequence[float] = CALIBRATION,
+    model_first: bool = False,
 ) -> Choice:
-    """What the hybrid shows on one task."""
+    """What the hybrid shows on one task; with ``model_first`` (``order: "model"``) the
+    model's answer where it has one, whatever ``lookup_first`` is."""
     quick = lookup_candidates(pair.lookup)
-    if lookup_is_sure(quick, lookup_first):
+    if not model_first and lookup_is_sure(quick, lookup_first):
         found = quick
     else:
-        _, found = combined(quick, model_candidates(pair.model, gate, weights), 1, weigh)
+        answer = model_candidates(pair.model, gate, weights)
+        _, found = combined(quick, answer, 1, weigh, model_first)
     first = found[0] if found else None
     writer = "" if first is None else ("model" if first.origin.startswith("onnx") else "lookup")
     return Choice(
@@ -153,6 +157,8 @@ def study(
         for p in pairs
     ]
     lines.append(summary_row(f"model alone (cut, gate {gate})", model_only, alone))
+    first = [replay(p, 1.0, gate, weigh, weights, model_first=True) for p in pairs]
+    lines.append(summary_row("model first (order: model)", first, alone))
     replayed = {t: [replay(p, t, gate, weigh, weights) for p in pairs] for t in thresholds}
     for threshold, choices in replayed.items():
         lines.append(summary_row(f"{threshold:g}", choices, alone))
@@ -161,6 +167,8 @@ def study(
         if not kind_alone:
             continue
         lines.append(f"| **{kind}** | | | | | | | | |")
+        of_kind = [c for c in first if c.kind == kind]
+        lines.append(summary_row(f"{kind} model first", of_kind, kind_alone))
         for threshold, choices in replayed.items():
             of_kind = [c for c in choices if c.kind == kind]
             lines.append(summary_row(f"{kind} {threshold:g}", of_kind, kind_alone))
@@ -187,6 +195,13 @@ def check(
             != by_key[(p.lookup.task_id, p.lookup.context)].suggestion.rstrip()
         )
         lines.append(f"lookupFirst {threshold:g}: {differing} differ")
+    differing = sum(
+        1
+        for p in shared
+        if replay(p, 1.0, gate, weigh, weights, model_first=True).suggestion.rstrip()
+        != by_key[(p.lookup.task_id, p.lookup.context)].suggestion.rstrip()
+    )
+    lines.append(f"model first: {differing} differ")
     return "\n".join(lines)
 
 

@@ -20,9 +20,17 @@ from ghostcomplete.backends.base import (
 )
 from ghostcomplete.backends.http.backend import HttpBackend
 from ghostcomplete.backends.http.config import HttpSettings
-from ghostcomplete.backends.hybrid.backend import HybridBackend, lookup_is_likelier, model_deadline
+from ghostcomplete.backends.hybrid.backend import (
+    MODEL_FIRST_PARAMETERS,
+    HybridBackend,
+    combined,
+    lookup_is_likelier,
+    model_deadline,
+    model_goes_first,
+)
 from ghostcomplete.backends.hybrid.config import HybridSettings
 from ghostcomplete.backends.onnx.config import OnnxSettings
+from ghostcomplete.backends.onnx.engine import parameter_count
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
@@ -252,3 +260,71 @@ def test_the_lookup_goes_first_only_where_its_calibrated_chance_is_higher():
     # A model with no calibrated chance (cut: none, http) keeps going first.
     assert not lookup_is_likelier(lookup, [Candidate("written", "onnx")])
     assert not lookup_is_likelier([], unsure_model)
+
+
+def test_with_the_model_first_its_answer_leads_whatever_the_two_chances():
+    lookup = [Candidate("copied", "lookup:prefix", {"confidence": 0.9})]
+    unsure_model = [Candidate("written", "onnx", {"confidence": 0.1})]
+    assert combined(lookup, unsure_model, 2) == ("lookup_likelier", lookup + unsure_model)
+    assert combined(lookup, unsure_model, 2, model_first=True) == (
+        "model",
+        unsure_model + lookup,
+    )
+    # Where the model has nothing, the lookup's answer still goes out.
+    assert combined(lookup, [], 1, model_first=True) == ("fallback", lookup)
+
+
+class Sized:
+    def __init__(self, parameters: int | None) -> None:
+        self.parameters = parameters
+
+
+def test_auto_order_puts_a_model_first_by_its_size():
+    assert model_goes_first("auto", Sized(MODEL_FIRST_PARAMETERS))
+    assert not model_goes_first("auto", Sized(MODEL_FIRST_PARAMETERS - 1))
+    assert not model_goes_first("auto", Sized(None))
+    assert not model_goes_first("auto", object())  # a remote model: its size is not known
+    assert model_goes_first("model", object()) and not model_goes_first("chance", Sized(10**12))
+    # The built-in model is tiny: it stays behind the lookup's sure copies.
+    backend = onnx_hybrid()
+    try:
+        assert backend.settings.order == "auto" and not backend.model_first
+        assert backend.model is not None
+        assert 0 < backend.model.parameters < MODEL_FIRST_PARAMETERS  # type: ignore[attr-defined]
+    finally:
+        asyncio.run(backend.aclose())
+
+
+def test_the_weights_of_the_published_qwen_configs():
+    qwen = {"model_type": "qwen2", "vocab_size": 151_936, "num_key_value_heads": 2}
+    small = {**qwen, "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14}
+    small["intermediate_size"] = 4864
+    large = {**qwen, "hidden_size": 1536, "num_hidden_layers": 28, "num_attention_heads": 12}
+    large["intermediate_size"] = 8960
+    # Qwen2.5-0.5B and -1.5B as published (tied output layer), less biases and norms.
+    assert parameter_count(small) == pytest.approx(494e6, rel=0.01)
+    assert parameter_count(large) == pytest.approx(1.54e9, rel=0.01)
+    # The Instruct GGUFs' untied output layer adds a second vocabulary-by-hidden table.
+    untied = parameter_count({**small, "tie_word_embeddings": False})
+    assert untied == parameter_count(small) + 151_936 * 896  # type: ignore[operator]
+    assert parameter_count({"model_type": "qwen2"}) is None
+
+
+async def test_with_the_model_first_a_sure_lookup_still_asks_it():
+    async with FakeModelServer(answer_text) as server:
+        model = HttpBackend(HttpSettings(url=server.base, stream=False))
+        backend = HybridBackend(LookupBackend(), model, HybridSettings("http", 0.0, "model"))
+        try:
+            asked = GenerationLimits(Scope.LINE, 400, 1, 2, time.monotonic() + 5)
+            found = await backend.generate(prompt(SURE), asked)
+        finally:
+            await backend.aclose()
+    # lookupFirst 0 would send any lookup answer out unasked; with the model first it is
+    # asked, and leads.
+    assert len(server.requests) == 1
+    assert [(c.text, c.origin) for c in found] == [
+        (MODEL_TEXT, "http:openai"),
+        (COPIED, "lookup:prefix"),
+    ]
+    assert backend.counters["lookup_first"] == 0 and backend.counters["model"] == 1
+    assert "first" in backend.description

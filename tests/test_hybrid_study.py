@@ -58,6 +58,15 @@ def test_sure_lookup_answers_alone_and_an_unsure_one_asks_the_model() -> None:
     assert (doubtful.suggestion, doubtful.writer) == ("value", "lookup")
 
 
+def test_with_the_model_first_a_sure_lookup_is_shown_only_where_the_model_has_nothing() -> None:
+    sure = Pair(lookup("1", "value", 0.9), model("1"))
+    assert replay(sure, 0.5, 0.05).writer == "lookup"
+    first = replay(sure, 0.5, 0.05, model_first=True)
+    assert (first.suggestion, first.writer) == ("value = compute(a)", "model")
+    silent = Pair(lookup("2", "value", 0.9), result("2", "", "onnx"))
+    assert replay(silent, 0.5, 0.05, model_first=True).writer == "lookup"
+
+
 def test_no_calibrated_chance_asks_the_model_and_no_model_answer_falls_back() -> None:
     unsure = Pair(lookup("1", "value", None), model("1"))
     assert replay(unsure, 0.3, 0.05).suggestion == "value = compute(a)"
@@ -80,6 +89,9 @@ def test_pairs_and_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                  "--lookup-first", "0.3,1", "--check", str(files["m"])]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "| lookup alone | 2 | 2 | 0 |" in out
+    # The model first: its confident start on both tasks.
+    assert "| model first (order: model) | 2 | 2 | 2 |" in out
+    assert "model first: 2 differ" in out  # the cut start against the uncut runs
     # At 1 the model is asked on both tasks and its confident start wins task 2.
     assert "| 1 | 2 | 2 |" in out
     assert "2 tasks in the hybrid runs" in out

@@ -1,4 +1,6 @@
-"""The lookup first, a model where the lookup is not sure, and never past the deadline.
+"""The lookup first, a model where the lookup is not sure, and never past the deadline; or,
+for a model large enough to be right more often than the lookup's sure copies, the model
+first and the lookup where the model has nothing in time (``backend.hybrid.order``).
 
 The lookup answers in milliseconds with a calibrated chance that its suggestion is accepted
 whole (``details["confidence"]``, lookup/confidence.acceptance_chance). Where that chance is
@@ -37,6 +39,11 @@ from ghostcomplete.backends.lookup.backend import LookupBackend
 
 log = logging.getLogger("ghostcomplete")
 
+# ``order: "auto"`` puts a local model of at least this many weights first: of the two
+# sizes measured on the development projects, the 0.5B (0.63 billion with its untied output
+# layer) keeps more characters behind the lookup's sure copies, the 1.5B (1.78 billion) ahead
+# of them (bench/RESULTS.md, *The hybrid's order*).
+MODEL_FIRST_PARAMETERS = 1_000_000_000
 # Of the time left when the model is asked, the share kept back for what follows it (the
 # filters, the answer's way back): the model's deadline is this much before the request's.
 _MARGIN_SHARE = 0.05
@@ -76,19 +83,34 @@ def lookup_is_sure(quick: list[Candidate], lookup_first: float) -> bool:
 
 
 def combined(
-    quick: list[Candidate], answer: list[Candidate], candidates: int, weigh: str = "chance"
+    quick: list[Candidate],
+    answer: list[Candidate],
+    candidates: int,
+    weigh: str = "chance",
+    model_first: bool = False,
 ) -> tuple[str, list[Candidate]]:
     """The model's ``answer`` and the lookup's ``quick`` in the order they are shown, and
     which of the hybrid's counters that answer adds to ("fallback": the model gave nothing;
-    "lookup_likelier"; "model"). At least ``candidates`` of them, when there are that many."""
+    "lookup_likelier"; "model"). At least ``candidates`` of them, when there are that many.
+    With ``model_first`` the model's answer goes first whatever the two chances."""
     if not answer:
         return "fallback", quick
-    if lookup_is_likelier(quick, answer, weigh):
+    if not model_first and lookup_is_likelier(quick, answer, weigh):
         extra = [c for c in answer if all(c.text != q.text for q in quick)]
         return "lookup_likelier", (quick + extra)[: max(candidates, len(quick))]
     # The lookup's suggestions stay as alternatives after the model's.
     extra = [c for c in quick if all(c.text != a.text for a in answer)]
     return "model", (answer + extra)[: max(candidates, len(answer))]
+
+
+def model_goes_first(order: str, model: object) -> bool:
+    """Whether the hybrid's ``order`` puts ``model`` first: "model" always, "chance" never,
+    "auto" for a model that says it has at least MODEL_FIRST_PARAMETERS weights (a local
+    one; a remote model's size is not known)."""
+    if order == "auto":
+        weights = getattr(model, "parameters", None)
+        return isinstance(weights, int) and weights >= MODEL_FIRST_PARAMETERS
+    return order == "model"
 
 
 def model_deadline(deadline: float | None, now: float) -> float | None:
@@ -123,6 +145,7 @@ class HybridBackend:
         # Prompts leave the machine when the model is remote: the pipeline then redacts them
         # and sends no whole files, and the lookup copies from what the prompt holds.
         self.remote: bool = bool(getattr(model, "remote", False))
+        self.model_first = model is not None and model_goes_first(settings.order, model)
         self.counters = {"lookup_first": 0, "model": 0, "fallback": 0, "lookup_likelier": 0}
 
     @property
@@ -130,6 +153,8 @@ class HybridBackend:
         """What answers, for status reports and logs."""
         if self.model is None:
             return f"hybrid: lookup only ({self.model_problem})"
+        if self.model_first:
+            return f"hybrid: {_model_label(self.model)} first, lookup where it has nothing"
         return f"hybrid: lookup + {_model_label(self.model)}"
 
     @property
@@ -172,9 +197,12 @@ class HybridBackend:
     async def _lookup_first(
         self, prompt: CompletionPrompt, limits: GenerationLimits
     ) -> tuple[list[Candidate], bool]:
-        """The lookup's candidates, and whether they are sure enough to skip the model."""
+        """The lookup's candidates, and whether they are sure enough to skip the model (never,
+        when the model goes first)."""
         quick = await self.lookup.generate(prompt, limits)
-        sure = self.model is None or lookup_is_sure(quick, self.settings.lookup_first)
+        sure = self.model is None or (
+            not self.model_first and lookup_is_sure(quick, self.settings.lookup_first)
+        )
         if sure and quick:
             self.counters["lookup_first"] += 1
         return quick, sure
@@ -185,7 +213,7 @@ class HybridBackend:
             return quick
         due = model_deadline(limits.deadline, time.monotonic())
         answer = await self._ask_model(self.model, prompt, limits, due, bool(quick))
-        counter, found = combined(quick, answer, limits.candidates)
+        counter, found = combined(quick, answer, limits.candidates, model_first=self.model_first)
         if found:
             self.counters[counter] += 1
         return found

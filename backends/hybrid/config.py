@@ -19,3 +19,10 @@ class HybridSettings:
     # skipped the model where its answer was the likelier, higher ones asked it for nothing.
     # 1 always asks the model.
     lookup_first: float = field(default=0.4, metadata=between(0.0, 1.0))
+    # Who goes first. "chance": as above, the lookup where it is sure, else the likelier of
+    # the two. "model": the model is always asked and its answer goes first; the lookup's is
+    # shown where the model has none in time. "auto": "model" for a local model of at least
+    # backend.MODEL_FIRST_PARAMETERS weights, else "chance". Chosen on the development
+    # projects with bench/hybrid_study.py --order: the 0.5B keeps more characters with the
+    # lookup first, the 1.5B with itself first (docs/backends.md, "hybrid").
+    order: str = field(default="auto", metadata=one_of("auto", "chance", "model"))

@@ -41,7 +41,13 @@ from ghostcomplete.backends.onnx.decode import (
     decode,
     prefill_chunks,
 )
-from ghostcomplete.backends.onnx.engine import KvCache, OnnxModel, fim_family_of, read_json
+from ghostcomplete.backends.onnx.engine import (
+    KvCache,
+    OnnxModel,
+    fim_family_of,
+    parameter_count,
+    read_json,
+)
 from ghostcomplete.backends.onnx.healing import Forced, Vocabulary, heal
 from ghostcomplete.backends.onnx.installed import installed_folder
 from ghostcomplete.backends.onnx.pace import Pace
@@ -137,6 +143,8 @@ class OnnxBackend:
         self.fim_family: str | None = family
         # The confidence cut's weights for this model's architecture; None: no cut, no gate.
         self.calibration = calibration_for(config.get("model_type"))
+        # How large the model is, for the hybrid's order (backends/hybrid/backend.py).
+        self.parameters: int | None = parameter_count(config)
         # An instruct model (its folder has a chat template) also takes edit requests.
         self.chat_template: ChatTemplate | None = load_chat_template(self.file.parent)
         self.follows_instructions = self.chat_template is not None
