@@ -9,8 +9,8 @@ chance in ``details``); M a ``--backend onnx`` run of the same tasks with the mo
 model run, each ``lookupFirst`` is replayed as backends/hybrid/backend.py decides: the
 lookup's suggestion where it is sure, else the model's with its confidence cut at ``--gate``
 (bench/model_cut_study.py), ordered by ``combined``; and ``order: "model"``, the model's
-answer first wherever it has one (the row "model first"). The table gives accepted characters per
-task, accepted of shown and paired counts against the lookup alone, per kind. Choose on
+answer first wherever it has one (the row "model first"). The table gives accepted characters
+per task, accepted of shown and paired counts against the lookup alone, per kind. Choose on
 development projects; report on test projects.
 
 ``--check`` compares the replay, at each threshold, with hybrid runs through the server (the
@@ -186,22 +186,19 @@ def check(
     """Per threshold, how many tasks the replay shows differently from the server's hybrid."""
     by_key = {(row.task_id, row.context): row for row in hybrid}
     shared = [p for p in pairs if (p.lookup.task_id, p.lookup.context) in by_key]
-    lines = [f"{len(shared)} tasks in the hybrid runs"]
-    for threshold in thresholds:
-        differing = sum(
+
+    def differing(threshold: float, model_first: bool = False) -> int:
+        return sum(
             1
             for p in shared
-            if replay(p, threshold, gate, weigh, weights).suggestion.rstrip()
+            if replay(p, threshold, gate, weigh, weights, model_first).suggestion.rstrip()
             != by_key[(p.lookup.task_id, p.lookup.context)].suggestion.rstrip()
         )
-        lines.append(f"lookupFirst {threshold:g}: {differing} differ")
-    differing = sum(
-        1
-        for p in shared
-        if replay(p, 1.0, gate, weigh, weights, model_first=True).suggestion.rstrip()
-        != by_key[(p.lookup.task_id, p.lookup.context)].suggestion.rstrip()
-    )
-    lines.append(f"model first: {differing} differ")
+
+    lines = [f"{len(shared)} tasks in the hybrid runs"]
+    for threshold in thresholds:
+        lines.append(f"lookupFirst {threshold:g}: {differing(threshold)} differ")
+    lines.append(f"model first: {differing(1.0, model_first=True)} differ")
     return "\n".join(lines)
 
 

@@ -22,7 +22,8 @@ class HybridSettings:
     # Who goes first. "chance": as above, the lookup where it is sure, else the likelier of
     # the two. "model": the model is always asked and its answer goes first; the lookup's is
     # shown where the model has none in time. "auto": "model" for a local model of at least
-    # backend.MODEL_FIRST_PARAMETERS weights, else "chance". Chosen on the development
-    # projects with bench/hybrid_study.py --order: the 0.5B keeps more characters with the
-    # lookup first, the 1.5B with itself first (docs/backends.md, "hybrid").
+    # a billion weights (hybrid/backend.py, MODEL_FIRST_PARAMETERS), else "chance". Chosen on
+    # the development projects with bench/hybrid_study.py (its row "model first"): the 0.5B
+    # keeps more characters with the lookup first, the 1.5B with itself first
+    # (docs/backends.md, "hybrid").
     order: str = field(default="auto", metadata=one_of("auto", "chance", "model"))
