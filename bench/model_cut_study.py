@@ -231,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
         "first gate, against the current calibration",
     )
     args = parser.parse_args(argv)
-    answers: list[Answer] = []
     runs: list[list[Answer]] = []
     for path in args.results:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -239,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         if (args.fit or args.cross) and split != "dev":
             parser.error(f"{path} is split {split!r}: fit on the development projects only")
         runs.append(load_answers(data, args.context))
-        answers += runs[-1]
+    answers = [answer for run in runs for answer in run]
     gates = [float(g) for g in args.gates.split(",") if g.strip()]
     if args.cross:
         if len(runs) < 2 or not gates:
