@@ -12,7 +12,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ghostcomplete.backends.onnx.engine import LOGITS_KEPT
-from ghostcomplete.model.onnx_weights import Quantized, TensorFile
+from ghostcomplete.model.onnx_weights import Blocks, Quantized, TensorFile
 
 BITS = {"int4": 4, "int8": 8}
 BLOCK = 32
@@ -53,7 +53,12 @@ class DecoderGraph:
     """The nodes and initializers of one decoder graph, in the chosen precision."""
 
     def __init__(
-        self, config: DecoderConfig, precision: str, activations: str, tensors: TensorFile
+        self,
+        config: DecoderConfig,
+        precision: str,
+        activations: str,
+        tensors: TensorFile,
+        found_blocks: Mapping[str, Blocks] | None = None,
     ) -> None:
         self.config = config
         self.precision = precision
@@ -61,6 +66,8 @@ class DecoderGraph:
         self.tensors = tensors
         self.float = np.dtype(np.float16 if activations == "fp16" else np.float32)
         self.float_type = helper.np_dtype_to_tensor_dtype(self.float)
+        # Linear layers quantized already (``calibration``), by the names ``linear`` gives.
+        self.found_blocks = found_blocks or {}
         self.nodes: list[onnx.NodeProto] = []
         self._embedding: Quantized | None = None
 
@@ -89,7 +96,12 @@ class DecoderGraph:
         """x @ weight.T (+ bias), weight (N, K) in the torch Linear layout."""
         if self.bits:
             quantized = self.tensors.add_quantized(
-                name, weight, self.bits, BLOCK, scale_type=self.float
+                name,
+                weight,
+                self.bits,
+                BLOCK,
+                scale_type=self.float,
+                found_blocks=self.found_blocks.get(name),
             )
             inputs = [x, quantized.packed, quantized.scales, quantized.zero_points]
             if bias is not None:

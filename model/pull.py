@@ -2,6 +2,7 @@
 install it into the models directory.
 
     ghostcomplete model pull qwen2.5-coder-0.5b [--precision int4|int8|fp16|fp32] [--name N]
+        [--calibrate | --no-calibrate]
         [--force]
 
 The files are fetched and checked by ``model.hub`` (``HF_ENDPOINT``, ``HF_HOME``,
@@ -47,8 +48,10 @@ def pull(
     force: bool = False,
     root: Path | None = None,
     say: Callable[[str], None] = print,
+    calibrated: bool | None = None,
 ) -> tuple[Path, InstalledModel]:
-    """Download, check, convert and install ``entry``; PullError when it cannot."""
+    """Download, check, convert and install ``entry``; PullError when it cannot.
+    ``calibrated``: as ``import_model``'s (None: GPTQ for int4)."""
     if not entry.supported:
         raise PullError(
             f"{entry.name} is a {entry.architecture} model, which the importer cannot convert "
@@ -67,7 +70,7 @@ def pull(
             "beside it"
         )
     snapshot = fetch(entry.repo, entry.revision, entry.patterns, say)
-    return install(entry, snapshot, name, precision, root, say, force)
+    return install(entry, snapshot, name, precision, root, say, force, calibrated)
 
 
 def install(
@@ -78,6 +81,7 @@ def install(
     root: Path,
     say: Callable[[str], None],
     force: bool = False,
+    calibrated: bool | None = None,
 ) -> tuple[Path, InstalledModel]:
     """Convert a checked snapshot into ``root/name`` and record where it came from."""
     # Imported here: the converter's dependencies are the `convert` extra's.
@@ -87,7 +91,13 @@ def install(
         # The importer builds beside the target and renames it into place once complete, so
         # a failed conversion leaves no model behind and a replaced one stays until then.
         folder, model = import_model(
-            snapshot.folder, name=name, precision=precision, root=root, say=say, force=force
+            snapshot.folder,
+            name=name,
+            precision=precision,
+            root=root,
+            say=say,
+            force=force,
+            calibrated=calibrated,
         )
     except (ImportFailed, BackendError, ValueError, OSError) as error:
         raise PullError(f"converting {entry.repo} failed: {error}") from None
@@ -125,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=PRECISIONS, default="int4")
     parser.add_argument("--name", default=None, help="install under this name instead")
     parser.add_argument("--force", action="store_true", help="replace an installed model")
+    parser.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="quantize with GPTQ (as `model import`; default: on for int4, off for int8)",
+    )
     args = parser.parse_args(argv)
     try:
         entry = find(args.model)
@@ -136,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr)
 
     try:
-        folder, model = pull(entry, args.name, args.precision, args.force, say=say)
+        folder, model = pull(
+            entry, args.name, args.precision, args.force, say=say, calibrated=args.calibrate
+        )
     except PullError as error:
         print(f"ghostcomplete: model pull: {error}", file=sys.stderr)
         return 1

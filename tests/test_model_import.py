@@ -127,6 +127,31 @@ def test_the_cli_imports_refuses_to_overwrite_and_replaces_with_force(
     assert default_name(gguf_file, "int4") == "tiny-coder.q8_0-int4"
 
 
+def test_a_calibrated_import_records_its_calibration_and_runs(tmp_path: Path, monkeypatch, capsys):
+    config = tiny_config("qwen2")
+    weights = random_weights(config, seed=3)
+    gguf_file = write_gguf(tmp_path / "tiny.gguf", config, weights)
+    root = tmp_path / "models"
+    monkeypatch.setenv("GHOSTCOMPLETE_MODELS", str(root))
+    command = ["model", "import", str(gguf_file), "--name", "c", "--precision", "int4"]
+    assert cli_main(command) == 0  # int4 is calibrated unless told not to be
+    out = capsys.readouterr().out
+    assert "calibrating on 4096 tokens of the standard library (argparse.py" in out
+    calibration = read_manifest(root / "c").extra["calibration"]
+    assert calibration["method"] == "gptq" and calibration["tokens"] == 16 * 256
+    assert "difflib.py" in calibration["sources"]
+    # The same graph as a rounded import, with other weights in it.
+    assert cli_main([*command[:3], "--name", "r", "--precision", "int4", "--no-calibrate"]) == 0
+    assert "calibration" not in read_manifest(root / "r").extra
+    calibrated, rounded = _logits(root / "c"), _logits(root / "r")
+    assert calibrated.shape == rounded.shape and np.isfinite(calibrated).all()
+    assert not np.array_equal(calibrated, rounded)
+    capsys.readouterr()
+    assert cli_main([*command[:3], "--name", "f", "--precision", "fp32", "--calibrate"]) == 1
+    assert "--calibrate is for int4 and int8, not fp32" in capsys.readouterr().err
+    assert sorted(p.name for p in root.iterdir()) == ["c", "r"]
+
+
 def test_bad_sources_fail_in_one_line_and_leave_nothing(tmp_path: Path, monkeypatch, capsys):
     root = tmp_path / "models"
     monkeypatch.setenv("GHOSTCOMPLETE_MODELS", str(root))

@@ -259,10 +259,12 @@ async def test_a_pull_installs_a_model_that_loads_and_completes(
 
     repo = FakeRepo.from_folder(tiny)
     with FakeHub({REPO_ID: repo}) as hub:
-        result = pull(environment(tmp_path, hub.url), ENTRY)
+        # Rounded, not calibrated: the completion below is what these random weights write.
+        result = pull(environment(tmp_path, hub.url), ENTRY, "--no-calibrate")
     assert result.returncode == 0, result.stderr
     assert installed(tmp_path) == [ENTRY]
     record = manifest(tmp_path, ENTRY)
+    assert "calibration" not in record["extra"]
     assert record["source"] == f"{REPO_ID}@{repo.commit}"
     assert (record["license"], record["fim_family"], record["precision"]) == (
         "Apache-2.0",
@@ -301,8 +303,12 @@ def test_a_pull_whose_transfer_is_cut_still_installs(tmp_path: Path, tiny: Path)
         result = pull(environment(tmp_path, hub.url), ENTRY)
         assert len(hub.transfers("model.safetensors")) == 2
     assert result.returncode == 0, result.stderr
-    files = manifest(tmp_path, ENTRY)["extra"]["hub"]["files"]
-    assert files["model.safetensors"]["sha256"] == sha256(tiny / "model.safetensors")
+    extra = manifest(tmp_path, ENTRY)["extra"]
+    assert extra["hub"]["files"]["model.safetensors"]["sha256"] == sha256(
+        tiny / "model.safetensors"
+    )
+    # int4 by default, calibrated by default.
+    assert extra["calibration"]["method"] == "gptq"
 
 
 @pytest.mark.slow
