@@ -28,6 +28,8 @@ from ghostcomplete.model.gptq import (
     second_moments,
 )
 from ghostcomplete.model.onnx_weights import Blocks, dequantize_blocks
+from ghostcomplete.ranker.budget import PackedContext
+from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
 
 # Standard-library modules the calibration windows are cut from, in this order. None is in a
 # package the acceptance benchmark draws tasks from (bench/corpus.toml's [stdlib]).
@@ -63,27 +65,83 @@ class Calibration:
     sources: tuple[str, ...]  # the files they came from
 
 
+def _fim_glue(family: str, path: str) -> tuple[str, str, str]:
+    """The text the server's prompt puts before the prefix, between prefix and suffix (or
+    suffix and prefix), and before the middle, for ``family``."""
+    mark_prefix, mark_suffix = "\x00PREFIX\x00", "\x00SUFFIX\x00"
+    context = PackedContext(prefix=mark_prefix, suffix=mark_suffix, snippets=(), tokens=0)
+    rendered = render_fim(context, family, "python", path)
+    first, second = (
+        (mark_suffix, mark_prefix)
+        if TEMPLATES[family].suffix_first
+        else (
+            mark_prefix,
+            mark_suffix,
+        )
+    )
+    head, rest = rendered.split(first)
+    between, tail = rest.split(second)
+    return head, between, tail
+
+
+def _fim_window(
+    tokenizer: Encoder, text: str, cursor: int, family: str, path: str, tokens: int
+) -> list[int] | None:
+    """One window of exactly ``tokens`` tokens: a fill-in-the-middle prompt as the server
+    renders it, the cursor at character ``cursor`` of ``text``, followed by the three lines
+    the model would write there; None where the file is too short around the cursor."""
+    end = cursor
+    for _ in range(3):
+        found = text.find("\n", end)
+        end = len(text) if found < 0 else found + 1
+    head, between, tail = (tokenizer.encode(part) for part in _fim_glue(family, path))
+    middle = tokenizer.encode(text[cursor:end])[: tokens // 4]
+    prefix, suffix = tokenizer.encode(text[:cursor]), tokenizer.encode(text[end:])
+    room = tokens - len(head) - len(between) - len(tail) - len(middle)
+    suffix_room = min(len(suffix), room // 4)
+    prefix_room = min(len(prefix), room - suffix_room)
+    suffix_room = room - prefix_room
+    if suffix_room > len(suffix) or prefix_room <= 0:
+        return None
+    before, after = prefix[len(prefix) - prefix_room :], suffix[:suffix_room]
+    if TEMPLATES[family].suffix_first:
+        return head + after + between + before + tail + middle
+    return head + before + between + after + tail + middle
+
+
 def calibration_windows(
     tokenizer: Encoder,
     count: int = WINDOWS,
     tokens: int = WINDOW_TOKENS,
     library: Path | None = None,
+    family: str | None = None,
 ) -> Calibration:
     """``count`` windows of ``tokens`` tokens from the standard library's modules, a window
-    or more a file; ValueError when the modules found do not hold enough."""
+    or more a file; ValueError when the modules found do not hold enough. With a FIM
+    ``family``, each window is a fill-in-the-middle prompt and its answer (the task the model
+    is quantized for), else plain text."""
     library = library or Path(sysconfig.get_paths()["stdlib"])
     windows: list[list[int]] = []
     sources: list[str] = []
+    # At most a quarter of the windows from one file, so that no one module dominates.
+    per_file = max(1, count // 4)
     for name in CALIBRATION_MODULES:
         path = library / name
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        ids = tokenizer.encode(text)
-        # At most a quarter of the windows from one file, so that no one module dominates.
-        for start in range(0, len(ids) - tokens + 1, tokens)[: max(1, count // 4)]:
-            windows.append(ids[start : start + tokens])
+        if family is None:
+            ids = tokenizer.encode(text)
+            found = [ids[i : i + tokens] for i in range(0, len(ids) - tokens + 1, tokens)]
+        else:
+            # Cursors at the start of lines spread evenly over the file.
+            starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+            picks = [starts[(2 * k + 1) * len(starts) // (2 * per_file)] for k in range(per_file)]
+            made = (_fim_window(tokenizer, text, at, family, name, tokens) for at in picks)
+            found = [window for window in made if window is not None]
+        for window in found[:per_file]:
+            windows.append(window)
             sources.append(name)
             if len(windows) == count:
                 return Calibration(np.asarray(windows, np.int64), tuple(sources))

@@ -124,9 +124,15 @@ def _build(
     if calibrated:
         started = time.monotonic()
         tokens = min(WINDOW_TOKENS, config.max_positions)
-        windows = calibration_windows(tokenizer, tokens=tokens)
+        # The model is calibrated on the task it will do: fill-in-the-middle prompts where
+        # it has a FIM format, plain code where it has none.
+        family = fim_family_of(
+            {"model_type": config.architecture, **decoder.extra_config}, tokenizer.special
+        )
+        windows = calibration_windows(tokenizer, tokens=tokens, family=family)
         say(
-            f"calibrating on {windows.windows.size} tokens of the standard library "
+            f"calibrating on {windows.windows.size} tokens of the standard library"
+            f"{' as fill-in-the-middle prompts' if family else ''} "
             f"({', '.join(sorted(set(windows.sources)))})"
         )
         found_blocks = calibrate(
@@ -135,6 +141,7 @@ def _build(
         record = {
             "method": "gptq",
             "tokens": int(windows.windows.size),
+            "fim_family": family,
             "sources": sorted(set(windows.sources)),
             "seconds": round(time.monotonic() - started),
         }

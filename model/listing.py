@@ -3,8 +3,9 @@ entries that are not installed.
 
     ghostcomplete model list [--all] [--json]
 
-Each installed model shows its size, precision, FIM family, licence and the speed measured on
-this machine (``ghostcomplete model measure NAME`` records it), or "not measured".
+Each installed model shows its size, precision ("int4 gptq" where the import calibrated it),
+FIM family, licence and the speed measured on this machine (``ghostcomplete model measure
+NAME`` records it), or "not measured".
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def speed_text(speed: dict[str, Any] | None) -> str:
     return ", ".join(parts) or "measured (see --json)"
 
 
+def precision_text(model: InstalledModel) -> str:
+    calibration = model.extra.get("calibration")
+    if isinstance(calibration, dict) and calibration.get("method"):
+        return f"{model.precision} {calibration['method']}"
+    return model.precision
+
+
 def not_installed(models: Sequence[InstalledModel]) -> list[CatalogueEntry]:
     """Catalogue entries no installed model was pulled from."""
     pulled = {m.extra.get("catalogue") for m in models} | {m.name for m in models}
@@ -53,7 +61,7 @@ def rows(installed: Sequence[tuple[Path, InstalledModel]], every: bool) -> list[
         (
             m.name,
             size_text(m.size_bytes),
-            m.precision,
+            precision_text(m),
             m.fim_family or "-",
             m.license or "-",
             speed_text(m.speed),

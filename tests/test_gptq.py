@@ -155,3 +155,30 @@ def test_calibration_windows_come_from_the_standard_library_in_a_fixed_order(tmp
     assert found.windows[0, 0] == ord("a") and found.windows[1, 0] == ord("b")
     with pytest.raises(ValueError, match="holds 4 of the 8"):
         calibration_windows(Characters(), count=8, tokens=100, library=tmp_path)
+
+
+def test_fill_in_the_middle_windows_are_the_servers_prompts_with_their_answers(tmp_path: Path):
+    from tiny_decoders import gguf_tokenizer_folder
+
+    from ghostcomplete.backends.onnx.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(gguf_tokenizer_folder(tmp_path))
+    lines = [f"def function_{i}(value):\n    return value + {i}\n" for i in range(60)]
+    names = ("argparse.py", "difflib.py", "textwrap.py", "dataclasses.py")
+    for name in names:
+        (tmp_path / name).write_text("".join(lines))
+    found = calibration_windows(tokenizer, count=4, tokens=400, library=tmp_path, family="qwen")
+    assert found.windows.shape == (4, 400) and found.sources == names
+    special = tokenizer.special
+    marks = [special[m] for m in ("<|file_sep|>", "<|fim_prefix|>", "<|fim_suffix|>")]
+    for window, name in zip(found.windows.tolist(), names, strict=True):
+        # The prompt as the server renders it: the file's name, then prefix, suffix, middle.
+        header = tokenizer.encode(f"{name}\n")
+        assert window[0] == marks[0] and window[1 : 1 + len(header)] == header
+        at = [window.index(mark) for mark in marks[1:]] + [window.index(special["<|fim_middle|>"])]
+        assert at == sorted(at)
+        # What follows the middle marker is three lines of the file: the answer.
+        answer = b"".join(tokenizer.token_bytes(t) for t in window[at[-1] + 1 :]).decode()
+        assert answer.count("\n") == 3 and answer in "".join(lines)
+    plain = calibration_windows(tokenizer, count=4, tokens=200, library=tmp_path)
+    assert not set(plain.windows.ravel().tolist()) & set(special.values())

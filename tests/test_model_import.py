@@ -136,9 +136,13 @@ def test_a_calibrated_import_records_its_calibration_and_runs(tmp_path: Path, mo
     command = ["model", "import", str(gguf_file), "--name", "c", "--precision", "int4"]
     assert cli_main(command) == 0  # int4 is calibrated unless told not to be
     out = capsys.readouterr().out
-    assert "calibrating on 4096 tokens of the standard library (argparse.py" in out
+    assert (
+        "calibrating on 4096 tokens of the standard library as fill-in-the-middle prompts "
+        "(argparse.py" in out
+    )
     calibration = read_manifest(root / "c").extra["calibration"]
     assert calibration["method"] == "gptq" and calibration["tokens"] == 16 * 256
+    assert calibration["fim_family"] == "qwen"
     assert "difflib.py" in calibration["sources"]
     # The same graph as a rounded import, with other weights in it.
     assert cli_main([*command[:3], "--name", "r", "--precision", "int4", "--no-calibrate"]) == 0

@@ -49,6 +49,9 @@ def test_list_shows_size_precision_family_licence_and_speed(
     models: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     install_builtin_as(models, "plain")
+    install_builtin_as(
+        models, "calibrated", precision="int4", extra={"calibration": {"method": "gptq"}}
+    )
     with_speed(
         install_builtin_as(models, "timed", precision="int8"),
         {"decode_tokens_per_s": 61.5, "keystroke_p50_ms": 240.0},
@@ -61,6 +64,8 @@ def test_list_shows_size_precision_family_licence_and_speed(
     timed = next(line for line in lines if line.startswith("timed "))
     assert "13 MB" in plain and "fp32" in plain and "starcoder" in plain and "MIT" in plain
     assert plain.endswith("not measured")
+    calibrated = next(line for line in lines if line.startswith("calibrated "))
+    assert " int4 gptq " in calibrated
     assert "int8" in timed and "61.5 tokens/s decode, 240 ms a keystroke (p50)" in timed
     # Nothing from the catalogue without --all.
     assert not any(entry.name in "\n".join(lines) for entry in CATALOGUE)
