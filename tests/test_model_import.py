@@ -134,7 +134,7 @@ def test_a_calibrated_import_records_its_calibration_and_runs(tmp_path: Path, mo
     root = tmp_path / "models"
     monkeypatch.setenv("GHOSTCOMPLETE_MODELS", str(root))
     command = ["model", "import", str(gguf_file), "--name", "c", "--precision", "int4"]
-    assert cli_main(command) == 0  # int4 is calibrated unless told not to be
+    assert cli_main([*command, "--calibrate"]) == 0
     out = capsys.readouterr().out
     assert (
         "calibrating on 4096 tokens of the standard library as fill-in-the-middle prompts "
@@ -145,7 +145,7 @@ def test_a_calibrated_import_records_its_calibration_and_runs(tmp_path: Path, mo
     assert calibration["fim_family"] == "qwen"
     assert "difflib.py" in calibration["sources"]
     # The same graph as a rounded import, with other weights in it.
-    assert cli_main([*command[:3], "--name", "r", "--precision", "int4", "--no-calibrate"]) == 0
+    assert cli_main([*command[:3], "--name", "r", "--precision", "int4"]) == 0
     assert "calibration" not in read_manifest(root / "r").extra
     calibrated, rounded = _logits(root / "c"), _logits(root / "r")
     assert calibrated.shape == rounded.shape and np.isfinite(calibrated).all()

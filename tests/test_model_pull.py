@@ -259,8 +259,7 @@ async def test_a_pull_installs_a_model_that_loads_and_completes(
 
     repo = FakeRepo.from_folder(tiny)
     with FakeHub({REPO_ID: repo}) as hub:
-        # Rounded, not calibrated: the completion below is what these random weights write.
-        result = pull(environment(tmp_path, hub.url), ENTRY, "--no-calibrate")
+        result = pull(environment(tmp_path, hub.url), ENTRY)
     assert result.returncode == 0, result.stderr
     assert installed(tmp_path) == [ENTRY]
     record = manifest(tmp_path, ENTRY)
@@ -300,14 +299,13 @@ async def test_a_pull_installs_a_model_that_loads_and_completes(
 def test_a_pull_whose_transfer_is_cut_still_installs(tmp_path: Path, tiny: Path) -> None:
     repo = FakeRepo.from_folder(tiny, cut_once={"model.safetensors"})
     with FakeHub({REPO_ID: repo}) as hub:
-        result = pull(environment(tmp_path, hub.url), ENTRY)
+        result = pull(environment(tmp_path, hub.url), ENTRY, "--calibrate")
         assert len(hub.transfers("model.safetensors")) == 2
     assert result.returncode == 0, result.stderr
     extra = manifest(tmp_path, ENTRY)["extra"]
     assert extra["hub"]["files"]["model.safetensors"]["sha256"] == sha256(
         tiny / "model.safetensors"
     )
-    # int4 by default, calibrated by default.
     assert extra["calibration"]["method"] == "gptq"
 
 
