@@ -5,9 +5,10 @@ what the layer's inputs look like. GPTQ quantizes the columns of a weight (N, K)
 time and, after each, moves the columns not yet quantized so that the layer's output on its
 inputs changes as little as possible: the rounding error of column k, spread over the later
 columns through the inverse of the inputs' second-moment matrix ``H = X^T X`` (K, K). The
-grid itself is the one ``quantize_blocks`` uses (asymmetric, one scale and zero point a block
-of ``block`` columns), chosen from the block's values as they stand when the block is reached;
-the output has ``quantize_blocks``' layout, so the graph stores it the same way.
+grid is of ``quantize_blocks``' kind (asymmetric, one scale and zero point a block of
+``block`` columns): chosen from the block's values as they stand when the block is reached,
+left to right; fixed from the weight as it is when the columns go largest inputs first. The
+output has ``quantize_blocks``' layout, so the graph stores it the same way.
 
 Rows are independent given ``H``: weights that read the same input (q, k and v; gate and up)
 share one ``InverseFactor``, and a large weight (the output layer) can be done a slice of rows
