@@ -167,8 +167,11 @@ def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     return np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
 
 
-def _attention(qkv: np.ndarray, config: DecoderConfig) -> np.ndarray:
-    """Causal grouped-query attention of (windows, tokens, q + k + v) projections."""
+def _attention(
+    qkv: np.ndarray, config: DecoderConfig, cos: np.ndarray, sin: np.ndarray
+) -> np.ndarray:
+    """Causal grouped-query attention of (windows, tokens, q + k + v) projections; ``cos``
+    and ``sin`` (tokens, head_dim / 2) the rotation of each position."""
     windows, tokens, _ = qkv.shape
     heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
     q_end = heads * dim
@@ -176,9 +179,8 @@ def _attention(qkv: np.ndarray, config: DecoderConfig) -> np.ndarray:
     q = qkv[..., :q_end].reshape(windows, tokens, kv_heads, heads // kv_heads, dim)
     k = qkv[..., q_end:k_end].reshape(windows, tokens, kv_heads, dim)
     v = qkv[..., k_end:].reshape(windows, tokens, kv_heads, dim)
-    cos, sin = rotary_tables(config)
-    cos = cos[:tokens].astype(np.float32)[:, None, None, :]
-    sin = sin[:tokens].astype(np.float32)[:, None, None, :]
+    cos = cos[:, None, None, :]
+    sin = sin[:, None, None, :]
     q = _rotate(q, cos, sin)
     k = _rotate(k, cos[:, :, 0], sin[:, :, 0])
     # (windows, kv_heads, group, tokens, dim) and (windows, kv_heads, 1, tokens, dim)
@@ -210,17 +212,24 @@ def _as_they_are(inputs: np.ndarray, named: Mapping[str, np.ndarray]) -> list[np
 class _Quantizer:
     """Quantizes the weights reading one input, and keeps the blocks under the graph's names."""
 
-    def __init__(self, bits: int, block: int, energy_order: bool) -> None:
+    def __init__(self, bits: int, block: int) -> None:
         self.bits = bits
         self.block = block
-        self.energy_order = energy_order
         self.blocks: dict[str, Blocks] = {}
 
     def __call__(self, inputs: np.ndarray, named: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The dequantized weights, in the order of ``named``."""
-        hessian = second_moments(inputs)
-        factor = inverse_factor(hessian, self.block, energy_order=self.energy_order)
-        found = []
+        self.quantize(inputs, named)
+        return [
+            dequantize_blocks(*self.blocks[name])[:, : weight.shape[1]]
+            for name, weight in named.items()
+        ]
+
+    def quantize(self, inputs: np.ndarray, named: Mapping[str, np.ndarray]) -> None:
+        """Quantize the weights in ``named``, all of which read ``inputs``, into ``blocks``."""
+        # Largest inputs first: nearer the float model than left to right (bench/RESULTS.md,
+        # *Calibrated int4*).
+        factor = inverse_factor(second_moments(inputs), self.block, energy_order=True)
         for name, weight in named.items():
             # The output layer a slice of rows at a time: its float copy is the large one.
             pieces = [
@@ -229,10 +238,7 @@ class _Quantizer:
                 )
                 for start in range(0, weight.shape[0], HEAD_ROWS)
             ]
-            blocks = pieces[0] if len(pieces) == 1 else _stacked(pieces)
-            self.blocks[name] = blocks
-            found.append(dequantize_blocks(*blocks)[:, : weight.shape[1]])
-        return found
+            self.blocks[name] = pieces[0] if len(pieces) == 1 else _stacked(pieces)
 
 
 def _stacked(pieces: list[Blocks]) -> Blocks:
@@ -250,6 +256,7 @@ def _final_hidden(
     """The decoder's last hidden states, normed, (windows, tokens, hidden), each linear
     layer's weights as ``quantize`` gives them for the inputs it sees."""
     eps = config.rms_norm_eps
+    cos, sin = (table[: windows.shape[1]].astype(np.float32) for table in rotary_tables(config))
     x = np.asarray(weights["model.embed_tokens.weight"][windows], np.float32)
     for layer in range(config.num_layers):
         prefix = f"model.layers.{layer}"
@@ -261,7 +268,7 @@ def _final_hidden(
         qkv = normed @ qkv_weight.T
         if config.attention_bias:
             qkv += np.concatenate([weights[f"{attn}.{p}_proj.bias"] for p in "qkv"])
-        attended = _attention(qkv.astype(np.float32), config)
+        attended = _attention(qkv.astype(np.float32), config, cos, sin)
         del qkv, normed
         (o_weight,) = quantize(attended, {f"{attn}.o_proj": weights[f"{attn}.o_proj.weight"]})
         x = x + attended @ o_weight.T
@@ -300,13 +307,13 @@ def calibrate(
     bits: int,
     block: int,
     say: Callable[[str], None] = lambda _: None,
-    energy_order: bool = True,
 ) -> dict[str, Blocks]:
     """The quantized blocks of every linear layer (and of an untied output layer), by the
     names ``DecoderGraph.linear`` gives them (``….self_attn.qkv_proj``, ``lm_head``). A tied
     output layer is the embedding, which is rounded with the embedding's rule."""
-    quantize = _Quantizer(bits, block, energy_order)
-    final = _final_hidden(config, weights, windows, quantize, say)
+    quantizer = _Quantizer(bits, block)
+    final = _final_hidden(config, weights, windows, quantizer, say)
     if not config.tied_embeddings:
-        quantize(final, {"lm_head": weights["lm_head.weight"]})
-    return quantize.blocks
+        # Nothing computes with the quantized output layer here: no dequantized copy.
+        quantizer.quantize(final, {"lm_head": weights["lm_head.weight"]})
+    return quantizer.blocks

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ghostcomplete.model.onnx_weights import quantize_blocks
+from ghostcomplete.model.onnx_weights import block_grid, quantize_blocks
 
 # Added to H's diagonal, as a share of its mean: keeps H invertible where the inputs do not
 # span every direction (fewer calibration tokens than columns, channels that are always 0).
@@ -130,12 +130,7 @@ def quantize_with_factor(
                 scale = scales[:, column // block]
                 zero = zero_points[:, column // block]
             elif column % block == 0:
-                group = part[:, i : i + block]
-                low = np.minimum(group.min(axis=1), 0.0)
-                high = np.maximum(group.max(axis=1), 0.0)
-                scale = (high - low) / top
-                scale[scale == 0] = 1.0
-                zero = np.clip(np.round(-low / scale), 0, top)
+                scale, zero = block_grid(part[:, i : i + block], bits)
                 scales[:, column // block] = scale
                 zero_points[:, column // block] = zero
             w = part[:, i]

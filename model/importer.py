@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostcomplete.backends.base import BackendError
-from ghostcomplete.backends.onnx.engine import fim_family_of, read_json
+from ghostcomplete.backends.onnx.engine import fim_family_of
 from ghostcomplete.backends.onnx.installed import (
     InstalledModel,
     check_name,
@@ -120,6 +120,10 @@ def _build(
         tokenizer = load_tokenizer(folder)
     except BackendError as error:
         raise ImportFailed(f"the written tokenizer does not load: {error}") from None
+    # config.json's entries that name the FIM family: the model type and the source's own.
+    family = fim_family_of(
+        {"model_type": config.architecture, **decoder.extra_config}, tokenizer.special
+    )
     found_blocks = None
     record: dict[str, Any] = {}
     if calibrated:
@@ -127,9 +131,6 @@ def _build(
         tokens = min(WINDOW_TOKENS, config.max_positions)
         # The model is calibrated on the task it will do: fill-in-the-middle prompts where
         # it has a FIM format, plain code where it has none.
-        family = fim_family_of(
-            {"model_type": config.architecture, **decoder.extra_config}, tokenizer.special
-        )
         windows = calibration_windows(tokenizer, tokens=tokens, family=family)
         say(
             f"calibrating on {windows.windows.size} tokens of the standard library"
@@ -149,7 +150,7 @@ def _build(
     write_decoder(
         folder, config, decoder.weights, precision, decoder.extra_config, found_blocks=found_blocks
     )
-    return fim_family_of(read_json(folder / "config.json"), tokenizer.special), record
+    return family, record
 
 
 def import_model(

@@ -53,6 +53,18 @@ class Quantized:
     gather_zero_points: str = ""
 
 
+def block_grid(values: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scale and (float, integral) zero point of each block of ``values`` (float32, its
+    last axis a block): the block's range, widened to hold 0, spread over ``bits`` bits."""
+    top = float((1 << bits) - 1)
+    low = np.minimum(values.min(axis=-1), 0.0)
+    high = np.maximum(values.max(axis=-1), 0.0)
+    scales = (high - low) / top
+    # An all-zero block: any scale reads back as zeros.
+    scales[scales == 0] = 1.0
+    return scales, np.clip(np.round(-low / scales), 0, top)
+
+
 def quantize_blocks(
     weight: np.ndarray, bits: int, block: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,12 +77,7 @@ def quantize_blocks(
     padded[:, :columns] = weight
     values = padded.reshape(rows, blocks, block)
     top = float((1 << bits) - 1)
-    low = np.minimum(values.min(axis=2), 0.0)
-    high = np.maximum(values.max(axis=2), 0.0)
-    scales = (high - low) / top
-    # An all-zero block: any scale reads back as zeros.
-    scales[scales == 0] = 1.0
-    zero_points = np.clip(np.round(-low / scales), 0, top)
+    scales, zero_points = block_grid(values, bits)
     values /= scales[:, :, None]
     values += zero_points[:, :, None]
     np.round(values, out=values)
