@@ -12,10 +12,11 @@ and the truth. From these, with no model run:
   point of each answer (backends/onnx/confidence_cut.cut_points) is one example, labelled by
   whether the truth starts with the answer up to there; a logistic regression over
   ``prefix_features`` gives the weights ``confidence_cut.CALIBRATION`` holds;
-- **cross** (``--cross``, development files only): each file left out in turn, the
-  calibration refitted on the others and judged on it at the first gate, beside the current
-  one on the same tasks (out of sample for the refit; the current one may have been fitted on
-  any of them);
+- **cross** (``--cross``, development files only): each seed's files left out in turn (runs
+  of one seed hold the same tasks, with this model or another, so they leave together), the
+  calibration refitted on the others and judged on them at the first gate, beside the
+  current one on the same tasks (out of sample for the refit; the current one may have been
+  fitted on any of them);
 - **judge**: accepted characters per task, accept rate and accepted of shown for the answer
   as the server showed it (no cut), with the confidence cut at each gate, and with the best
   possible cut (the longest start of the answer, at a cut point, that the truth starts
@@ -193,9 +194,11 @@ def calibration_table(answers: Sequence[Answer], weights: Sequence[float]) -> st
 
 
 def cross_validate(
-    runs: Sequence[Sequence[Answer]], gate: float, current: Sequence[float] = CALIBRATION
+    folds: Sequence[tuple[str, Sequence[Answer]]],
+    gate: float,
+    current: Sequence[float] = CALIBRATION,
 ) -> str:
-    """Leave one run out: fit on the others, judge on it at ``gate``, against ``current`` on
+    """Leave one fold out: fit on the others, judge on it at ``gate``, against ``current`` on
     the same tasks; the folds' sums last. Out of sample for the refit only: ``current`` may
     have been fitted on any of them."""
     lines = [
@@ -205,17 +208,29 @@ def cross_validate(
     ]
     judged: list[Answer] = []
     suggested: dict[str, list[str]] = {"current": [], "refit": []}
-    for index, held in enumerate(runs):
-        rest = [a for other, run in enumerate(runs) if other != index for a in run]
+    for index, (label, held) in enumerate(folds):
+        rest = [a for other, (_, fold) in enumerate(folds) if other != index for a in fold]
         refit = fit_logistic(*examples(rest))
         judged += held
         for name, weights in (("current", current), ("refit", refit)):
             cut = [cut_suggestion(a, weights, gate)[0] for a in held]
-            lines.append(outcome(cut, held).row(f"{index + 1} | {name} {tuple(weights)}"))
+            lines.append(outcome(cut, held).row(f"{label} | {name} {tuple(weights)}"))
             suggested[name] += cut
     for name, cut in suggested.items():
         lines.append(outcome(cut, judged).row(f"all | {name}"))
     return "\n".join(lines)
+
+
+def seed_folds(
+    runs: Sequence[tuple[object, Sequence[Answer]]],
+) -> list[tuple[str, list[Answer]]]:
+    """The runs grouped by seed, in the order each seed first appears; a run whose settings
+    name no seed is a fold of its own."""
+    folds: dict[str, list[Answer]] = {}
+    for index, (seed, answers) in enumerate(runs):
+        label = f"seed {seed}" if seed is not None else f"file {index + 1}"
+        folds.setdefault(label, []).extend(answers)
+    return list(folds.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,23 +242,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cross",
         action="store_true",
-        help="leave each results file out in turn: refit on the others, judge on it at the "
-        "first gate, against the current calibration",
+        help="leave each seed's results out in turn: refit on the others, judge on them at "
+        "the first gate, against the current calibration",
     )
     args = parser.parse_args(argv)
-    runs: list[list[Answer]] = []
+    runs: list[tuple[object, list[Answer]]] = []
     for path in args.results:
         data = json.loads(path.read_text(encoding="utf-8"))
-        split = (data.get("settings") or {}).get("split")
+        settings = data.get("settings") or {}
+        split = settings.get("split")
         if (args.fit or args.cross) and split != "dev":
             parser.error(f"{path} is split {split!r}: fit on the development projects only")
-        runs.append(load_answers(data, args.context))
-    answers = [answer for run in runs for answer in run]
+        runs.append((settings.get("seed"), load_answers(data, args.context)))
+    answers = [answer for _, run in runs for answer in run]
     gates = [float(g) for g in args.gates.split(",") if g.strip()]
     if args.cross:
-        if len(runs) < 2 or not gates:
-            parser.error("--cross needs two results files or more and a gate")
-        print(cross_validate(runs, gates[0]))
+        folds = seed_folds(runs)
+        if len(folds) < 2 or not gates:
+            parser.error("--cross needs results of two seeds or more and a gate")
+        print(cross_validate(folds, gates[0]))
         return 0
     weights: Sequence[float] = CALIBRATION
     if args.fit:

@@ -212,12 +212,21 @@ def test_the_study_fits_on_development_runs_only_and_judges_any(
     assert "| confidence cut, gate 0.1 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         model_cut_study.main([str(test), "--fit"])
-    # Leaving each development file out in turn: a refit and the current weights per fold.
-    other = tmp_path / "dev2.json"
-    other.write_text(json.dumps({"settings": {"split": "dev"}, "tasks": rows[:4]}))
-    assert model_cut_study.main([str(dev), str(other), "--cross", "--gates", "0.05"]) == 0
+    # Leaving each development seed out in turn: a refit and the current weights per fold.
+    # Files of one seed hold the same tasks (another model's run, say): they leave together.
+    seeded = {}
+    for name, seed, tasks in (("a1", 1, rows), ("b1", 1, rows), ("a2", 2, rows[:4])):
+        seeded[name] = tmp_path / f"{name}.json"
+        seeded[name].write_text(
+            json.dumps({"settings": {"split": "dev", "seed": seed}, "tasks": tasks})
+        )
+    files = [str(seeded[name]) for name in ("a1", "a2", "b1")]
+    assert model_cut_study.main([*files, "--cross", "--gates", "0.05"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("| refit (") == 2 and printed.count("| current (") == 2
-    assert "| all | refit | 12 |" in printed and "| all | current | 12 |" in printed
+    assert "| seed 1 | refit" in printed and "| seed 2 | current" in printed
+    assert "| all | refit | 20 |" in printed and "| all | current | 20 |" in printed
+    with pytest.raises(SystemExit):  # one seed: nothing to fit on when it is left out
+        model_cut_study.main([str(seeded["a1"]), str(seeded["b1"]), "--cross"])
     with pytest.raises(SystemExit):
         model_cut_study.main([str(dev), str(test), "--cross"])
