@@ -17,19 +17,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ghostcomplete.backends.onnx.confidence_cut import CALIBRATION
 from ghostcomplete.bench.acceptance import TaskResult, summarize
 from ghostcomplete.bench.metrics import score
-from ghostcomplete.bench.model_cut_study import Answer, cut_suggestion
+from ghostcomplete.bench.model_cut_study import Answer, cut_suggestion, weights_of_run
 from ghostcomplete.bench.tasks import KINDS
 
 
 def load_results(path: Path) -> list[TaskResult]:
+    return load_results_and_weights(path)[0]
+
+
+def load_results_and_weights(path: Path) -> tuple[list[TaskResult], tuple[float, ...]]:
+    """A results file's tasks, and the cut weights the backend uses for its model."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    return [TaskResult(**{"trace": None, "prompt": None, **row}) for row in data["tasks"]]
+    rows = [TaskResult(**{"trace": None, "prompt": None, **row}) for row in data["tasks"]]
+    return rows, weights_of_run(data)
 
 
 def answer_of(row: TaskResult) -> Answer:
@@ -46,11 +53,14 @@ def answer_of(row: TaskResult) -> Answer:
     )
 
 
-def with_cut(rows: list[TaskResult], gate: float) -> list[TaskResult]:
-    """``rows`` as the confidence cut at ``gate`` would have shown them."""
+def with_cut(
+    rows: list[TaskResult], gate: float, weights: Sequence[float] = CALIBRATION
+) -> list[TaskResult]:
+    """``rows`` as the confidence cut at ``gate``, calibrated by ``weights``, would have
+    shown them."""
     out = []
     for row in rows:
-        text, _ = cut_suggestion(answer_of(row), CALIBRATION, gate)
+        text, _ = cut_suggestion(answer_of(row), weights, gate)
         out.append(
             dataclasses.replace(row, suggestion=text, **dataclasses.asdict(score(text, row.target)))
         )
@@ -61,10 +71,13 @@ def group(spec: str) -> tuple[str, list[TaskResult]]:
     name, _, files = spec.partition("=")
     files, _, gate = files.partition("@cut:")
     files, _, context = files.partition("@context:")
-    rows = [row for part in files.split("+") for row in load_results(Path(part))]
-    if context:
-        rows = [row for row in rows if row.context == context]
-    return name, with_cut(rows, float(gate)) if gate else rows
+    rows: list[TaskResult] = []
+    for part in files.split("+"):
+        found, weights = load_results_and_weights(Path(part))
+        if context:
+            found = [row for row in found if row.context == context]
+        rows += with_cut(found, float(gate), weights) if gate else found
+    return name, rows
 
 
 def _cell(value: Any, style: str) -> str:

@@ -29,7 +29,7 @@ from ghostcomplete.backends.base import Candidate
 from ghostcomplete.backends.hybrid.backend import combined, lookup_is_sure
 from ghostcomplete.backends.onnx.confidence_cut import CALIBRATION
 from ghostcomplete.bench.acceptance import TaskResult
-from ghostcomplete.bench.compare_runs import answer_of, load_results
+from ghostcomplete.bench.compare_runs import answer_of, load_results, load_results_and_weights
 from ghostcomplete.bench.metrics import score
 from ghostcomplete.bench.model_cut_study import cut_suggestion
 from ghostcomplete.bench.tasks import KINDS
@@ -206,6 +206,11 @@ def _runs(spec: str) -> list[TaskResult]:
     return [row for part in spec.split("+") for row in load_results(Path(part))]
 
 
+def _weights(spec: str) -> tuple[float, ...]:
+    """The cut weights the backend uses for the model of the first run in ``spec``."""
+    return load_results_and_weights(Path(spec.split("+")[0]))[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lookup", required=True, help="lookup runs, FILE[+FILE...]")
@@ -227,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         "--calibration",
         default=None,
         help="the model's cut calibration, W0,W1 (model_cut_study --fit prints one; default: "
-        "the one the backend uses)",
+        "the one the backend uses for the model of the first --model run)",
     )
     args = parser.parse_args(argv)
-    weights: Sequence[float] = CALIBRATION
+    weights: Sequence[float] = _weights(args.model)
     if args.calibration:
         try:
             weights = tuple(float(w) for w in args.calibration.split(","))

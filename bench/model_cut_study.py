@@ -11,7 +11,7 @@ and the truth. From these, with no model run:
 - **fit** (``--fit``; development projects only: a test-split file is refused): each cut
   point of each answer (backends/onnx/confidence_cut.cut_points) is one example, labelled by
   whether the truth starts with the answer up to there; a logistic regression over
-  ``prefix_features`` gives the weights ``confidence_cut.CALIBRATION`` holds;
+  ``prefix_features`` gives weights as ``confidence_cut.FITS`` and ``SHAPE_FITS`` hold;
 - **cross** (``--cross``, development files only): each seed's files left out in turn (runs
   of one seed hold the same tasks, with this model or another, so they leave together), the
   calibration refitted on the others and judged on them at the first gate, beside the
@@ -25,6 +25,9 @@ and the truth. From these, with no model run:
 The server's filters run after the backend: an offline cut is taken as the shorter of the
 cut text and the suggestion the server showed (filters only shorten), nothing where the
 server showed nothing.
+
+"The current" weights are those the backend uses for the model the first file names
+(``weights_of_run``: its folder's config.json, while the folder is there).
 """
 
 from __future__ import annotations
@@ -39,12 +42,16 @@ from typing import Any
 
 import numpy as np
 
+from ghostcomplete.backends.base import BackendError
 from ghostcomplete.backends.onnx.confidence_cut import (
     CALIBRATION,
+    calibration_for,
     confident_cut,
     cut_points,
     prefix_features,
 )
+from ghostcomplete.backends.onnx.engine import read_json
+from ghostcomplete.backends.onnx.installed import installed_folder
 from ghostcomplete.bench.metrics import score
 
 
@@ -59,6 +66,24 @@ class Answer:
     text: str
     ends: tuple[int, ...]
     chances: tuple[float, ...]
+
+
+def weights_of_run(data: dict[str, Any]) -> tuple[float, ...]:
+    """The cut weights the backend uses for the model a results file names (its settings'
+    ``backend.onnx.path``, or ``.model`` among the installed models), read from that model's
+    config.json while its folder is there; else the architecture default ``CALIBRATION``."""
+    onnx = ((data.get("server_settings") or {}).get("backend") or {}).get("onnx") or {}
+    try:
+        if isinstance(onnx.get("path"), str):
+            folder = Path(onnx["path"])
+            folder = folder if folder.is_dir() else folder.parent
+        elif isinstance(onnx.get("model"), str):
+            folder = installed_folder(onnx["model"])
+        else:
+            return CALIBRATION
+        return calibration_for(read_json(folder / "config.json")) or CALIBRATION
+    except BackendError:
+        return CALIBRATION
 
 
 def load_answers(data: dict[str, Any], context: str | None = None) -> list[Answer]:
@@ -247,8 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     runs: list[tuple[object, list[Answer]]] = []
+    current: tuple[float, ...] | None = None
     for path in args.results:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if current is None:
+            current = weights_of_run(data)
         settings = data.get("settings") or {}
         split = settings.get("split")
         if (args.fit or args.cross) and split != "dev":
@@ -260,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         folds = seed_folds(runs)
         if len(folds) < 2 or not gates:
             parser.error("--cross needs results of two seeds or more and a gate")
-        print(cross_validate(folds, gates[0]))
+        print(cross_validate(folds, gates[0], current or CALIBRATION))
         return 0
-    weights: Sequence[float] = CALIBRATION
+    weights: Sequence[float] = current or CALIBRATION
     if args.fit:
         x, y = examples(answers)
         weights = fit_logistic(x, y)

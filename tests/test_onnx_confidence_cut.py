@@ -17,6 +17,9 @@ from test_onnx_engine import BigramModel, DigitTokenizer
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
 from ghostcomplete.backends.onnx.backend import OnnxBackend
 from ghostcomplete.backends.onnx.confidence_cut import (
+    CALIBRATION,
+    FITS,
+    SHAPE_FITS,
     calibration_for,
     confident_cut,
     cut_points,
@@ -163,9 +166,16 @@ def test_the_backend_with_cut_none_shows_the_whole_answer_and_the_gate_hides_it(
     assert answer(OnnxSettings(**{**base.__dict__, "min_confidence": 1.0}), None) == whole
 
 
-def test_only_a_fitted_architecture_gets_a_calibration() -> None:
-    assert calibration_for("qwen2") is not None
-    assert calibration_for("gpt2") is None and calibration_for(None) is None
+def test_only_a_fitted_architecture_gets_a_calibration_and_a_fitted_shape_its_own() -> None:
+    assert calibration_for({"model_type": "qwen2"}) == FITS["qwen2"]
+    assert calibration_for({"model_type": "gpt2"}) is None and calibration_for({}) is None
+    (shape, weights), *_ = SHAPE_FITS.items()
+    model_type, hidden, layers = shape
+    qwen = {"model_type": model_type, "hidden_size": hidden, "num_hidden_layers": layers}
+    assert calibration_for(qwen) == weights != FITS[model_type]
+    # Another size of the architecture: the architecture's weights.
+    assert calibration_for({**qwen, "hidden_size": hidden * 2}) == FITS[model_type]
+    assert calibration_for({**qwen, "num_hidden_layers": "24"}) == FITS[model_type]
 
 
 def test_the_fit_recovers_a_known_calibration() -> None:
@@ -230,3 +240,27 @@ def test_the_study_fits_on_development_runs_only_and_judges_any(
         model_cut_study.main([str(seeded["a1"]), str(seeded["b1"]), "--cross"])
     with pytest.raises(SystemExit):
         model_cut_study.main([str(dev), str(test), "--cross"])
+
+
+def test_a_replay_uses_the_weights_the_backend_uses_for_the_runs_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (shape, weights), *_ = SHAPE_FITS.items()
+    model_type, hidden, layers = shape
+    folder = tmp_path / "models" / "small"
+    folder.mkdir(parents=True)
+    config = {"model_type": model_type, "hidden_size": hidden, "num_hidden_layers": layers}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "ghostcomplete-model.json").write_text("{}")
+    monkeypatch.setenv("GHOSTCOMPLETE_MODELS", str(tmp_path / "models"))
+
+    def run(onnx: dict[str, str]) -> dict[str, object]:
+        return {"server_settings": {"backend": {"kind": "onnx", "onnx": onnx}}}
+
+    assert model_cut_study.weights_of_run(run({"path": str(folder)})) == weights
+    assert model_cut_study.weights_of_run(run({"path": str(folder / "model.onnx")})) == weights
+    assert model_cut_study.weights_of_run(run({"model": "small"})) == weights
+    # The folder gone, another model, no model named: the architecture default.
+    assert model_cut_study.weights_of_run(run({"path": str(tmp_path / "gone")})) == CALIBRATION
+    assert model_cut_study.weights_of_run(run({"model": "other"})) == CALIBRATION
+    assert model_cut_study.weights_of_run({}) == CALIBRATION

@@ -141,8 +141,8 @@ class OnnxBackend:
         if family is not None and family not in TEMPLATES:
             raise BackendError(f"unknown FIM family {family!r} (one of {', '.join(TEMPLATES)})")
         self.fim_family: str | None = family
-        # The confidence cut's weights for this model's architecture; None: no cut, no gate.
-        self.calibration = calibration_for(config.get("model_type"))
+        # The confidence cut's weights for this model; None: no cut, no gate.
+        self.calibration = calibration_for(config)
         # How large the model is, for the hybrid's order (backends/hybrid/backend.py).
         self.parameters: int | None = parameter_count(config)
         # An instruct model (its folder has a chat template) also takes edit requests.

@@ -19,24 +19,33 @@ a bracket it opened unclosed, or end after an operator or a dot, as the lookup's
 (backends/lookup/confidence.py). The backend shows nothing when the chance of the chosen cut
 is below ``backend.onnx.minConfidence``.
 
-The weights (``FITS``, per model architecture) are fitted on the development projects of
-the acceptance benchmark by
-``python -m ghostcomplete.bench.model_cut_study --fit RESULTS.json`` and judged on its test
-projects (docs/benchmarks.md, "The model's confidence cut").
+The weights (``FITS``, per model architecture, and ``SHAPE_FITS`` for a model shape whose
+runs called for weights of its own) are fitted on the development projects of the acceptance
+benchmark by ``python -m ghostcomplete.bench.model_cut_study --fit RESULTS.json`` and judged on
+its test projects (docs/benchmarks.md, "The model's confidence cut").
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 # The logistic model of ``prefix_chance``: weights of (1, log-product of the token
 # probabilities), per model architecture (config.json's ``model_type``). A model whose
 # architecture has no fit gets no cut and no gate (``calibration_for``). qwen2's was fitted on
 # the development projects (Qwen2.5-Coder-0.5B-Instruct int4, context "default") by
-# `python -m ghostcomplete.bench.model_cut_study --fit`.
+# `python -m ghostcomplete.bench.model_cut_study --fit`; Qwen2.5-Coder-1.5B keeps more
+# characters with it than with a fit of its own.
 FITS: dict[str, tuple[float, ...]] = {"qwen2": (-0.036, 0.914)}
+# Weights for one shape of an architecture: (model_type, hidden_size, num_hidden_layers). The
+# 0.5B's are fitted on its development runs rounded and calibrated with the 1.5B's beside
+# them; steeper than the architecture's (a likely start trusted more, an unlikely one less),
+# they keep more characters with the 0.5B, fewer with the 1.5B (bench/RESULTS.md, *The cut's
+# fit*).
+SHAPE_FITS: dict[tuple[str, int, int], tuple[float, ...]] = {
+    ("qwen2", 896, 24): (0.821, 1.53),
+}
 CALIBRATION = FITS["qwen2"]
 # A suggestion does not stop after an operator or a dot: it would leave a statement unfinished.
 _DANGLING = tuple("=+-*/%<>&|^~.@!,")
@@ -55,9 +64,18 @@ class ModelCut:
     tokens: int
 
 
-def calibration_for(model_type: object) -> tuple[float, ...] | None:
-    """The fitted weights for a model of this architecture; None where there are none."""
-    return FITS.get(model_type) if isinstance(model_type, str) else None
+def calibration_for(config: Mapping[str, object]) -> tuple[float, ...] | None:
+    """The fitted weights for the model config.json describes: its shape's, else its
+    architecture's; None where there are none."""
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        return None
+    hidden, layers = config.get("hidden_size"), config.get("num_hidden_layers")
+    if isinstance(hidden, int) and isinstance(layers, int):
+        shaped = SHAPE_FITS.get((model_type, hidden, layers))
+        if shaped is not None:
+            return shaped
+    return FITS.get(model_type)
 
 
 def prefix_features(log_product: float) -> tuple[float, float]:
