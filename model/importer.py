@@ -12,9 +12,9 @@ the new one is complete.
 ``--calibrate`` (int4, int8) quantizes the linear layers with GPTQ on standard-library code
 laid out as fill-in-the-middle prompts (``calibration``) instead of rounding each weight to
 its block's nearest value: the same graph and speed, nearer the float model, for an import
-that takes minutes instead of one. It is not the default: the model's confidence cut was
-fitted on rounded int4, and a calibrated model keeps fewer characters with it
-(bench/RESULTS.md, *Calibrated int4*).
+that takes minutes instead of one. It is not the default: through the server, with the
+model's confidence cut, its gain over rounding on the development tasks is too small to part
+from chance for that cost (bench/RESULTS.md, *Calibrated int4*).
 """
 
 from __future__ import annotations
