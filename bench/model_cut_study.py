@@ -50,8 +50,7 @@ from ghostcomplete.backends.onnx.confidence_cut import (
     cut_points,
     prefix_features,
 )
-from ghostcomplete.backends.onnx.engine import read_json
-from ghostcomplete.backends.onnx.installed import installed_folder
+from ghostcomplete.backends.onnx.installed import installed_folder, read_json
 from ghostcomplete.bench.metrics import score
 
 

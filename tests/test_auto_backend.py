@@ -4,6 +4,7 @@ with a speed written into its manifest."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,11 +24,21 @@ FAST = {"prompt_tokens_per_s": 2000.0, "decode_tokens_per_s": 200.0}  # ~208 ms
 SLOW = {"prompt_tokens_per_s": 200.0, "decode_tokens_per_s": 20.0}  # ~2,080 ms
 
 
-def install(root: Path, name: str, speed: dict[str, float] | None, size: int = 1000) -> Path:
+def install(
+    root: Path,
+    name: str,
+    speed: dict[str, float] | None,
+    size: int = 1000,
+    config: dict[str, object] | None = None,
+) -> Path:
+    """The built-in model installed as ``name``, its config.json updated with ``config``."""
     folder = root / name
     shutil.copytree(
         shipped_model_folder(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__")
     )
+    if config is not None:
+        found = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**found, **config}))
     model = InstalledModel(name, "test", "gpt2", "fp32", size_bytes=size, speed=speed)
     write_manifest(folder, model)
     return folder
@@ -86,11 +97,22 @@ def test_a_model_without_a_measured_speed_is_never_picked(models: Path):
 
 
 def test_the_biggest_model_that_fits_wins(models: Path):
-    install(models, "small-fast", FAST, size=1000)
-    install(models, "big-fast", FAST, size=4000)
-    install(models, "huge-slow", SLOW, size=40_000)
+    # Weights are counted from config.json as the onnx backend counts them; the size on disk
+    # (here the larger for the smaller model) only where config.json has no size.
+    install(models, "small-fast", FAST, size=4000)
+    install(models, "big-fast", FAST, size=1000, config={"num_hidden_layers": 8})
+    install(models, "huge-slow", SLOW, size=40_000, config={"num_hidden_layers": 32})
     chosen = choose_backend(BackendSettings(), timeout_ms=1000)
     assert chosen.settings.onnx.model == "big-fast"
+
+
+def test_without_a_size_in_config_json_the_size_on_disk_counts(models: Path):
+    unsized = {"hidden_size": None, "vocab_size": None}
+    install(models, "small-fast", FAST, size=1000, config=unsized)
+    install(models, "big-fast", FAST, size=4000, config=unsized)
+    assert choose_backend(BackendSettings(), timeout_ms=1000).settings.onnx.model == "big-fast"
+    (models / "big-fast" / "config.json").write_text("{not json")
+    assert choose_backend(BackendSettings(), timeout_ms=1000).settings.onnx.model == "big-fast"
 
 
 def test_a_chosen_kind_is_left_alone(models: Path):

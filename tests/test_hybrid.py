@@ -30,7 +30,7 @@ from ghostcomplete.backends.hybrid.backend import (
 )
 from ghostcomplete.backends.hybrid.config import HybridSettings
 from ghostcomplete.backends.onnx.config import OnnxSettings
-from ghostcomplete.backends.onnx.engine import parameter_count
+from ghostcomplete.backends.onnx.installed import parameter_count
 from ghostcomplete.context.syntax import Scope
 from ghostcomplete.ranker.budget import PackedContext
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim

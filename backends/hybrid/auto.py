@@ -13,8 +13,10 @@ request is, in the order the manifest can tell it:
   of the longest ``prefill_N_ms`` measured) plus ``_ONE_LINE_TOKENS`` tokens at
   ``decode_tokens_per_s``.
 
-Of the models that qualify, the one with the most parameters (estimated from its size and
-precision) wins, then the fastest. A model with no measured speed is never picked.
+Of the models that qualify, the one with the most parameters (counted from its config.json
+as the onnx backend counts them for the hybrid's order; estimated from its size and precision
+where config.json lacks a size) wins, then the fastest. A model with no measured speed is
+never picked.
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ghostcomplete.backends.base import BackendError
 from ghostcomplete.backends.config import BackendSettings
-from ghostcomplete.backends.onnx.installed import InstalledModel, installed_models, models_dir
+from ghostcomplete.backends.onnx.installed import (
+    InstalledModel,
+    installed_models,
+    models_dir,
+    parameter_count,
+    read_json,
+)
 
 # A keystroke changes the end of the prompt: with the prompt laid out for KV cache reuse
 # (at least 90 % of the 2,048-token default budget reused), about this many tokens are new.
@@ -89,8 +98,15 @@ def budget_ms(timeout_ms: float) -> float:
     return timeout_ms * _BUDGET_SHARE
 
 
-def parameters(model: InstalledModel) -> float:
-    """An estimate of the model's parameters from its size on disk and precision."""
+def parameters(folder: Path, model: InstalledModel) -> float:
+    """How many weights the installed model in ``folder`` has: counted from its config.json
+    (``parameter_count``), else estimated from its size on disk and precision."""
+    try:
+        counted = parameter_count(read_json(folder / "config.json", required=False))
+    except BackendError:
+        counted = None
+    if counted is not None:
+        return float(counted)
     return model.size_bytes / _BYTES_PER_PARAMETER.get(model.precision, 4.0)
 
 
@@ -103,14 +119,14 @@ def choose(settings: BackendSettings, timeout_ms: float, root: Path | None = Non
     fits: list[tuple[float, float, InstalledModel]] = []
     unmeasured: list[str] = []
     slow: list[str] = []
-    for _, model in installed_models(root):
+    for folder, model in installed_models(root):
         took = request_ms(model.speed)
         if took is None:
             unmeasured.append(model.name)
         elif took > budget:
             slow.append(f"{model.name} ~{took:.0f} ms")
         else:
-            fits.append((parameters(model), -took, model))
+            fits.append((parameters(folder, model), -took, model))
     if fits:
         _, minus_ms, best = max(fits, key=lambda fit: (fit[0], fit[1]))
         chosen = dataclasses.replace(

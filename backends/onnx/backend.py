@@ -45,11 +45,9 @@ from ghostcomplete.backends.onnx.engine import (
     KvCache,
     OnnxModel,
     fim_family_of,
-    parameter_count,
-    read_json,
 )
 from ghostcomplete.backends.onnx.healing import Forced, Vocabulary, heal
-from ghostcomplete.backends.onnx.installed import installed_folder
+from ghostcomplete.backends.onnx.installed import installed_folder, parameter_count, read_json
 from ghostcomplete.backends.onnx.pace import Pace
 from ghostcomplete.backends.onnx.prompt import fit_prompt
 from ghostcomplete.backends.onnx.stops import StopRule

@@ -23,7 +23,8 @@ from typing import Any
 
 from ghostcomplete.backends.base import BackendError, ChatLimits, ChatReply, UnfitRequest
 from ghostcomplete.backends.onnx.decode import Limits, decode, prefill_chunks
-from ghostcomplete.backends.onnx.engine import OnnxModel, read_json
+from ghostcomplete.backends.onnx.engine import OnnxModel
+from ghostcomplete.backends.onnx.installed import read_json
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import Tokenizer
 from ghostcomplete.context.syntax import Scope

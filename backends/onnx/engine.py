@@ -13,7 +13,6 @@ Where the graph allows, only the last positions' logits are computed (``graph.py
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from ghostcomplete.backends.onnx.graph import (
     has_group_query_attention,
     last_logits_graph,
 )
+from ghostcomplete.backends.onnx.installed import read_json
 from ghostcomplete.backends.onnx.kvcache import DeviceOps, KvCache, SharedBuffers, host_buffers
 
 log = logging.getLogger("ghostcomplete.onnx")
@@ -414,47 +414,6 @@ def fim_family_of(config: dict[str, Any], special: dict[str, int]) -> str | None
     return FAMILIES.get(str(config.get("model_type")))
 
 
-def _positive(config: dict[str, Any], *keys: str) -> int | None:
-    for key in keys:
-        value = config.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def parameter_count(config: dict[str, Any]) -> int | None:
-    """About how many weights a decoder with this config.json has (Hugging Face or GPT-2
-    names): its embedding, its output layer unless tied, and per layer the attention and a
-    gated MLP (three matrices; GPT-2's has two, so it is overcounted); None where the config
-    lacks a size. Biases and norms are left out."""
-    hidden = _positive(config, "hidden_size", "n_embd")
-    layers = _positive(config, "num_hidden_layers", "n_layer")
-    vocab = _positive(config, "vocab_size")
-    if hidden is None or layers is None or vocab is None:
-        return None
-    heads = _positive(config, "num_attention_heads", "n_head") or 1
-    kv_heads = _positive(config, "num_key_value_heads") or heads
-    head_dim = _positive(config, "head_dim") or hidden // heads
-    inner = _positive(config, "intermediate_size", "n_inner") or 4 * hidden
-    attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
-    tied = config.get("tie_word_embeddings", True) is not False
-    return vocab * hidden * (1 if tied else 2) + layers * (attention + 3 * hidden * inner)
-
-
 def _layer_order(name: str) -> tuple[int, int]:
     _, layer, kind = name.split(".")
     return int(layer), 0 if kind == "key" else 1
-
-
-def read_json(path: Path, required: bool = True) -> dict[str, Any]:
-    if not path.exists():
-        if required:
-            raise BackendError(f"{path} is missing")
-        return {}
-    try:
-        found = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as error:
-        raise BackendError(f"cannot read {path}: {error}") from error
-    if not isinstance(found, dict):
-        raise BackendError(f"{path} is not a JSON object")
-    return found
