@@ -15,6 +15,7 @@ import pytest
 from test_onnx_engine import BigramModel, DigitTokenizer
 
 from ghostcomplete.backends.base import CompletionPrompt, GenerationLimits
+from ghostcomplete.backends.onnx import confidence_cut
 from ghostcomplete.backends.onnx.backend import OnnxBackend
 from ghostcomplete.backends.onnx.confidence_cut import (
     CALIBRATION,
@@ -264,3 +265,25 @@ def test_a_replay_uses_the_weights_the_backend_uses_for_the_runs_model(
     assert model_cut_study.weights_of_run(run({"path": str(tmp_path / "gone")})) == CALIBRATION
     assert model_cut_study.weights_of_run(run({"model": "other"})) == CALIBRATION
     assert model_cut_study.weights_of_run({}) == CALIBRATION
+
+
+def test_the_backend_takes_its_models_shape_fit_else_its_architectures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = FIXTURES / "tiny-qwen2-instruct"
+    config = json.loads((folder / "config.json").read_text())
+    shape = (config["model_type"], config["hidden_size"], config["num_hidden_layers"])
+
+    def calibration() -> tuple[float, ...] | None:
+        async def run() -> tuple[float, ...] | None:
+            backend = OnnxBackend(OnnxSettings(path=str(folder), threads=1, warmup=False))
+            try:
+                return backend.calibration
+            finally:
+                await backend.aclose()
+
+        return asyncio.run(run())
+
+    assert calibration() == FITS["qwen2"]
+    monkeypatch.setattr(confidence_cut, "SHAPE_FITS", {shape: SHARP})
+    assert calibration() == SHARP
