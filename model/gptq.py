@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ghostcomplete.model.onnx_weights import block_grid, quantize_blocks
+from ghostcomplete.model.onnx_weights import block_grid
 
 # Added to H's diagonal, as a share of its mean: keeps H invertible where the inputs do not
 # span every direction (fewer calibration tokens than columns, channels that are always 0).
@@ -115,9 +115,8 @@ def quantize_with_factor(
         zero_points = np.empty((rows, padded // block), np.float32)
     else:
         # Out of order, a block's grid cannot wait for its first column: it is fixed from
-        # the weight as it is, by quantize_blocks' rule.
-        _, scales, zero_points_found = quantize_blocks(work, bits, block)
-        zero_points = zero_points_found.astype(np.float32)
+        # the weight as it is, by quantize_blocks' rule (block_grid).
+        scales, zero_points = block_grid(work.reshape(rows, padded // block, block), bits)
         work = work[:, factor.order]
     for start in range(0, padded, batch):
         end = min(start + batch, padded)
@@ -150,5 +149,5 @@ def quantize_with_factor(
 def output_error(weight: np.ndarray, found: np.ndarray, hessian: np.ndarray) -> float:
     """``tr((W - Ŵ) H (W - Ŵ)^T)``: the squared change of the layer's outputs over the
     inputs ``H`` was made of, which GPTQ makes small."""
-    difference = (np.asarray(weight, np.float64) - found[:, : weight.shape[1]]).astype(np.float64)
+    difference = np.asarray(weight, np.float64) - found[:, : weight.shape[1]]
     return float(np.einsum("nk,kj,nj->", difference, hessian, difference))
