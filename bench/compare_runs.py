@@ -28,15 +28,18 @@ from ghostcomplete.bench.model_cut_study import Answer, cut_suggestion, weights_
 from ghostcomplete.bench.tasks import KINDS
 
 
+def _task_results(data: dict[str, Any]) -> list[TaskResult]:
+    return [TaskResult(**{"trace": None, "prompt": None, **row}) for row in data["tasks"]]
+
+
 def load_results(path: Path) -> list[TaskResult]:
-    return load_results_and_weights(path)[0]
+    return _task_results(json.loads(path.read_text(encoding="utf-8")))
 
 
 def load_results_and_weights(path: Path) -> tuple[list[TaskResult], tuple[float, ...]]:
     """A results file's tasks, and the cut weights the backend uses for its model."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    rows = [TaskResult(**{"trace": None, "prompt": None, **row}) for row in data["tasks"]]
-    return rows, weights_of_run(data)
+    return _task_results(data), weights_of_run(data)
 
 
 def answer_of(row: TaskResult) -> Answer:

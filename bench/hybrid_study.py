@@ -206,9 +206,14 @@ def _runs(spec: str) -> list[TaskResult]:
     return [row for part in spec.split("+") for row in load_results(Path(part))]
 
 
-def _weights(spec: str) -> tuple[float, ...]:
-    """The cut weights the backend uses for the model of the first run in ``spec``."""
-    return load_results_and_weights(Path(spec.split("+")[0]))[1]
+def _model_runs(spec: str) -> tuple[list[TaskResult], tuple[float, ...]]:
+    """The model runs' tasks, and the cut weights the backend uses for the model of the
+    first of them."""
+    first, *rest = spec.split("+")
+    rows, weights = load_results_and_weights(Path(first))
+    for part in rest:
+        rows += load_results(Path(part))
+    return rows, weights
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "the one the backend uses for the model of the first --model run)",
     )
     args = parser.parse_args(argv)
-    weights: Sequence[float] = _weights(args.model)
+    model_runs, weights = _model_runs(args.model)
     if args.calibration:
         try:
             weights = tuple(float(w) for w in args.calibration.split(","))
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(weights) != len(CALIBRATION):
             parser.error(f"--calibration needs {len(CALIBRATION)} numbers")
     thresholds = [float(t) for t in args.lookup_first.split(",") if t]
-    pairs = paired(_runs(args.lookup), _runs(args.model))
+    pairs = paired(_runs(args.lookup), model_runs)
     if not pairs:
         parser.error("the lookup and model runs share no task")
     print(study(pairs, thresholds, args.gate, args.weigh, weights))
