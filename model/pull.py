@@ -39,6 +39,9 @@ from ghostcomplete.model.catalogue import (
 from ghostcomplete.model.hub import PullError, Snapshot, endpoint, fetch
 
 PRECISIONS = ("int4", "int8", "fp16", "fp32")
+# The precisions ``--calibrate`` applies to: the importer's block-quantized ones
+# (decoder_graph.BITS, not imported here: the converter is the `convert` extra's).
+CALIBRATED_PRECISIONS = ("int4", "int8")
 
 
 def pull(
@@ -56,6 +59,11 @@ def pull(
         raise PullError(
             f"{entry.name} is a {entry.architecture} model, which the importer cannot convert "
             f"yet (it converts {', '.join(sorted(SUPPORTED_ARCHITECTURES))}); "
+            "nothing was downloaded"
+        )
+    if calibrated and precision not in CALIBRATED_PRECISIONS:
+        raise PullError(
+            f"--calibrate is for {' and '.join(CALIBRATED_PRECISIONS)}, not {precision}; "
             "nothing was downloaded"
         )
     try:

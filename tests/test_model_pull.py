@@ -203,6 +203,25 @@ def test_an_unsupported_architecture_is_refused_before_downloading(
     assert not (tmp_path / "hf" / "hub").exists()
 
 
+def test_calibrating_a_float_precision_is_refused_before_downloading(
+    tmp_path: Path, tiny: Path
+) -> None:
+    with FakeHub({REPO_ID: FakeRepo.from_folder(tiny)}) as hub:
+        result = pull(environment(tmp_path, hub.url), ENTRY, "--precision", "fp16", "--calibrate")
+        assert hub.requests == []
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "--calibrate is for int4 and int8, not fp16" in line and "nothing was downloaded" in line
+    assert installed(tmp_path) == []
+
+
+def test_pull_calibrates_the_precisions_the_importer_quantizes() -> None:
+    from ghostcomplete.model.decoder_graph import BITS
+    from ghostcomplete.model.pull import CALIBRATED_PRECISIONS
+
+    assert set(CALIBRATED_PRECISIONS) == set(BITS)
+
+
 @pytest.mark.parametrize(
     ("refuse", "words"),
     [("gated", ["gated", "HF_TOKEN"]), ("missing", ["not found", REPO_ID])],
