@@ -67,6 +67,7 @@ class Encoder(Protocol):
 class Calibration:
     windows: np.ndarray  # int64 (windows, tokens)
     sources: tuple[str, ...]  # the files they came from
+    family: str | None = None  # the FIM family they are prompts of; None: plain text
 
 
 def _fim_glue(family: str, path: str) -> tuple[str, str, str]:
@@ -75,14 +76,9 @@ def _fim_glue(family: str, path: str) -> tuple[str, str, str]:
     mark_prefix, mark_suffix = "\x00PREFIX\x00", "\x00SUFFIX\x00"
     context = PackedContext(prefix=mark_prefix, suffix=mark_suffix, snippets=(), tokens=0)
     rendered = render_fim(context, family, "python", path)
-    first, second = (
-        (mark_suffix, mark_prefix)
-        if TEMPLATES[family].suffix_first
-        else (
-            mark_prefix,
-            mark_suffix,
-        )
-    )
+    first, second = mark_prefix, mark_suffix
+    if TEMPLATES[family].suffix_first:
+        first, second = second, first
     head, rest = rendered.split(first)
     between, tail = rest.split(second)
     return head, between, tail
@@ -123,8 +119,12 @@ def calibration_windows(
     """``count`` windows of ``tokens`` tokens from the standard library's modules, a window
     or more a file; ValueError when the modules found do not hold enough. With a FIM
     ``family``, each window is a fill-in-the-middle prompt and its answer (the task the model
-    is quantized for), else plain text."""
+    is quantized for), else plain text; so too for a family whose prompts hold no suffix
+    (``plain``) or that the server does not know."""
     library = library or Path(sysconfig.get_paths()["stdlib"])
+    template = TEMPLATES.get(family) if family is not None else None
+    if template is None or not template.uses_suffix:
+        family = None
     windows: list[list[int]] = []
     sources: list[str] = []
     # At most a quarter of the windows from one file, so that no one module dominates.
@@ -148,7 +148,7 @@ def calibration_windows(
             windows.append(window)
             sources.append(name)
             if len(windows) == count:
-                return Calibration(np.asarray(windows, np.int64), tuple(sources))
+                return Calibration(np.asarray(windows, np.int64), tuple(sources), family)
     raise ValueError(
         f"the standard library at {library} holds {len(windows)} of the {count} calibration "
         f"windows of {tokens} tokens"

@@ -134,7 +134,7 @@ def _build(
         windows = calibration_windows(tokenizer, tokens=tokens, family=family)
         say(
             f"calibrating on {windows.windows.size} tokens of the standard library"
-            f"{' as fill-in-the-middle prompts' if family else ''} "
+            f"{' as fill-in-the-middle prompts' if windows.family else ''} "
             f"({', '.join(sorted(set(windows.sources)))})"
         )
         found_blocks = calibrate(
@@ -143,7 +143,7 @@ def _build(
         record = {
             "method": "gptq",
             "tokens": int(windows.windows.size),
-            "fim_family": family,
+            "fim_family": windows.family,
             "sources": sorted(set(windows.sources)),
             "seconds": round(time.monotonic() - started),
         }

@@ -180,5 +180,11 @@ def test_fill_in_the_middle_windows_are_the_servers_prompts_with_their_answers(t
         # What follows the middle marker is three lines of the file: the answer.
         answer = b"".join(tokenizer.token_bytes(t) for t in window[at[-1] + 1 :]).decode()
         assert answer.count("\n") == 3 and answer in "".join(lines)
+    assert found.family == "qwen"
     plain = calibration_windows(tokenizer, count=4, tokens=200, library=tmp_path)
     assert not set(plain.windows.ravel().tolist()) & set(special.values())
+    assert plain.family is None
+    # A family whose prompts hold no suffix, or one the server does not know: plain text.
+    for family in ("plain", "unknown"):
+        same = calibration_windows(tokenizer, count=4, tokens=200, library=tmp_path, family=family)
+        assert same.family is None and np.array_equal(same.windows, plain.windows)
