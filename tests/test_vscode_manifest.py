@@ -119,7 +119,7 @@ def test_same_type_default_and_allowed_values(key: str):
         assert schema["enum"] == ([None] if choices.group(1) else []) + choices.group(2).split(", ")
     else:
         assert "enum" not in schema
-    # "0 or between 10 and 60000": 0 has a meaning of its own; JSON Schema's bounds span both.
+    # "0 or between 10 and 600000": 0 has a meaning of its own; JSON Schema's bounds span both.
     bounds = re.fullmatch(r"(0 or )?between (\S+) and (\S+)", check or "")
     if bounds:
         zero, low, high = bounds.groups()
