@@ -230,7 +230,7 @@ def test_short_runs_take_every_kind_and_settings_come_inline_or_from_a_file(tmp_
 def test_a_setting_the_server_would_reject_stops_the_bench_before_it_starts() -> None:
     # The server warns and goes on with the default, so the run would measure something else.
     with pytest.raises(argparse.ArgumentTypeError, match=r"completion\.timeoutMs must be"):
-        settings_argument('{"completion": {"timeoutMs": 120000}}')
+        settings_argument('{"completion": {"timeoutMs": 1200000}}')
     with pytest.raises(argparse.ArgumentTypeError, match=r"unknown setting backend\.onnx\.pth"):
         settings_argument('{"backend": {"onnx": {"pth": "x"}}}')
     with pytest.raises(argparse.ArgumentTypeError, match="not JSON"):
