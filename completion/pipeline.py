@@ -26,7 +26,7 @@ from ghostcomplete.context.exclusion import ContentExclusion
 from ghostcomplete.context.imports import DefinitionFinder
 from ghostcomplete.context.syntax import Scope, completion_scope
 from ghostcomplete.postprocess.filters import Surroundings, filtered
-from ghostcomplete.ranker.budget import PackedContext, budget_for, pack
+from ghostcomplete.ranker.budget import DEFAULT_PROMPT_TOKENS, PackedContext, budget_for, pack
 from ghostcomplete.ranker.dense import DenseIndex
 from ghostcomplete.ranker.index import SnippetIndex
 from ghostcomplete.ranker.line_snippets import LineKey, SnippetsPerLine
@@ -227,6 +227,17 @@ class Pipeline:
             return None
         return cursor
 
+    @property
+    def prompt_tokens(self) -> int:
+        """The prompt's token budget: ``budget.maxTokens``, or where it is 0 (the default) what
+        the backend's model reads in time on this machine (backends/onnx/prompt_budget.py),
+        else ``DEFAULT_PROMPT_TOKENS``."""
+        chosen = self.settings.budget.max_tokens
+        if chosen:
+            return chosen
+        local = getattr(self.backend, "prompt_tokens", None)
+        return local if isinstance(local, int) and local > 0 else DEFAULT_PROMPT_TOKENS
+
     def prepare(
         self, request: CompletionRequest, cursor: Cursor, deadline: float, timings: dict[str, float]
     ) -> Prepared:
@@ -257,7 +268,7 @@ class Pipeline:
             )
         budget = budget_for(
             scope,
-            settings.budget.max_tokens,
+            self.prompt_tokens,
             settings.budget.suffix_share,
             settings.budget.snippet_share,
         )

@@ -70,7 +70,11 @@ class ContextSettings:
 
 @dataclass(frozen=True)
 class BudgetSettings:
-    max_tokens: int = field(default=2048, metadata=between(64, 200_000))
+    # The prompt's tokens; 0: by where the model runs (``Settings.prompt_tokens``).
+    max_tokens: int = field(
+        default=0,
+        metadata=check(lambda n: n == 0 or 64 <= n <= 200_000, "0 or between 64 and 200000"),
+    )
     suffix_share: float = field(default=0.2, metadata=between(0.0, 0.9))
     snippet_share: float = field(default=0.3, metadata=between(0.0, 0.9))
 

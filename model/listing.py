@@ -5,7 +5,8 @@ entries that are not installed.
 
 Each installed model shows its size, precision ("int4 gptq" where the import calibrated it),
 FIM family, licence and the speed measured on this machine (``ghostcomplete model measure
-NAME`` records it), or "not measured".
+NAME`` records it), or "not measured" ("measured on another machine" for a models directory
+copied from one).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ghostcomplete.backends.onnx.installed import InstalledModel, installed_models, models_dir
+from ghostcomplete.backends.onnx.installed import (
+    InstalledModel,
+    installed_models,
+    models_dir,
+    speed_here,
+)
 from ghostcomplete.model.catalogue import CATALOGUE, CatalogueEntry
 
 HEADER = ("NAME", "SIZE", "PRECISION", "FIM", "LICENCE", "SPEED ON THIS MACHINE")
@@ -32,9 +38,10 @@ def size_text(size: int) -> str:
     return f"{size / 1e3:.0f} kB"
 
 
-def speed_text(speed: dict[str, Any] | None) -> str:
+def speed_text(model: InstalledModel) -> str:
+    speed = speed_here(model)
     if not speed:
-        return "not measured"
+        return "measured on another machine" if model.speed else "not measured"
     parts = []
     if "decode_tokens_per_s" in speed:
         parts.append(f"{speed['decode_tokens_per_s']:g} tokens/s decode")
@@ -64,7 +71,7 @@ def rows(installed: Sequence[tuple[Path, InstalledModel]], every: bool) -> list[
             precision_text(m),
             m.fim_family or "-",
             m.license or "-",
-            speed_text(m.speed),
+            speed_text(m),
         )
         for _, m in installed
     ]

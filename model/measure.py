@@ -45,11 +45,19 @@ from ghostcomplete.backends.onnx.engine import OnnxModel
 from ghostcomplete.backends.onnx.installed import (
     installed_folder,
     machine_fingerprint,
+    prompt_tokens_per_s,
     with_speed,
 )
+from ghostcomplete.backends.onnx.prompt_budget import prompt_tokens_for
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.context.syntax import Scope
-from ghostcomplete.ranker.budget import Budget, PackedContext, budget_for, pack
+from ghostcomplete.ranker.budget import (
+    DEFAULT_PROMPT_TOKENS,
+    Budget,
+    PackedContext,
+    budget_for,
+    pack,
+)
 from ghostcomplete.ranker.prompt import TEMPLATES, render_fim
 from ghostcomplete.ranker.tokens import TokenCounter
 
@@ -155,16 +163,18 @@ def request_latency(
     }
 
 
-async def completions(backend: OnnxBackend, family: str) -> dict[str, Any]:
+async def completions(
+    backend: OnnxBackend, family: str, prompt_tokens: int = DEFAULT_PROMPT_TOKENS
+) -> dict[str, Any]:
     """Typing: the last 12 characters of 20 lines of the sample file typed one at a time, a
     single-line completion asked at every keystroke, the prompt packed as the pipeline packs
-    it for one (the default budget; the rest of the file after the cursor is the suffix)."""
+    it for one (in ``prompt_tokens``; the rest of the file after the cursor is the suffix)."""
     text = SAMPLE.read_text()
     ends = [i for i, ch in enumerate(text) if ch == "\n" and len(text[:i].split("\n")[-1]) > 16]
     runs, lengths, prefills, reused = [], [], [], []
     counter = TokenCounter()
     default = Budget()
-    budget = budget_for(Scope.LINE, default.max_tokens, default.suffix_share, default.snippet_share)
+    budget = budget_for(Scope.LINE, prompt_tokens, default.suffix_share, default.snippet_share)
     empty = PackedContext("", "", (), 0)
     overhead = counter.count(render_fim(empty, family, "python", "inventory.py"))
     for end in ends[2:22]:
@@ -192,6 +202,7 @@ async def completions(backend: OnnxBackend, family: str) -> dict[str, Any]:
         "keystroke_prefill_p50_ms": round(statistics.median(prefills), 2) if prefills else 0,
         "keystroke_reused_share": round(statistics.mean(reused), 3) if reused else 0,
         "keystrokes": len(runs),
+        "keystroke_prompt_budget": prompt_tokens,
     }
 
 
@@ -226,6 +237,7 @@ def speed_record(result: dict[str, Any]) -> dict[str, Any]:
         "decode_tokens_per_s": result["decode_tokens_per_s"],
         "keystroke_p50_ms": result["keystroke_p50_ms"],
         "keystroke_p95_ms": result["keystroke_p95_ms"],
+        "keystroke_prompt_budget": result["keystroke_prompt_budget"],
         "provider": result["provider"],
         "threads": result["threads"],
         "machine": machine_fingerprint(),
@@ -311,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         result["ignore_eos"] = args.ignore_eos
         if not args.only_loss:
             result.update(speed(backend, model))
-            result.update(asyncio.run(completions(backend, backend.fim_family or "starcoder")))
+            # Typing is timed with the prompt budget the server will give this model here.
+            budget = prompt_tokens_for(prompt_tokens_per_s(result), model.device == "cuda")
+            family = backend.fim_family or "starcoder"
+            result.update(asyncio.run(completions(backend, family, budget)))
         if args.loss:
             result["loss"] = loss(model, backend, args.loss)
     text = json.dumps(result, indent=1)

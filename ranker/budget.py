@@ -56,6 +56,11 @@ def suffix_share_for(scope: Scope, share: float) -> float:
     return share if scope is Scope.BLOCK else min(share, LINE_SUFFIX_SHARE)
 
 
+# The prompt budget where neither the settings nor a local model's speed set one (a model
+# over http, the lookup).
+DEFAULT_PROMPT_TOKENS = 2048
+
+
 def budget_for(scope: Scope, max_tokens: int, suffix_share: float, snippet_share: float) -> Budget:
     """The budget of a completion of ``scope``: a one-line completion's suffix is kept short."""
     line = scope is not Scope.BLOCK
@@ -69,7 +74,7 @@ def budget_for(scope: Scope, max_tokens: int, suffix_share: float, snippet_share
 
 @dataclass(frozen=True)
 class Budget:
-    max_tokens: int = 2048
+    max_tokens: int = DEFAULT_PROMPT_TOKENS
     suffix_share: float = 0.2
     snippet_share: float = 0.3
     # With a value, the suffix holds at most this many tokens unless its first line (the rest

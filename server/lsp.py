@@ -274,6 +274,8 @@ def on_status(ls: GhostServer, *arguments: Any) -> dict[str, Any]:
         "chosen": ls.backends.chosen,
         # The deadline in force (completion.timeoutMs, or by the backend where it is 0).
         "timeoutMs": ls.settings.deadline_ms,
+        # The prompt budget in force (budget.maxTokens, or by the model where it is 0).
+        "promptTokens": ls.pipeline.prompt_tokens,
         "version": VERSION,
     }
     dense = ls.pipeline.dense

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import server_executable
@@ -16,7 +17,12 @@ from ghostcomplete.backends import BackendSettings, LookupBackend, choose_backen
 from ghostcomplete.backends.hybrid.auto import budget_ms, prompt_tokens_per_s, request_ms
 from ghostcomplete.backends.hybrid.backend import HybridBackend
 from ghostcomplete.backends.onnx.backend import shipped_model_folder
-from ghostcomplete.backends.onnx.installed import InstalledModel, models_dir, write_manifest
+from ghostcomplete.backends.onnx.installed import (
+    InstalledModel,
+    machine_fingerprint,
+    models_dir,
+    write_manifest,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,7 +33,7 @@ SLOW = {"prompt_tokens_per_s": 200.0, "decode_tokens_per_s": 20.0}  # ~2,080 ms
 def install(
     root: Path,
     name: str,
-    speed: dict[str, float] | None,
+    speed: dict[str, Any] | None,
     size: int = 1000,
     config: dict[str, object] | None = None,
 ) -> Path:
@@ -94,6 +100,18 @@ def test_a_model_without_a_measured_speed_is_never_picked(models: Path):
     chosen = choose_backend(BackendSettings(), timeout_ms=60_000)
     assert chosen.settings.kind == "lookup"
     assert "ghostcomplete model measure NAME`" in chosen.summary
+
+
+def test_a_speed_measured_on_another_machine_does_not_count(models: Path):
+    # A models directory copied from a fast machine: its speeds say nothing about this one.
+    elsewhere = {**FAST, "machine": {**machine_fingerprint(), "cpu": "another machine's CPU"}}
+    install(models, "copied", elsewhere)
+    chosen = choose_backend(BackendSettings(), timeout_ms=60_000)
+    assert chosen.settings.kind == "lookup"
+    assert "speed measured on another machine: copied" in chosen.summary
+    install(models, "measured-here", {**FAST, "machine": machine_fingerprint()})
+    chosen = choose_backend(BackendSettings(), timeout_ms=60_000)
+    assert chosen.settings.onnx.model == "measured-here"
 
 
 def test_the_biggest_model_that_fits_wins(models: Path):

@@ -353,3 +353,21 @@ async def test_the_deadline_in_force_follows_where_the_model_runs(client: Langua
     assert (
         await deadline_after({"backend": {"kind": "onnx"}, "completion": {"timeoutMs": 0}}) == 600
     )
+
+
+async def test_the_prompt_budget_in_force_is_in_the_status(client: LanguageClient):
+    async def budget_after(settings: dict[str, Any]) -> int:
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"ghostcomplete": settings})
+        )
+        status = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams("ghostcomplete.status", [])
+        )
+        return int(status["promptTokens"])
+
+    # auto with no installed model: the lookup, with the default budget.
+    assert await budget_after({}) == 2048
+    assert await budget_after({"budget": {"maxTokens": 777}}) == 777
+    # A model over http (nothing listens on port 9; no request is made): the default.
+    remote = {"kind": "http", "http": {"url": "http://127.0.0.1:9/v1"}}
+    assert await budget_after({"backend": remote, "budget": {"maxTokens": 0}}) == 2048

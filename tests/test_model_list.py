@@ -21,6 +21,7 @@ from ghostcomplete.backends.onnx.installed import (
     with_speed,
     write_manifest,
 )
+from ghostcomplete.backends.onnx.prompt_budget import prompt_tokens_for
 from ghostcomplete.model import listing, measure
 from ghostcomplete.model.catalogue import CATALOGUE
 
@@ -56,6 +57,11 @@ def test_list_shows_size_precision_family_licence_and_speed(
         install_builtin_as(models, "timed", precision="int8"),
         {"decode_tokens_per_s": 61.5, "keystroke_p50_ms": 240.0},
     )
+    elsewhere = {**machine_fingerprint(), "cores": 4096}
+    with_speed(
+        install_builtin_as(models, "copied"),
+        {"decode_tokens_per_s": 900.0, "keystroke_p50_ms": 9.0, "machine": elsewhere},
+    )
     assert listing.main([]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"models directory: {models}"
@@ -67,6 +73,8 @@ def test_list_shows_size_precision_family_licence_and_speed(
     calibrated = next(line for line in lines if line.startswith("calibrated "))
     assert " int4 gptq " in calibrated
     assert "int8" in timed and "61.5 tokens/s decode, 240 ms a keystroke (p50)" in timed
+    copied = next(line for line in lines if line.startswith("copied "))
+    assert copied.endswith("measured on another machine")
     # Nothing from the catalogue without --all.
     assert not any(entry.name in "\n".join(lines) for entry in CATALOGUE)
 
@@ -136,6 +144,10 @@ def test_measure_by_name_keeps_the_speed_with_the_model(
     assert (speed["provider"], speed["threads"]) == ("CPUExecutionProvider", 1)
     assert speed["machine"] == machine_fingerprint()
     assert speed["machine"]["cores"] == os.cpu_count()
+    # Typing was timed with the prompt budget the server gives this model here.
+    assert speed["keystroke_prompt_budget"] == prompt_tokens_for(
+        speed["prompt_tokens_per_s"], on_gpu=False
+    )
     # The rest of the manifest is untouched.
     assert read_manifest(folder).precision == "fp32"
 

@@ -2,7 +2,8 @@
 enough, else the lookup.
 
 An installed model (backends/onnx/installed.py) qualifies when its manifest holds a speed
-measured on this machine (``ghostcomplete model measure NAME``) and that speed fits the
+measured on this machine (``ghostcomplete model measure NAME``; a speed the manifest says was
+measured on another machine does not count) and that speed fits the
 latency budget: a typical request while typing must take at most ``_BUDGET_SHARE`` of
 ``completion.timeoutMs``, the rest being left to context, ranking and the lookup. A typical
 request is, in the order the manifest can tell it:
@@ -22,7 +23,6 @@ never picked.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,10 @@ from ghostcomplete.backends.onnx.installed import (
     installed_models,
     models_dir,
     parameter_count,
+    prompt_tokens_per_s,
     read_json,
+    speed_here,
+    speed_number,
 )
 
 # A keystroke changes the end of the prompt: with the prompt laid out for KV cache reuse
@@ -45,7 +48,6 @@ _ONE_LINE_TOKENS = 16
 # The share of completion.timeoutMs a model request may take.
 _BUDGET_SHARE = 0.8
 _BYTES_PER_PARAMETER = {"int4": 0.5, "int8": 1.0, "fp16": 2.0, "bf16": 2.0, "fp32": 4.0}
-_PREFILL = re.compile(r"prefill_(\d+)_ms")
 
 
 @dataclass(frozen=True)
@@ -56,38 +58,16 @@ class Chosen:
     summary: str
 
 
-def _number(speed: dict[str, Any], key: str) -> float | None:
-    value = speed.get(key)
-    return float(value) if isinstance(value, int | float) and value > 0 else None
-
-
-def prompt_tokens_per_s(speed: dict[str, Any]) -> float | None:
-    """``prompt_tokens_per_s``, else the speed of the longest ``prefill_N_ms`` measured."""
-    direct = _number(speed, "prompt_tokens_per_s")
-    if direct is not None:
-        return direct
-    measured = []
-    for key in speed:
-        match = _PREFILL.fullmatch(key)
-        ms = _number(speed, key)
-        if match and ms is not None:
-            measured.append((int(match.group(1)), ms))
-    if not measured:
-        return None
-    tokens, ms = max(measured)
-    return tokens / (ms / 1000)
-
-
 def request_ms(speed: dict[str, Any] | None) -> float | None:
     """The milliseconds of a typical request while typing, by the module's rule; None when
     the speed was not measured (or lacks what the rule needs)."""
     if not speed:
         return None
-    keystroke = _number(speed, "keystroke_p95_ms")
+    keystroke = speed_number(speed, "keystroke_p95_ms")
     if keystroke is not None:
         return keystroke
     prompt = prompt_tokens_per_s(speed)
-    decode = _number(speed, "decode_tokens_per_s")
+    decode = speed_number(speed, "decode_tokens_per_s")
     if prompt is None or decode is None:
         return None
     return (_KEYSTROKE_PROMPT_TOKENS / prompt + _ONE_LINE_TOKENS / decode) * 1000
@@ -118,10 +98,14 @@ def choose(settings: BackendSettings, timeout_ms: float, root: Path | None = Non
     budget = budget_ms(timeout_ms)
     fits: list[tuple[float, float, InstalledModel]] = []
     unmeasured: list[str] = []
+    elsewhere: list[str] = []
     slow: list[str] = []
     for folder, model in installed_models(root):
-        took = request_ms(model.speed)
-        if took is None:
+        speed = speed_here(model)
+        took = request_ms(speed)
+        if model.speed and speed is None:
+            elsewhere.append(model.name)
+        elif took is None:
             unmeasured.append(model.name)
         elif took > budget:
             slow.append(f"{model.name} ~{took:.0f} ms")
@@ -146,6 +130,11 @@ def choose(settings: BackendSettings, timeout_ms: float, root: Path | None = Non
     if unmeasured:
         names = ", ".join(unmeasured)
         why.append(f"speed not measured: {names} (run `ghostcomplete model measure NAME`)")
+    if elsewhere:
+        names = ", ".join(elsewhere)
+        why.append(
+            f"speed measured on another machine: {names} (run `ghostcomplete model measure NAME`)"
+        )
     if not why:
         why.append(f"no installed model in {root}")
     lookup = dataclasses.replace(settings, kind="lookup")

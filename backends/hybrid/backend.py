@@ -158,6 +158,12 @@ class HybridBackend:
         return f"hybrid: lookup + {_model_label(self.model)}"
 
     @property
+    def prompt_tokens(self) -> int | None:
+        """The prompt budget its model asks for on this machine (None: the pipeline's)."""
+        budget = getattr(self.model, "prompt_tokens", None)
+        return budget if isinstance(budget, int) else None
+
+    @property
     def follows_instructions(self) -> bool:
         """Edit requests go to the model, when it can follow instructions."""
         model = self.model

@@ -14,7 +14,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ghostcomplete.backends.base import (
     BackendError,
@@ -47,9 +47,18 @@ from ghostcomplete.backends.onnx.engine import (
     fim_family_of,
 )
 from ghostcomplete.backends.onnx.healing import Forced, Vocabulary, heal
-from ghostcomplete.backends.onnx.installed import installed_folder, parameter_count, read_json
+from ghostcomplete.backends.onnx.installed import (
+    MANIFEST,
+    installed_folder,
+    parameter_count,
+    prompt_tokens_per_s,
+    read_json,
+    read_manifest,
+    speed_here,
+)
 from ghostcomplete.backends.onnx.pace import Pace
 from ghostcomplete.backends.onnx.prompt import fit_prompt
+from ghostcomplete.backends.onnx.prompt_budget import prompt_tokens_for
 from ghostcomplete.backends.onnx.stops import StopRule
 from ghostcomplete.backends.onnx.tokenizer import Tokenizer, load_tokenizer
 from ghostcomplete.backends.onnx.worker import ModelWorker
@@ -76,6 +85,17 @@ def shipped_model_folder() -> Path:
     import ghostcomplete.backends.onnx.builtin
 
     return Path(ghostcomplete.backends.onnx.builtin.__file__).resolve().parent
+
+
+def _speed_measured_here(folder: Path) -> dict[str, Any] | None:
+    """The speed the manifest in ``folder`` records for this machine; None where there is no
+    manifest (an export, the built-in model), it cannot be read, or it has no such speed."""
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        return speed_here(read_manifest(folder))
+    except BackendError:
+        return None
 
 
 def model_file(settings: OnnxSettings) -> Path:
@@ -145,11 +165,26 @@ class OnnxBackend:
         self.parameters: int | None = parameter_count(config)
         # An instruct model (its folder has a chat template) also takes edit requests.
         self.chat_template: ChatTemplate | None = load_chat_template(self.file.parent)
+        # Its speed as measured on this machine, where an import's manifest records one.
+        self.measured_speed = _speed_measured_here(self.file.parent)
         self.follows_instructions = self.chat_template is not None
         # Last: the load runs in the worker thread and sets fields assigned above (a tiny
         # model loads before this constructor would have reached them).
         self._worker = ModelWorker("ghostcomplete-onnx")
         self._loading = self._worker.submit_background(self._load)
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        """The prompt budget for this model on this machine (prompt_budget.py), once it is
+        loaded (the device it runs on is known then); None before."""
+        model = self._model
+        if model is None:
+            return None
+        speed = self.measured_speed
+        rate = None
+        if speed is not None and speed.get("provider") in (None, model.provider):
+            rate = prompt_tokens_per_s(speed)
+        return prompt_tokens_for(rate, on_gpu=model.device == "cuda")
 
     # --- in the worker thread ---------------------------------------------------------
     def _load(self) -> OnnxModel:

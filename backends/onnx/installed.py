@@ -23,6 +23,7 @@ from ghostcomplete.backends.base import BackendError
 
 MANIFEST = "ghostcomplete-model.json"
 # A name is one path segment anyone can type: no separators, no leading dot.
+_PREFILL = re.compile(r"prefill_(\d+)_ms")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
@@ -109,6 +110,42 @@ def machine_fingerprint() -> dict[str, Any]:
         "arch": platform.machine(),
         "system": platform.system(),
     }
+
+
+def speed_number(speed: dict[str, Any], key: str) -> float | None:
+    """A positive number the speed record holds under ``key``, else None."""
+    value = speed.get(key)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def prompt_tokens_per_s(speed: dict[str, Any]) -> float | None:
+    """``prompt_tokens_per_s``, else the speed of the longest ``prefill_N_ms`` measured."""
+    direct = speed_number(speed, "prompt_tokens_per_s")
+    if direct is not None:
+        return direct
+    measured = []
+    for key in speed:
+        match = _PREFILL.fullmatch(key)
+        ms = speed_number(speed, key)
+        if match and ms is not None:
+            measured.append((int(match.group(1)), ms))
+    if not measured:
+        return None
+    tokens, ms = max(measured)
+    return tokens / (ms / 1000)
+
+
+def speed_here(model: InstalledModel) -> dict[str, Any] | None:
+    """The model's measured speed where it was measured on this machine (or the record does
+    not say where), else None: a models directory copied from a faster machine must not make
+    this one pick a model it cannot run in time."""
+    speed = model.speed
+    if not speed:
+        return None
+    where = speed.get("machine")
+    if isinstance(where, dict) and where != machine_fingerprint():
+        return None
+    return speed
 
 
 def _cpu_model() -> str:
