@@ -41,7 +41,8 @@ from ghostcomplete.backends.onnx.installed import (
 )
 
 # A keystroke changes the end of the prompt: with the prompt laid out for KV cache reuse
-# (at least 90 % of the 2,048-token default budget reused), about this many tokens are new.
+# (at least 90 % of a 2,048-token budget reused, the largest a local model gets), about
+# this many tokens are new.
 _KEYSTROKE_PROMPT_TOKENS = 256
 # A one-line answer.
 _ONE_LINE_TOKENS = 16
