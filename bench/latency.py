@@ -64,6 +64,8 @@ class Tally:
     # What the server's status said: the deadline in force and what the backend resolved to
     # (older servers say neither).
     deadline_ms: float | None = None
+    # The prompt budget the server had in force when the last file was opened.
+    prompt_tokens: int | None = None
     chosen: str = ""
 
 
@@ -146,6 +148,8 @@ async def type_stretch(
     if isinstance(status.get("timeoutMs"), int | float):
         tally.deadline_ms = float(status["timeoutMs"])
     tally.chosen = str(status.get("chosen") or tally.chosen)
+    if isinstance(status.get("promptTokens"), int):
+        tally.prompt_tokens = int(status["promptTokens"])
     loop = asyncio.get_running_loop()
     version, done, offset = 1, 0, len(stretch.before)
     open_request: tuple[int, asyncio.Future[Answer]] | None = None
@@ -366,6 +370,7 @@ async def _run(
     keystrokes = max(1, tally.keystrokes)
     counts = {
         "backend chosen": tally.chosen or "–",
+        "prompt tokens in force (last file)": tally.prompt_tokens or "–",
         "files typed": len(stretches),
         "keystrokes (incl. accepts)": tally.keystrokes,
         "requests": tally.requests,

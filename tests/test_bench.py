@@ -109,6 +109,7 @@ def test_quick_latency_writes_percentiles_and_server_usage(tmp_path: Path) -> No
     assert "answers at the deadline, by the key before them" in counts
     # The deadline and the backend as the server's status gave them (the lookup's default).
     assert counts["backend chosen"] == "lookup"
+    assert counts["prompt tokens in force (last file)"] == 2048
     assert "answers later than the 600 ms deadline" in counts
     # The lookup wrote every suggestion it accepted (or the writer could not be told).
     assert set(re.findall(r"[a-z]+(?= \d)", counts["suggestions accepted, by writer"])) <= {
