@@ -332,15 +332,20 @@ async def test_excluded_files_are_never_read(client: LanguageClient, tmp_path):
     assert "Inactive" in kinds
 
 
+async def status_after(client: LanguageClient, settings: dict[str, Any]) -> dict[str, Any]:
+    """The server's status once ``settings`` are the workspace configuration."""
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"ghostcomplete": settings})
+    )
+    status: dict[str, Any] = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams("ghostcomplete.status", [])
+    )
+    return status
+
+
 async def test_the_deadline_in_force_follows_where_the_model_runs(client: LanguageClient):
     async def deadline_after(settings: dict[str, Any]) -> int:
-        client.workspace_did_change_configuration(
-            types.DidChangeConfigurationParams(settings={"ghostcomplete": settings})
-        )
-        status = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams("ghostcomplete.status", [])
-        )
-        return int(status["timeoutMs"])
+        return int((await status_after(client, settings))["timeoutMs"])
 
     # The default backend (auto: the lookup here, or a model on this machine).
     assert await deadline_after({}) == 600
@@ -357,13 +362,7 @@ async def test_the_deadline_in_force_follows_where_the_model_runs(client: Langua
 
 async def test_the_prompt_budget_in_force_is_in_the_status(client: LanguageClient):
     async def budget_after(settings: dict[str, Any]) -> int:
-        client.workspace_did_change_configuration(
-            types.DidChangeConfigurationParams(settings={"ghostcomplete": settings})
-        )
-        status = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams("ghostcomplete.status", [])
-        )
-        return int(status["promptTokens"])
+        return int((await status_after(client, settings))["promptTokens"])
 
     # auto with no installed model: the lookup, with the default budget.
     assert await budget_after({}) == 2048
