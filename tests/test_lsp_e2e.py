@@ -337,9 +337,10 @@ async def status_after(client: LanguageClient, settings: dict[str, Any]) -> dict
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings={"ghostcomplete": settings})
     )
-    status: dict[str, Any] = await client.workspace_execute_command_async(
+    status = await client.workspace_execute_command_async(
         types.ExecuteCommandParams("ghostcomplete.status", [])
     )
+    assert isinstance(status, dict)
     return status
 
 
