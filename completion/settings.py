@@ -70,7 +70,7 @@ class ContextSettings:
 
 @dataclass(frozen=True)
 class BudgetSettings:
-    # The prompt's tokens; 0: by where the model runs (``Settings.prompt_tokens``).
+    # The prompt's tokens; 0: by where the model runs (``Pipeline.prompt_tokens``).
     max_tokens: int = field(
         default=0,
         metadata=check(lambda n: n == 0 or 64 <= n <= 200_000, "0 or between 64 and 200000"),

@@ -22,8 +22,9 @@ from typing import Any
 from ghostcomplete.backends.base import BackendError
 
 MANIFEST = "ghostcomplete-model.json"
-# A name is one path segment anyone can type: no separators, no leading dot.
+# A speed record's prefill time of N prompt tokens (``model measure``).
 _PREFILL = re.compile(r"prefill_(\d+)_ms")
+# A name is one path segment anyone can type: no separators, no leading dot.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
