@@ -284,10 +284,20 @@ class Editor:
         exact = json.dumps(f"^{re.escape(title.rstrip('.…'))}(\\.\\.\\.|…)?$")
         self.js(
             f"""
-            await page.keyboard.press("F1");
             const input = page.locator(".quick-input-widget input");
-            await input.waitFor({{ state: "visible" }});
-            await input.fill({query});
+            // The palette can close again as it opens (the editor taking the focus back
+            // while it settles): the input is then hidden before it is filled. Open it again.
+            for (let attempt = 1; ; attempt++) {{
+              await page.keyboard.press("F1");
+              try {{
+                await input.waitFor({{ state: "visible" }});
+                await input.fill({query}, {{ timeout: 5000 }});
+                break;
+              }} catch (error) {{
+                if (attempt >= 3) throw error;
+                await page.keyboard.press("Escape");
+              }}
+            }}
             const label = page.locator(".label-name", {{ hasText: new RegExp({exact}) }});
             await page.locator(".quick-input-list .monaco-list-row")
               .filter({{ has: label }}).first().click();
