@@ -98,6 +98,16 @@ def _speed_measured_here(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def prompt_budget(model: OnnxModel, folder: Path) -> int:
+    """The prompt budget of the loaded ``model`` (prompt_budget.py): from the prompt speed the
+    manifest in ``folder`` records for this machine and the provider it now runs on."""
+    speed = _speed_measured_here(folder)
+    rate = None
+    if speed is not None and speed.get("provider") in (None, model.provider):
+        rate = prompt_tokens_per_s(speed)
+    return prompt_tokens_for(rate, on_gpu=model.device == "cuda")
+
+
 def model_file(settings: OnnxSettings) -> Path:
     """The .onnx file the settings name; BackendError when it is not there."""
     if settings.model:
@@ -165,26 +175,14 @@ class OnnxBackend:
         self.parameters: int | None = parameter_count(config)
         # An instruct model (its folder has a chat template) also takes edit requests.
         self.chat_template: ChatTemplate | None = load_chat_template(self.file.parent)
-        # Its speed as measured on this machine, where an import's manifest records one.
-        self.measured_speed = _speed_measured_here(self.file.parent)
+        # The prompt budget for this model on this machine (prompt_budget.py): set by the
+        # load, once the device it runs on is known; None before.
+        self.prompt_tokens: int | None = None
         self.follows_instructions = self.chat_template is not None
         # Last: the load runs in the worker thread and sets fields assigned above (a tiny
         # model loads before this constructor would have reached them).
         self._worker = ModelWorker("ghostcomplete-onnx")
         self._loading = self._worker.submit_background(self._load)
-
-    @property
-    def prompt_tokens(self) -> int | None:
-        """The prompt budget for this model on this machine (prompt_budget.py), once it is
-        loaded (the device it runs on is known then); None before."""
-        model = self._model
-        if model is None:
-            return None
-        speed = self.measured_speed
-        rate = None
-        if speed is not None and speed.get("provider") in (None, model.provider):
-            rate = prompt_tokens_per_s(speed)
-        return prompt_tokens_for(rate, on_gpu=model.device == "cuda")
 
     # --- in the worker thread ---------------------------------------------------------
     def _load(self) -> OnnxModel:
@@ -197,6 +195,7 @@ class OnnxBackend:
         self._eos = model.eos_ids(self.tokenizer.special)
         if settings.token_healing:
             self._vocabulary = Vocabulary(self.tokenizer, model.vocab_size)
+        self.prompt_tokens = prompt_budget(model, self.file.parent)
         self._model = model
         return model
 
