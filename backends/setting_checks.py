@@ -29,6 +29,11 @@ def between(low: float, high: float) -> dict[str, Any]:
     return check(lambda value: low <= value <= high, f"between {low} and {high}")
 
 
+def zero_or_between(low: float, high: float) -> dict[str, Any]:
+    """0, which means "decided for you", or a value in the range."""
+    return check(lambda value: value == 0 or low <= value <= high, f"0 or between {low} and {high}")
+
+
 def one_of(*choices: str) -> dict[str, Any]:
     return check(lambda value: value in choices, "one of " + ", ".join(choices))
 

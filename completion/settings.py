@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ghostcomplete.backends.config import BackendSettings
-from ghostcomplete.backends.setting_checks import between, check, is_path, one_of
+from ghostcomplete.backends.setting_checks import (
+    between,
+    check,
+    is_path,
+    one_of,
+    zero_or_between,
+)
 from ghostcomplete.context.exclusion import DEFAULT_EXCLUDE, valid_patterns
 
 log = logging.getLogger("ghostcomplete")
@@ -71,10 +77,7 @@ class ContextSettings:
 @dataclass(frozen=True)
 class BudgetSettings:
     # The prompt's tokens; 0: by where the model runs (``Pipeline.prompt_tokens``).
-    max_tokens: int = field(
-        default=0,
-        metadata=check(lambda n: n == 0 or 64 <= n <= 200_000, "0 or between 64 and 200000"),
-    )
+    max_tokens: int = field(default=0, metadata=zero_or_between(64, 200_000))
     suffix_share: float = field(default=0.2, metadata=between(0.0, 0.9))
     snippet_share: float = field(default=0.3, metadata=between(0.0, 0.9))
 
@@ -92,10 +95,7 @@ class CompletionSettings:
     # The deadline per request (``Settings.deadline_ms``); 0: by where the model runs. Up to
     # ten minutes: no one waits that long while typing, but a quality benchmark of a large
     # model on a small CPU has to let every answer finish.
-    timeout_ms: int = field(
-        default=0,
-        metadata=check(lambda ms: ms == 0 or 10 <= ms <= 600_000, "0 or between 10 and 600000"),
-    )
+    timeout_ms: int = field(default=0, metadata=zero_or_between(10, 600_000))
     # "adaptive" learns the typing rhythm and the backend's speed; "fixed" waits debounceMs.
     debounce: str = field(default="adaptive", metadata=one_of("adaptive", "fixed"))
     debounce_ms: int = field(default=75, metadata=between(0, 1000))
