@@ -44,6 +44,7 @@ from ghostcomplete.backends.onnx.decode import Limits, decode, prefill
 from ghostcomplete.backends.onnx.engine import OnnxModel
 from ghostcomplete.backends.onnx.installed import (
     installed_folder,
+    longest_prefill,
     machine_fingerprint,
     prompt_tokens_per_s,
     with_speed,
@@ -225,15 +226,12 @@ def loss(model: OnnxModel, backend: OnnxBackend, files: list[Path]) -> float:
 
 def speed_record(result: dict[str, Any]) -> dict[str, Any]:
     """What a manifest keeps of a full measurement (``with_speed``)."""
-    prefills = {
-        int(key.split("_")[1]): value
-        for key, value in result.items()
-        if key.startswith("prefill_") and key.endswith("_ms")
-    }
-    longest = max(prefills)
+    longest = longest_prefill(result)
+    assert longest is not None  # a full measurement times prefills
+    tokens, ms = longest
     return {
-        "prompt_tokens_per_s": round(longest / (prefills[longest] / 1000), 1),
-        "prompt_tokens": longest,
+        "prompt_tokens_per_s": round(tokens / (ms / 1000), 1),
+        "prompt_tokens": tokens,
         "decode_tokens_per_s": result["decode_tokens_per_s"],
         "keystroke_p50_ms": result["keystroke_p50_ms"],
         "keystroke_p95_ms": result["keystroke_p95_ms"],

@@ -119,20 +119,26 @@ def speed_number(speed: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
-def prompt_tokens_per_s(speed: dict[str, Any]) -> float | None:
-    """``prompt_tokens_per_s``, else the speed of the longest ``prefill_N_ms`` measured."""
-    direct = speed_number(speed, "prompt_tokens_per_s")
-    if direct is not None:
-        return direct
+def longest_prefill(speed: dict[str, Any]) -> tuple[int, float] | None:
+    """The longest prompt a measurement's ``prefill_N_ms`` times, and its milliseconds."""
     measured = []
     for key in speed:
         match = _PREFILL.fullmatch(key)
         ms = speed_number(speed, key)
         if match and ms is not None:
             measured.append((int(match.group(1)), ms))
-    if not measured:
+    return max(measured) if measured else None
+
+
+def prompt_tokens_per_s(speed: dict[str, Any]) -> float | None:
+    """``prompt_tokens_per_s``, else the speed of the longest ``prefill_N_ms`` measured."""
+    direct = speed_number(speed, "prompt_tokens_per_s")
+    if direct is not None:
+        return direct
+    longest = longest_prefill(speed)
+    if longest is None:
         return None
-    tokens, ms = max(measured)
+    tokens, ms = longest
     return tokens / (ms / 1000)
 
 
