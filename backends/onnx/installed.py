@@ -16,6 +16,7 @@ import os
 import platform
 import re
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,7 @@ def speed_here(model: InstalledModel) -> dict[str, Any] | None:
     return speed
 
 
+@cache  # read once a process: speed_here asks for every installed model
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
