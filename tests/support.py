@@ -18,6 +18,18 @@ from lsprotocol import types
 REPO = Path(__file__).resolve().parent.parent
 
 
+def copy_of_builtin_model(folder: Path) -> Path:
+    """The built-in model's files (weights, config, tokenizer; not its package's code) copied
+    to ``folder``: a model folder to write a manifest into."""
+    # Here, not at the top: most tests that import this module never load onnxruntime.
+    from ghostcomplete.backends.onnx.backend import shipped_model_folder
+
+    shutil.copytree(
+        shipped_model_folder(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__")
+    )
+    return folder
+
+
 def server_executable() -> str:
     """GHOSTCOMPLETE_SERVER (the installed wheel in `make wheel-e2e`), else this venv's."""
     explicit = os.environ.get("GHOSTCOMPLETE_SERVER")

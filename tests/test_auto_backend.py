@@ -5,18 +5,16 @@ with a speed written into its manifest."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import server_executable
+from support import copy_of_builtin_model, server_executable
 
 from ghostcomplete.backends import BackendSettings, LookupBackend, choose_backend, create_backend
 from ghostcomplete.backends.hybrid.auto import budget_ms, prompt_tokens_per_s, request_ms
 from ghostcomplete.backends.hybrid.backend import HybridBackend
-from ghostcomplete.backends.onnx.backend import shipped_model_folder
 from ghostcomplete.backends.onnx.installed import (
     InstalledModel,
     machine_fingerprint,
@@ -39,9 +37,7 @@ def install(
 ) -> Path:
     """The built-in model installed as ``name``, its config.json updated with ``config``."""
     folder = root / name
-    shutil.copytree(
-        shipped_model_folder(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__")
-    )
+    copy_of_builtin_model(folder)
     if config is not None:
         found = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps({**found, **config}))

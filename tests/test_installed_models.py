@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from support import copy_of_builtin_model
 
 from ghostcomplete.backends.base import BackendError
-from ghostcomplete.backends.onnx.backend import model_file, shipped_model_folder
+from ghostcomplete.backends.onnx.backend import model_file
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.installed import (
     MANIFEST,
@@ -27,9 +27,7 @@ pytestmark = pytest.mark.timeout(30)
 
 def install_builtin_as(root: Path, name: str) -> Path:
     folder = root / name
-    shutil.copytree(
-        shipped_model_folder(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__")
-    )
+    copy_of_builtin_model(folder)
     write_manifest(folder, InstalledModel(name, "test", "gpt2", "fp32", size_bytes=1))
     return folder
 

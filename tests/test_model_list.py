@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import server_executable
+from support import copy_of_builtin_model, server_executable
 
-from ghostcomplete.backends.onnx.backend import shipped_model_folder
 from ghostcomplete.backends.onnx.installed import (
     InstalledModel,
     machine_fingerprint,
@@ -38,9 +36,7 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def install_builtin_as(root: Path, name: str, **fields: object) -> Path:
     folder = root / name
-    shutil.copytree(
-        shipped_model_folder(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__")
-    )
+    copy_of_builtin_model(folder)
     model = InstalledModel(name, "test", "llama", "fp32", "starcoder", "MIT", 12_800_000)
     write_manifest(folder, replace(model, **fields))
     return folder

@@ -4,16 +4,16 @@ none was measured, 2,048 for a model elsewhere or an explicit setting."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from support import copy_of_builtin_model
 
 from ghostcomplete.backends import Backend, LookupBackend
 from ghostcomplete.backends.hybrid.backend import HybridBackend
 from ghostcomplete.backends.hybrid.config import HybridSettings
-from ghostcomplete.backends.onnx.backend import OnnxBackend, shipped_model_folder
+from ghostcomplete.backends.onnx.backend import OnnxBackend
 from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.installed import (
     InstalledModel,
@@ -63,9 +63,7 @@ def test_a_speed_measured_on_another_machine_does_not_count() -> None:
 def installed(tmp_path: Path, speed: dict[str, Any] | None) -> Path:
     """The built-in model in a folder of its own, with a manifest recording ``speed``."""
     folder = tmp_path / "model"
-    shutil.copytree(
-        shipped_model_folder(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__")
-    )
+    copy_of_builtin_model(folder)
     write_manifest(folder, InstalledModel("model", "test", "llama", "fp32", speed=speed))
     return folder
 
