@@ -5,7 +5,9 @@ at a human rate with pauses. Every keystroke sends an incremental ``didChange`` 
 ``textDocument/inlineCompletion`` (cancelling the previous one with ``$/cancelRequest`` if it
 is still open). When the suggestion on screen is what the person is about to type, they take
 it: the text is inserted in one change and ``ghostcomplete.accept`` is executed. A newline
-brings the next line's indentation with it, as editors auto-indent.
+brings the next line's indentation with it, as editors auto-indent. When the server says a
+better suggestion is ready (``ghostcomplete/didFindBetter``) for the text as it stands, the
+client asks again, as the editors do.
 
 Keystrokes never wait for the server; answers are timed at the client's end of the pipe.
 """
@@ -58,6 +60,8 @@ class Tally:
     # the server answered from memory.
     type_through: int = 0
     type_through_cached: int = 0
+    # Requests sent again on ghostcomplete/didFindBetter.
+    asked_again: int = 0
     # One entry per answered request: what the key was and what the answer held, so that the
     # summary can say where a percentile comes from.
     answers: list[dict[str, Any]] = field(default_factory=list)
@@ -160,7 +164,17 @@ async def type_stretch(
     due = loop.time()
     index = 0
     while index < len(keys):
-        await asyncio.sleep(max(0.0, due - loop.time()))
+        while (better := await _found_better(client, due - loop.time())) is not None:
+            if better.get("uri") != uri or better.get("version") != version:
+                continue  # a stale one: the text changed since
+            open_request = client.send_request(
+                "textDocument/inlineCompletion",
+                client.completion_params(uri, utf16_position(document, offset), invoked=True),
+            )
+            tally.requests += 1
+            tally.asked_again += 1
+            answers.append(open_request[1])
+            sent_keys.append("again")
         latest = open_request[1].result() if open_request and open_request[1].done() else None
         remaining = stretch.typed[done:]
         shown = _suggestion(latest)
@@ -244,6 +258,16 @@ async def type_stretch(
         )
     for closing in opened:
         await client.close(closing)
+
+
+async def _found_better(client: LspClient, wait_s: float) -> dict[str, Any] | None:
+    """The next ghostcomplete/didFindBetter within ``wait_s`` seconds, else None."""
+    if wait_s <= 0:
+        return None
+    try:
+        return await asyncio.wait_for(client.found_better.get(), wait_s)
+    except TimeoutError:
+        return None
 
 
 def writer_of(origin: object) -> str:
@@ -374,6 +398,7 @@ async def _run(
         "files typed": len(stretches),
         "keystrokes (incl. accepts)": tally.keystrokes,
         "requests": tally.requests,
+        "… sent again on didFindBetter": tally.asked_again,
         "answers with a suggestion": tally.with_items,
         "cancelled by the client": tally.cancelled,
         "superseded (empty, no report)": tally.superseded,

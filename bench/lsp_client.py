@@ -21,6 +21,7 @@ from ghostcomplete.bench.corpus import language_of
 from ghostcomplete.context.positions import utf16_length
 
 DID_COMPLETE = "ghostcomplete/didComplete"
+DID_FIND_BETTER = "ghostcomplete/didFindBetter"
 ACCEPT_COMMAND = "ghostcomplete.accept"
 STATUS_COMMAND = "ghostcomplete.status"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -78,6 +79,8 @@ class LspClient:
     stderr_tail: list[str] = field(default_factory=list)
     # The params of each workspace/applyEdit the server sent, answered as applied.
     applied_edits: list[dict[str, Any]] = field(default_factory=list)
+    # The params of each ghostcomplete/didFindBetter, for a caller that asks again.
+    found_better: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     @classmethod
     async def start(
@@ -162,6 +165,8 @@ class LspClient:
                 self.notifications.append((now, message["method"], message.get("params")))
                 if message["method"] == DID_COMPLETE:
                     self.did_complete.append({**message.get("params", {}), "receivedAt": now})
+                elif message["method"] == DID_FIND_BETTER:
+                    self.found_better.put_nowait(message.get("params") or {})
             else:
                 waiting = self.pending.pop(message.get("id"), None)
                 if waiting is not None and not waiting[0].done():
@@ -235,11 +240,13 @@ class LspClient:
         )
 
     @staticmethod
-    def completion_params(uri: str, at: dict[str, int]) -> dict[str, Any]:
+    def completion_params(uri: str, at: dict[str, int], invoked: bool = False) -> dict[str, Any]:
+        """Automatic (typing, as VS Code sends it) unless ``invoked`` (the editor asked
+        explicitly, as after ghostcomplete/didFindBetter)."""
         return {
             "textDocument": {"uri": uri},
             "position": at,
-            "context": {"triggerKind": 2},  # Automatic: typing, as VS Code sends it
+            "context": {"triggerKind": 1 if invoked else 2},
         }
 
     def report_for(self, answer: Answer, uri: str) -> dict[str, Any] | None:

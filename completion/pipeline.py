@@ -73,6 +73,8 @@ class CompletionResult:
     # "prompt" (same prompt as before) or None (the backend was asked).
     cache: str | None = None
     backend_called: bool = False
+    # Answered with the backend's early answer (the lookup's, while the model writes on).
+    early: bool = False
     # The rendered prompt (for benchmarks' context coverage); None when none was built.
     prompt: str | None = None
     prompt_tokens: int | None = None
@@ -402,6 +404,10 @@ class Pipeline:
         result.backend_details = dict(candidates[0].details) if candidates else {}
         result.trace = candidates[0].trace if candidates else None
         result.timings_ms["filter"] = round((time.monotonic() - started) * 1000, 3)
+
+    def finished_texts(self, prepared: Prepared, candidates: list[Candidate]) -> list[str]:
+        """What of ``candidates`` would be shown (finish's texts), without a result."""
+        return [text for text, _ in filtered([c.text for c in candidates], prepared.around)]
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         """One completion with no caches, debounce or sharing (the ``complete`` CLI)."""

@@ -7,6 +7,11 @@ answer the rest -> a running generation this request extends? share it -> deboun
 generation -> wait for it until the deadline -> filters. Generations are tasks of their own so
 that a newer request can adopt one instead of starting again; one that nobody adopts is
 cancelled, down to the backend.
+
+A backend that can answer early (the hybrid with ``whileWaiting: "lookup"``: the lookup's
+suggestion while the model writes) hands a typed keystroke's request a first answer and
+goes on. Its final answer then feeds the caches, and when it differs from the early one the
+session tells the client (``on_better_answer``) so that the editor asks again and shows it.
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ class Generation:
     task: asyncio.Task[list[Candidate]]
     # Requests waiting for it right now; one nobody waits for is cancelled (see _wait_for).
     waiters: int = 0
+    # The request it was started for, where that request may take an early answer; the
+    # early answer itself, once the backend gives one; and the first text shown from it.
+    asker: CompletionRequest | None = None
+    early: asyncio.Future[list[Candidate]] | None = None
+    shown_early: str | None = None
 
 
 class _GenerationLost(Exception):
@@ -76,6 +86,7 @@ class CompletionSession:
         pipeline: Pipeline,
         on_backend_error: Callable[[BackendError], None] | None = None,
         on_backend_recovered: Callable[[], None] | None = None,
+        on_better_answer: Callable[[CompletionRequest], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         # Told about every backend failure (also those of generations nobody waits for any
@@ -83,6 +94,9 @@ class CompletionSession:
         self.on_backend_error = on_backend_error
         # Told when the backend answered in time (the only proof that it works again).
         self.on_backend_recovered = on_backend_recovered
+        # Told when a request that was answered early has a better answer in the caches now
+        # (the server asks the editor to request again).
+        self.on_better_answer = on_better_answer
         self.deadline_misses = 0
         self.typing = TypingThroughCache()
         self.prompts = PromptCache()
@@ -216,10 +230,11 @@ class CompletionSession:
             anchor = Anchor.of(cursor.prefix, cursor.suffix)
             self.typing.remember_at(uri, anchor, result.texts, result.origins)
             return
-        generation = self._start(uri, Anchor.of(cursor.prefix, cursor.suffix), prepared, key)
+        anchor = Anchor.of(cursor.prefix, cursor.suffix)
+        generation = self._start(uri, anchor, prepared, key, request if automatic else None)
         result.backend_called = True
         try:
-            texts = await self._wait_for(generation, deadline, result)
+            texts = await self._wait_for(generation, deadline, result, take_early=True)
         except _GenerationLost:
             return
         if texts is not None:
@@ -230,17 +245,41 @@ class CompletionSession:
         self.debounce.max_ms = settings.debounce_max_ms
         self.debounce.fixed_ms = settings.debounce_ms if settings.debounce == "fixed" else None
 
-    def _start(self, uri: str, anchor: Anchor, prepared: Prepared, key: Hashable) -> Generation:
+    def _start(
+        self,
+        uri: str,
+        anchor: Anchor,
+        prepared: Prepared,
+        key: Hashable,
+        asker: CompletionRequest | None = None,
+    ) -> Generation:
+        """A generation of its own task; ``asker``: the typed keystroke's request it is
+        for, which takes an early answer where the backend gives one."""
         self.counters.backend_calls += 1
-        task = asyncio.ensure_future(self._generate(prepared))
-        generation = Generation(uri, anchor, prepared, task)
+        early: asyncio.Future[list[Candidate]] | None = None
+        if asker is not None and getattr(self.pipeline.backend, "answers_early", False):
+            early = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._generate(prepared, early))
+        generation = Generation(uri, anchor, prepared, task, asker=asker, early=early)
         self.generations[uri] = generation
         task.add_done_callback(lambda done: self._remember(generation, key, done))
         return generation
 
-    async def _generate(self, prepared: Prepared) -> list[Candidate]:
+    async def _generate(
+        self, prepared: Prepared, early: asyncio.Future[list[Candidate]] | None = None
+    ) -> list[Candidate]:
         started = time.monotonic()
-        candidates = await self.pipeline.backend.generate(prepared.prompt, prepared.limits)
+        backend = self.pipeline.backend
+        in_turn = getattr(backend, "generate_in_turn", None)
+        if early is not None and callable(in_turn):
+
+            def first(candidates: list[Candidate]) -> None:
+                if not early.done():
+                    early.set_result(candidates)
+
+            candidates: list[Candidate] = await in_turn(prepared.prompt, prepared.limits, first)
+        else:
+            candidates = await backend.generate(prepared.prompt, prepared.limits)
         self.debounce.backend_answered((time.monotonic() - started) * 1000)
         return candidates
 
@@ -264,11 +303,21 @@ class CompletionSession:
         scratch = CompletionResult("", [])
         self.pipeline.finish(generation.prepared, candidates, scratch)
         self.typing.remember_at(generation.uri, generation.anchor, scratch.texts, scratch.origins)
+        shown = generation.shown_early
+        changed = shown is not None and bool(scratch.texts) and scratch.texts[0] != shown
+        if changed and generation.asker is not None and self.on_better_answer is not None:
+            self.on_better_answer(generation.asker)
 
     async def _wait_for(
-        self, generation: Generation, deadline: float, result: CompletionResult
+        self,
+        generation: Generation,
+        deadline: float,
+        result: CompletionResult,
+        take_early: bool = False,
     ) -> list[str] | None:
-        """The generation's filtered texts, or None when the deadline passed first.
+        """The generation's filtered texts, or None when the deadline passed first. With
+        ``take_early`` (the request the generation was started for), its early answer where
+        the backend gives one first.
 
         Raises _GenerationLost when the generation was cancelled by someone else, and
         CancelledError when this request itself is cancelled; then, unless another request
@@ -276,10 +325,16 @@ class CompletionSession:
         """
         started = time.monotonic()
         generation.waiters += 1
+        early = False
         try:
-            candidates = await asyncio.wait_for(
-                asyncio.shield(generation.task), max(0.0, deadline - time.monotonic())
+            candidates, early = await _first_answer(
+                generation, max(0.0, deadline - time.monotonic()), take_early
             )
+            if early and not self.pipeline.finished_texts(generation.prepared, candidates):
+                # Nothing of the early answer passes the filters: wait for the final one.
+                candidates, early = await _first_answer(
+                    generation, max(0.0, deadline - time.monotonic()), False
+                )
         except TimeoutError:
             result.skipped = "deadline passed"
             self._missed_deadline()
@@ -299,6 +354,12 @@ class CompletionSession:
             result.timings_ms["backend"] = round(waited, 3)
         self.deadline_misses = 0
         self.pipeline.finish(generation.prepared, candidates, result)
+        if early:
+            # The backend goes on; its final answer is remembered, and told about when it
+            # differs from this one (_remember).
+            result.early = True
+            generation.shown_early = result.texts[0] if result.texts else None
+            self.typing.remember_at(generation.uri, generation.anchor, result.texts, result.origins)
         return result.texts
 
     def _missed_deadline(self) -> None:
@@ -391,6 +452,30 @@ class CompletionSession:
         if running is not None:
             running.task.cancel()
         self.pipeline.forget(uri)
+
+
+async def _first_answer(
+    generation: Generation, timeout: float, take_early: bool
+) -> tuple[list[Candidate], bool]:
+    """The generation's answer, or (``take_early``) its early one where that comes first with
+    something in it, and True with it. TimeoutError past ``timeout``; CancelledError when
+    the generation is cancelled or the caller is. Neither cancels the generation."""
+    early = generation.early if take_early else None
+    task = generation.task
+    if early is not None and not task.done():
+        started = time.monotonic()
+        waiting: set[asyncio.Future[list[Candidate]]] = {task}
+        if not early.done() or early.result():
+            waiting.add(early)
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result(), False
+        if early in done and early.result():
+            return early.result(), True
+        if not done:
+            raise TimeoutError
+        timeout = max(0.0, timeout - (time.monotonic() - started))
+    return await asyncio.wait_for(asyncio.shield(task), timeout), False
 
 
 def _prompt_key(prepared: Prepared) -> Hashable:

@@ -224,6 +224,8 @@ def _timings_report(ls: GhostServer, result: CompletionResult) -> dict[str, Any]
         # A model's answer before its cut, token by token (``bench acceptance`` fits the
         # model's confidence cut on it).
         "trace": dataclasses.asdict(result.trace) if result.trace is not None else None,
+        # Answered with the hybrid's early answer; a didFindBetter may follow.
+        "early": result.early,
     }
 
 

@@ -23,7 +23,15 @@ Server -> client notifications:
                                  candidate, e.g. a model's prompt_tokens and reused_tokens;
                                  hybridCounts a hybrid's running counts of who answered;
                                  trace is a model's answer before its cut, {text, ends,
-                                 chances} per token, or null)
+                                 chances} per token, or null; early: answered with
+                                 the hybrid's early answer)
+  ghostcomplete/didFindBetter    {uri, version, position: {line, character}}
+                                 a request answered early (the lookup's suggestion while
+                                 the model wrote: backend.hybrid.whileWaiting "lookup") has
+                                 a better answer now; sent only while the document is still
+                                 at that version. A client whose cursor is still there asks
+                                 again (an Invoked inlineCompletion), which is answered at
+                                 once from the server's caches.
 
 Commands (workspace/executeCommand):
   ghostcomplete.accept  [completionId]     run by the client after inserting an item
@@ -62,6 +70,7 @@ DID_PARTIALLY_ACCEPT_COMPLETION = "textDocument/didPartiallyAcceptCompletion"
 
 DID_CHANGE_STATUS = "ghostcomplete/didChangeStatus"
 DID_COMPLETE = "ghostcomplete/didComplete"
+DID_FIND_BETTER = "ghostcomplete/didFindBetter"
 
 COMMAND_ACCEPT = "ghostcomplete.accept"
 COMMAND_STATS = "ghostcomplete.stats"

@@ -20,7 +20,7 @@ from pygls.workspace import TextDocument
 
 from ghostcomplete.backends import BackendError, LookupBackend
 from ghostcomplete.completion.backend_slot import BackendSlot
-from ghostcomplete.completion.pipeline import Pipeline
+from ghostcomplete.completion.pipeline import CompletionRequest, Pipeline
 from ghostcomplete.completion.problems import (
     MessageThrottle,
     Problem,
@@ -84,6 +84,7 @@ class GhostServer(LanguageServer):
             self.pipeline,
             on_backend_error=self.backend_failed,
             on_backend_recovered=self.backend_recovered,
+            on_better_answer=self.found_better,
         )
         self.backends = BackendSlot(self.pipeline)
         self.recent = RecentFiles()
@@ -228,6 +229,22 @@ class GhostServer(LanguageServer):
         self.status = (kind, message)
         self.protocol.notify(
             protocol.DID_CHANGE_STATUS, {"kind": kind.value, "message": message, "busy": busy}
+        )
+
+    def found_better(self, request: CompletionRequest) -> None:
+        """A request answered early (the lookup's suggestion while the model wrote) has a
+        better answer now: the editor is asked to request again, unless the document
+        changed since (the next keystroke's request finds the answer in the caches)."""
+        document = self.text_document(request.document.uri)
+        if document is None or (document.version or 0) != request.document.version:
+            return
+        self.protocol.notify(
+            protocol.DID_FIND_BETTER,
+            {
+                "uri": request.document.uri,
+                "version": request.document.version,
+                "position": {"line": request.line, "character": request.character},
+            },
         )
 
     async def while_busy(self, work: Awaitable[T]) -> T:

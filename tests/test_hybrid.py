@@ -328,3 +328,37 @@ async def test_with_the_model_first_a_sure_lookup_still_asks_it():
     ]
     assert backend.counters["lookup_first"] == 0 and backend.counters["model"] == 1
     assert "first" in backend.description
+
+
+@pytest.mark.parametrize(
+    ("settings", "prefix", "early_expected"),
+    [
+        (HybridSettings("http", 1.0, "chance", "lookup"), SURE, True),
+        (HybridSettings("http", 1.0, "chance", "nothing"), SURE, False),  # waits for the model
+        (HybridSettings("http", 1.0, "model", "lookup"), SURE, False),  # the model leads
+        (HybridSettings("http", 0.0, "chance", "lookup"), SURE, False),  # sure: no model asked
+        (HybridSettings("http", 1.0, "chance", "lookup"), UNSURE, False),  # no lookup answer
+    ],
+)
+async def test_the_lookup_answer_goes_out_early_only_while_the_model_writes_behind_it(
+    settings: HybridSettings, prefix: str, early_expected: bool
+):
+    async with FakeModelServer(answer_text) as server:
+        model = HttpBackend(HttpSettings(url=server.base, stream=False))
+        backend = HybridBackend(LookupBackend(), model, settings)
+        given: list[list[Candidate]] = []
+        try:
+            asked = GenerationLimits(Scope.LINE, 400, 1, 2, time.monotonic() + 5)
+            found = await backend.generate_in_turn(prompt(prefix), asked, given.append)
+        finally:
+            await backend.aclose()
+    assert backend.answers_early == (
+        settings.while_waiting == "lookup" and settings.order != "model"
+    )
+    if early_expected:
+        assert [[c.text for c in early] for early in given] == [[COPIED]]
+        # The final answer still comes, the model's first (the lookup has the lower chance).
+        assert [c.text for c in found] == [MODEL_TEXT, COPIED]
+    else:
+        assert given == []
+    assert len(server.requests) == (0 if settings.lookup_first == 0.0 else 1)

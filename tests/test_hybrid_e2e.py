@@ -98,6 +98,22 @@ async def always_ask_remote_default(lsp_client: LanguageClient):
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
+async def early(lsp_client: LanguageClient):
+    """whileWaiting "lookup": a typed request gets the lookup's answer while the model writes."""
+    lsp_client.better: list[Any] = []  # type: ignore[attr-defined]
+
+    @lsp_client.feature("ghostcomplete/didFindBetter")
+    def on_better(params: Any) -> None:
+        lsp_client.better.append(params)  # type: ignore[attr-defined]
+
+    http = {"url": f"http://127.0.0.1:{PORT}/v1", "stream": False}
+    hybrid = {"model": "http", "lookupFirst": 1.0, "whileWaiting": "lookup"}
+    await start(lsp_client, {"kind": "hybrid", "hybrid": hybrid, "http": http}, timeout_ms=3000)
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[server_executable(), "serve"]))
 async def no_model(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory):
     missing = tmp_path_factory.mktemp("no-model") / "nothing-here"
     await start(lsp_client, {"kind": "hybrid", "onnx": {"path": str(missing)}})
@@ -187,6 +203,45 @@ async def test_a_remote_model_is_waited_for_a_second_by_default(
     took = await lookup_answer_past_a_sleeping_model(always_ask_remote_default, tmp_path)
     # The lookup's answer came at the model's deadline: a second, not a local model's 0.6 s.
     assert 0.9 <= took <= 1.5, took
+
+
+async def slow_answer(request: Recorded, reply: Reply) -> None:
+    await reply.hang(0.5)
+    await answer(request, reply)
+
+
+def field_of(params: Any, name: str) -> Any:
+    return params[name] if isinstance(params, dict) else getattr(params, name)
+
+
+async def test_the_lookup_answers_at_once_and_the_model_answer_follows(
+    early: LanguageClient, tmp_path
+):
+    server = await FakeModelServer(slow_answer).start(PORT)
+    try:
+        uri = open_document(early, (tmp_path / "verbs.py").as_uri(), SURE)
+        started = time.monotonic()
+        texts = await completion_texts(early, uri, *SURE_AT, automatic=True)
+        took = time.monotonic() - started
+        assert texts == [COPIED] and took < 0.5, took  # before the model server answers
+        await eventually(lambda: early.reports)  # type: ignore[attr-defined]
+        assert origins(early) == ["lookup:prefix"]
+        assert field_of(early.reports[-1], "early")  # type: ignore[attr-defined]
+
+        await eventually(lambda: early.better)  # type: ignore[attr-defined]
+        better = early.better[-1]  # type: ignore[attr-defined]
+        assert field_of(better, "uri") == uri and field_of(better, "version") == 1
+        position = field_of(better, "position")
+        assert (field_of(position, "line"), field_of(position, "character")) == SURE_AT
+        assert len(server.requests) == 1
+
+        # Asked again, as an editor does on didFindBetter: the model's answer, from memory.
+        assert await completion_texts(early, uri, *SURE_AT) == [MODEL_TEXT]
+        await eventually(lambda: len(early.reports) == 2)  # type: ignore[attr-defined]
+        assert field_of(early.reports[-1], "cache") == "typing"  # type: ignore[attr-defined]
+        assert len(server.requests) == 1
+    finally:
+        await server.close()
 
 
 async def test_a_model_that_cannot_load_warns_once_and_the_lookup_answers(

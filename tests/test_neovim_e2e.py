@@ -263,6 +263,35 @@ def test_typing_through_the_suggestion_keeps_showing_the_rest(editor: Editor) ->
     editor.wait_ghost("lf, supplier: Supplier) -> None:")
 
 
+# The server's ghostcomplete/didFindBetter, handed to the client's own handler as if it had
+# come over the pipe (the lookup backend here never answers early, so the server sends none:
+# tests/test_hybrid_e2e.py checks the server's side with a hybrid).
+FIND_BETTER = """
+local version_shift = ...
+local client = vim.lsp.get_clients({name = 'ghostcomplete'})[1]
+local bufnr = vim.api.nvim_get_current_buf()
+local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+local better = {
+  uri = vim.uri_from_bufnr(bufnr),
+  version = vim.lsp.util.buf_versions[bufnr] + version_shift,
+  position = params.position,
+}
+client.handlers['ghostcomplete/didFindBetter'](nil, better, {client_id = client.id})
+"""
+
+
+def test_a_better_suggestion_is_asked_for_again_only_where_it_was_made(editor: Editor) -> None:
+    editor.type_at_end(TYPED)
+    editor.wait_ghost(SUGGESTION)
+    editor.press("<C-]>")
+    wait_for(lambda: editor.ghost() is None, "the dismissed ghost text to go")
+    editor.lua(FIND_BETTER, 1)  # another version of the buffer: stale, nothing asked
+    time.sleep(0.5)
+    assert editor.ghost() is None
+    editor.lua(FIND_BETTER, 0)  # this version, this cursor: asked again and shown
+    editor.wait_ghost(SUGGESTION)
+
+
 def test_dismiss_clears_the_ghost_text(editor: Editor) -> None:
     editor.type_at_end(TYPED)
     editor.wait_ghost(SUGGESTION)

@@ -213,10 +213,31 @@ class HybridBackend:
             self.counters["lookup_first"] += 1
         return quick, sure
 
+    @property
+    def answers_early(self) -> bool:
+        """Whether ``generate_in_turn`` may hand out the lookup's answer before the model's."""
+        return (
+            self.model is not None
+            and not self.model_first
+            and self.settings.while_waiting == "lookup"
+        )
+
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
+        return await self.generate_in_turn(prompt, limits, None)
+
+    async def generate_in_turn(
+        self,
+        prompt: CompletionPrompt,
+        limits: GenerationLimits,
+        early: Callable[[list[Candidate]], None] | None,
+    ) -> list[Candidate]:
+        """The hybrid's answer; where the model is asked and ``answers_early``, the lookup's
+        suggestion goes to ``early`` first, to be shown while the model writes."""
         quick, sure = await self._lookup_first(prompt, limits)
         if sure or self.model is None:
             return quick
+        if early is not None and quick and self.answers_early:
+            early(quick)
         due = model_deadline(limits.deadline, time.monotonic())
         answer = await self._ask_model(self.model, prompt, limits, due, bool(quick))
         counter, found = combined(quick, answer, limits.candidates, model_first=self.model_first)

@@ -27,3 +27,9 @@ class HybridSettings:
     # keeps more characters with the lookup first, the 1.5B with itself first
     # (docs/backends.md, "hybrid").
     order: str = field(default="auto", metadata=one_of("auto", "chance", "model"))
+    # What a typed keystroke's request shows while the model writes, where the lookup has a
+    # suggestion but is not sure of it (the lookup goes first, ``order`` "chance"): "lookup",
+    # its suggestion at once, and the model's answer after it where that differs (the server
+    # tells the editor to ask again: ghostcomplete/didFindBetter); "nothing", wait for the
+    # model. An explicit request (the editor's invoke) always waits.
+    while_waiting: str = field(default="nothing", metadata=one_of("lookup", "nothing"))

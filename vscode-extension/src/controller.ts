@@ -35,6 +35,8 @@ const SECTION = protocol.CONFIGURATION_SECTION;
 
 /** VS Code's own Accept Next Word, which the extension's keybinding runs (see partialAccept.ts). */
 const ACCEPT_NEXT_WORD = "editor.action.inlineSuggest.acceptNextWord";
+/** VS Code's own Trigger Inline Suggestion: asks the provider again, as an explicit request. */
+const INLINE_SUGGEST_TRIGGER = "editor.action.inlineSuggest.trigger";
 
 /** The items of the server's latest answer, for telling which one a word-by-word accept took. */
 interface Offered {
@@ -223,6 +225,12 @@ export class Controller implements vscode.Disposable {
         this.setState({ phase: "running", status: protocol.parseStatus(params) });
       }
     });
+    client.onNotification(protocol.DID_FIND_BETTER, (params: unknown) => {
+      if (this.client === client && protocol.shouldAskAgain(protocol.parseBetter(params), this.editorSpot(client))) {
+        // An explicit trigger: the server answers it from memory with the better suggestion.
+        void vscode.commands.executeCommand(INLINE_SUGGEST_TRIGGER);
+      }
+    });
     client.onDidChangeState((event) => {
       if (this.client === client && event.newState === State.Stopped && !this.stopping) {
         this.setState({ phase: "stopped", reason: "the server exited (see Show Log)" });
@@ -328,6 +336,21 @@ export class Controller implements vscode.Disposable {
         textDocument: { uri: client.code2ProtocolConverter.asUri(editor.document.uri) },
       })
       .catch((error: unknown) => this.output.info(`didFocus: ${errorText(error)}`));
+  }
+
+  /** The active editor's document (named as the server knows it), version and cursor. */
+  private editorSpot(client: LanguageClient): protocol.EditorSpot | undefined {
+    const editor = vscode.window.activeTextEditor;
+    if (editor === undefined) {
+      return undefined;
+    }
+    const cursor = editor.selection.active;
+    return {
+      uri: client.code2ProtocolConverter.asUri(editor.document.uri),
+      version: editor.document.version,
+      line: cursor.line,
+      character: cursor.character,
+    };
   }
 
   private remember(document: vscode.TextDocument, position: vscode.Position, items: vscode.InlineCompletionItem[]): void {

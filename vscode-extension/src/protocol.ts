@@ -7,6 +7,7 @@ export const DID_PARTIALLY_ACCEPT_COMPLETION = "textDocument/didPartiallyAcceptC
 
 export const DID_CHANGE_STATUS = "ghostcomplete/didChangeStatus";
 export const DID_COMPLETE = "ghostcomplete/didComplete";
+export const DID_FIND_BETTER = "ghostcomplete/didFindBetter";
 
 export const COMMAND_ACCEPT = "ghostcomplete.accept";
 export const COMMAND_STATS = "ghostcomplete.stats";
@@ -47,6 +48,51 @@ export interface EditParams {
 export interface EditAnswer {
   applied: boolean;
   message: string;
+}
+
+/** ghostcomplete/didFindBetter: a request answered early has a better answer now. */
+export interface BetterParams {
+  uri: string;
+  version: number;
+  line: number;
+  character: number;
+}
+
+/** Where the editor stands: its document (as the server names it), version and cursor. */
+export interface EditorSpot {
+  uri: string;
+  version: number;
+  line: number;
+  character: number;
+}
+
+/** A didFindBetter payload, checked; undefined when malformed. */
+export function parseBetter(raw: unknown): BetterParams | undefined {
+  if (typeof raw !== "object" || raw === null) {
+    return undefined;
+  }
+  const { uri, version, position } = raw as Record<string, unknown>;
+  if (typeof uri !== "string" || typeof version !== "number" || typeof position !== "object" || position === null) {
+    return undefined;
+  }
+  const { line, character } = position as Record<string, unknown>;
+  if (typeof line !== "number" || typeof character !== "number") {
+    return undefined;
+  }
+  return { uri, version, line, character };
+}
+
+/** Whether to ask for the better suggestion: the editor is still where the request was made
+ * (same document, version and cursor); anywhere else the next keystroke finds it. */
+export function shouldAskAgain(better: BetterParams | undefined, spot: EditorSpot | undefined): boolean {
+  return (
+    better !== undefined &&
+    spot !== undefined &&
+    better.uri === spot.uri &&
+    better.version === spot.version &&
+    better.line === spot.line &&
+    better.character === spot.character
+  );
 }
 
 const KINDS: ReadonlySet<string> = new Set(["Normal", "Warning", "Error", "Inactive"]);

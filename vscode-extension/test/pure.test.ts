@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 
 import { menuItems, EXTENSION_COMMANDS } from "../src/menu";
-import { parseEditAnswer, parseStatus } from "../src/protocol";
+import { parseBetter, parseEditAnswer, parseStatus, shouldAskAgain } from "../src/protocol";
 import { reportForWebview, statsCommand, statsSummary } from "../src/report";
 import { resolveServerCommand, ServerNotFound, venvExecutable, whichOn, type CommandLookup, type ServerCommand } from "../src/serverCommand";
 import {
@@ -265,6 +265,21 @@ describe("protocol parsing", () => {
   it("reads an edit answer", () => {
     expect(parseEditAnswer({ applied: true, message: "done" })).toEqual({ applied: true, message: "done" });
     expect(parseEditAnswer(null)).toEqual({ applied: false, message: "the server gave no answer" });
+  });
+
+  it("asks again for a better suggestion only where the editor still stands", () => {
+    const raw = { uri: "file:///w/a.py", version: 7, position: { line: 3, character: 11 } };
+    const better = parseBetter(raw);
+    expect(better).toEqual({ uri: "file:///w/a.py", version: 7, line: 3, character: 11 });
+    const here = { uri: "file:///w/a.py", version: 7, line: 3, character: 11 };
+    expect(shouldAskAgain(better, here)).toBe(true);
+    expect(shouldAskAgain(better, { ...here, version: 8 })).toBe(false); // typed since
+    expect(shouldAskAgain(better, { ...here, character: 12 })).toBe(false); // cursor moved
+    expect(shouldAskAgain(better, { ...here, uri: "file:///w/b.py" })).toBe(false); // another file
+    expect(shouldAskAgain(better, undefined)).toBe(false); // no editor
+    expect(parseBetter({ uri: "file:///w/a.py", version: "7", position: { line: 3, character: 11 } })).toBeUndefined();
+    expect(parseBetter({ uri: "file:///w/a.py", version: 7 })).toBeUndefined();
+    expect(parseBetter(null)).toBeUndefined();
   });
 });
 

@@ -77,6 +77,18 @@ local function on_status(_, result)
   end
 end
 
+-- A request answered early has a better answer now: ask again if the current buffer is
+-- still where that request was made (session.ask_again checks the version and cursor).
+local function on_better(_, result)
+  if type(result) ~= 'table' or type(result.uri) ~= 'string' then
+    return
+  end
+  local bufnr = api.nvim_get_current_buf()
+  if vim.uri_from_bufnr(bufnr) == result.uri then
+    session.ask_again(bufnr, result)
+  end
+end
+
 --- Start (or reuse) the server for `bufnr`.
 function M.start(bufnr)
   bufnr = bufnr == 0 and api.nvim_get_current_buf() or bufnr
@@ -93,7 +105,10 @@ function M.start(bufnr)
     capabilities = capabilities,
     init_options = settings,
     settings = { [protocol.CONFIGURATION_SECTION] = settings },
-    handlers = { [protocol.DID_CHANGE_STATUS] = on_status },
+    handlers = {
+      [protocol.DID_CHANGE_STATUS] = on_status,
+      [protocol.DID_FIND_BETTER] = on_better,
+    },
   }, { bufnr = bufnr })
 end
 

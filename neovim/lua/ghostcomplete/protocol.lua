@@ -17,6 +17,7 @@ M.DID_PARTIALLY_ACCEPT_COMPLETION = 'textDocument/didPartiallyAcceptCompletion'
 -- Server -> client notifications.
 M.DID_CHANGE_STATUS = 'ghostcomplete/didChangeStatus'
 M.DID_COMPLETE = 'ghostcomplete/didComplete'
+M.DID_FIND_BETTER = 'ghostcomplete/didFindBetter'
 
 -- Commands (workspace/executeCommand).
 M.COMMAND_ACCEPT = 'ghostcomplete.accept'

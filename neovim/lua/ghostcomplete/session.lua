@@ -235,6 +235,25 @@ function M.request(bufnr, trigger)
   end
 end
 
+--- The server has a better suggestion for a request it answered early
+--- (ghostcomplete/didFindBetter {uri, version, position}): ask again, explicitly, while the
+--- buffer's version and the cursor are still that request's. The server answers from memory.
+function M.ask_again(bufnr, better)
+  local client = client_api.get(bufnr)
+  local at = better.position
+  if client == nil or type(at) ~= 'table' or not in_insert_mode() then
+    return
+  end
+  if vim.lsp.util.buf_versions[bufnr] ~= better.version then
+    return
+  end
+  local params = vim.lsp.util.make_position_params(0, client.offset_encoding or 'utf-16')
+  if params.position.line ~= at.line or params.position.character ~= at.character then
+    return
+  end
+  M.request(bufnr, protocol.TriggerKind.INVOKED)
+end
+
 --- Ask again after `debounce_ms` of quiet; a newer call restarts the wait.
 function M.schedule(bufnr)
   timer = timer or uv.new_timer()
