@@ -46,7 +46,8 @@ from ghostcomplete.model.decoder_graph import BITS, BLOCK
 from ghostcomplete.model.decoder_source import DecoderSource, SourceError
 from ghostcomplete.model.gguf_weights import read_gguf
 from ghostcomplete.model.hf_weights import read_hf_folder
-from ghostcomplete.model.onnx_decoder import PRECISIONS, write_decoder
+from ghostcomplete.model.onnx_decoder import write_decoder
+from ghostcomplete.model.precisions import PRECISIONS
 
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
 

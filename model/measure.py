@@ -227,11 +227,11 @@ def loss(model: OnnxModel, backend: OnnxBackend, files: list[Path]) -> float:
 def speed_record(result: dict[str, Any]) -> dict[str, Any]:
     """What a manifest keeps of a full measurement (``with_speed``)."""
     longest = longest_prefill(result)
-    assert longest is not None  # a full measurement times prefills
-    tokens, ms = longest
+    rate = prompt_tokens_per_s(result)
+    assert longest is not None and rate is not None  # a full measurement times prefills
     return {
-        "prompt_tokens_per_s": round(tokens / (ms / 1000), 1),
-        "prompt_tokens": tokens,
+        "prompt_tokens_per_s": round(rate, 1),
+        "prompt_tokens": longest[0],
         "decode_tokens_per_s": result["decode_tokens_per_s"],
         "keystroke_p50_ms": result["keystroke_p50_ms"],
         "keystroke_p95_ms": result["keystroke_p95_ms"],

@@ -56,10 +56,10 @@ import onnx
 # DecoderConfig lives beside the graph that reads it; this module is where callers take it.
 from ghostcomplete.model.decoder_graph import DecoderConfig, DecoderGraph
 from ghostcomplete.model.onnx_weights import Blocks, TensorFile
+from ghostcomplete.model.precisions import PRECISIONS
 
 __all__ = ["DecoderConfig", "check_weights", "config_json", "expected_shapes", "write_decoder"]
 
-PRECISIONS = ("int4", "int8", "fp16", "fp32")
 ARCHITECTURES = ("qwen2", "llama")
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"

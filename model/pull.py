@@ -37,11 +37,7 @@ from ghostcomplete.model.catalogue import (
     find,
 )
 from ghostcomplete.model.hub import PullError, Snapshot, endpoint, fetch
-
-PRECISIONS = ("int4", "int8", "fp16", "fp32")
-# The precisions ``--calibrate`` applies to: the importer's block-quantized ones
-# (decoder_graph.BITS, not imported here: the converter is the `convert` extra's).
-CALIBRATED_PRECISIONS = ("int4", "int8")
+from ghostcomplete.model.precisions import CALIBRATED_PRECISIONS, PRECISIONS
 
 
 def pull(

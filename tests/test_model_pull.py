@@ -217,7 +217,7 @@ def test_calibrating_a_float_precision_is_refused_before_downloading(
 
 def test_pull_calibrates_the_precisions_the_importer_quantizes() -> None:
     from ghostcomplete.model.decoder_graph import BITS
-    from ghostcomplete.model.pull import CALIBRATED_PRECISIONS
+    from ghostcomplete.model.precisions import CALIBRATED_PRECISIONS
 
     assert set(CALIBRATED_PRECISIONS) == set(BITS)
 

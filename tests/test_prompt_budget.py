@@ -18,6 +18,7 @@ from ghostcomplete.backends.onnx.config import OnnxSettings
 from ghostcomplete.backends.onnx.installed import (
     InstalledModel,
     machine_fingerprint,
+    prompt_tokens_per_s,
     speed_here,
     write_manifest,
 )
@@ -146,3 +147,22 @@ def test_the_pipeline_packs_the_prompt_into_the_budget_in_force() -> None:
     budget, used = prompt_tokens_used(Budgeted(None), {})
     assert budget == DEFAULT_PROMPT_TOKENS and 1600 < used <= DEFAULT_PROMPT_TOKENS
     assert prompt_tokens_used(LookupBackend(), {})[0] == DEFAULT_PROMPT_TOKENS
+
+
+def test_a_measurement_records_the_speed_of_its_longest_prefill() -> None:
+    from ghostcomplete.model.measure import speed_record
+
+    measured = {
+        "prefill_64_ms": 100.0,
+        "prefill_448_ms": 1400.0,
+        "decode_tokens_per_s": 40.2,
+        "keystroke_p50_ms": 185.0,
+        "keystroke_p95_ms": 320.0,
+        "keystroke_prompt_budget": 512,
+        "provider": "CPUExecutionProvider",
+        "threads": 2,
+    }
+    record = speed_record(measured)
+    assert record["prompt_tokens"] == 448 and record["prompt_tokens_per_s"] == 320.0
+    # The rule auto and the prompt budget read the record with gives the same speed.
+    assert prompt_tokens_per_s(record) == prompt_tokens_per_s(measured) == 320.0
