@@ -109,9 +109,11 @@ async def run_task(
         # on the didOpen notifications queued before the request.
         await _settled(client)
         at = utf16_position(document, len(task.prefix))
+        # Invoked: the server's final suggestion here, which a hybrid that shows the lookup's
+        # at once while typing (backend.hybrid.whileWaiting) puts on screen after it.
         answer = await client.request(
             "textDocument/inlineCompletion",
-            client.completion_params(uri, at),
+            client.completion_params(uri, at, invoked=True),
             timeout=timeout_s,
         )
         report = client.report_for(answer, uri) or {}

@@ -188,13 +188,23 @@ class CompletionSession:
         if automatic:
             self.debounce.request_arrived(started)
 
-        remembered = self.typing.answer(uri, cursor.prefix, cursor.suffix)
+        running = self.generations.get(uri)
+        # An explicit request where an early answer was shown waits for the final one, which
+        # the typing cache does not hold yet (it holds the early one).
+        wait_for_final = (
+            not automatic
+            and running is not None
+            and running.shown_early is not None
+            and not running.task.done()
+        )
+        remembered = (
+            None if wait_for_final else self.typing.answer(uri, cursor.prefix, cursor.suffix)
+        )
         if remembered is not None:
             result.texts, result.origins = remembered.texts, remembered.origins
             result.cache = "typing"
             return
 
-        running = self.generations.get(uri)
         if running is not None and not running.task.done():
             typed = running.anchor.typed_since(cursor.prefix, cursor.suffix)
             if typed is None:

@@ -174,3 +174,18 @@ async def test_an_early_answer_the_filters_empty_waits_for_the_final_one() -> No
     backend.release.set()
     result = await waiting
     assert not result.early and result.texts[0] == "yaml.safe_load(open(path))"
+
+
+async def test_an_explicit_request_where_an_early_answer_shows_waits_for_the_final_one() -> None:
+    backend = TwoStepBackend("path", "yaml.safe_load(open(path))")
+    session = make_session(backend, [])
+    request = at_end(HEAD)
+    assert (await session.complete(request)).early
+    # The editor's explicit trigger at the same place: not the early answer from memory.
+    waiting = asyncio.ensure_future(session.complete(request, automatic=False))
+    await settle()
+    assert not waiting.done()
+    backend.release.set()
+    result = await waiting
+    assert result.texts[0] == "yaml.safe_load(open(path))" and result.cache == "inflight"
+    assert backend.calls == 1
