@@ -189,3 +189,51 @@ async def test_an_explicit_request_where_an_early_answer_shows_waits_for_the_fin
     result = await waiting
     assert result.texts[0] == "yaml.safe_load(open(path))" and result.cache == "inflight"
     assert backend.calls == 1
+
+
+class WithLookupBeside(TwoStepBackend):
+    """As TwoStepBackend, and ``beside`` as the early answer for any later keystroke."""
+
+    def __init__(self, first: str, final: str, beside: str) -> None:
+        super().__init__(first, final)
+        self.beside = beside
+        self.beside_calls = 0
+
+    async def early_answer(
+        self, prompt: CompletionPrompt, limits: GenerationLimits
+    ) -> list[Candidate]:
+        self.beside_calls += 1
+        return [Candidate(self.beside, "lookup:prefix")] if self.beside else []
+
+
+async def test_a_keystroke_past_the_early_answer_gets_one_of_its_own_while_the_model_writes() -> (
+    None
+):
+    backend = WithLookupBeside("path", "yaml.safe_load(open(path))", "yield_settings()")
+    found: list[CompletionRequest] = []
+    session = make_session(backend, found)
+    assert (await session.complete(at_end(HEAD))).early
+    typed = at_end(HEAD + "y", 2)  # no start of "path": the lookup's answer here, at once
+    result = await session.complete(typed)
+    assert result.early and result.texts == ["yield_settings()"] and backend.beside_calls == 1
+    assert backend.calls == 1 and backend.cancelled == 0  # the model writes on
+    backend.release.set()
+    await settle()
+    # Its answer fits what was typed and differs from what shows: the typed request is told,
+    # and asked again it gets the model's answer's rest from memory.
+    assert found == [typed]
+    again = await session.complete(typed, automatic=False)
+    assert again.cache == "typing" and again.texts[0] == "aml.safe_load(open(path))"
+    assert backend.calls == 1
+
+
+async def test_a_keystroke_past_the_early_answer_waits_where_the_lookup_has_nothing() -> None:
+    backend = WithLookupBeside("path", "yaml.safe_load(open(path))", "")
+    session = make_session(backend, [])
+    await session.complete(at_end(HEAD))
+    typed = asyncio.ensure_future(session.complete(at_end(HEAD + "y", 2)))
+    await settle()
+    assert not typed.done() and backend.beside_calls == 1
+    backend.release.set()
+    result = await typed
+    assert result.cache == "inflight" and result.texts[0] == "aml.safe_load(open(path))"
