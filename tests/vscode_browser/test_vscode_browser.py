@@ -455,3 +455,60 @@ def test_edit_selection_is_one_undoable_edit(editor: Editor, model: LoopbackMode
     editor.press("Control+Z", "Control+S")
     wait_until(lambda: path.read_text() == EDITED, what="one undo to restore the selection")
     editor.close_all_editors()
+
+
+def test_the_lookup_shows_at_once_and_the_model_answer_replaces_it(
+    editor: Editor, model: LoopbackModel
+) -> None:
+    """backend.hybrid.whileWaiting "lookup": the lookup's suggestion shows while a slow model
+    writes; the server's didFindBetter makes the extension ask again, and the model's answer
+    replaces it on screen with no key pressed."""
+    editor.close_all_editors()
+    before = editor.server_pids()
+    http = http_settings(model.url)
+    editor.change_settings(
+        {
+            **http,
+            "ghostcomplete.backend.kind": "hybrid",
+            "ghostcomplete.backend.hybrid.model": "http",
+            # Ask the model on every request, so that the lookup's answer is an early one.
+            "ghostcomplete.backend.hybrid.lookupFirst": 1.0,
+            "ghostcomplete.backend.hybrid.whileWaiting": "lookup",
+        }
+    )
+    wait_until(
+        lambda: (pids := editor.server_pids()) and not set(pids) & set(before),
+        timeout=30,
+        what="the server restarted for the hybrid backend",
+    )
+    editor.wait_status("ready", timeout=40)
+    write(editor, "early.py", SHOP_CLEAR)
+    model.script.completion = "self.ledger = []"
+    model.script.completion_delay_s = 3.0
+    editor.open_file("early.py")
+    editor.press("Control+End", "ArrowUp", "End", "Enter")
+
+    def shown() -> str:
+        """The ghost text as drawn now (Editor.ghost_text would trigger a suggestion)."""
+        script = f"return (await page.locator({json.dumps(GHOST_SELECTOR)})"
+        return str(editor.js(script + ".allTextContents()).join('');")).replace("\u00a0", " ")
+
+    wait_until(lambda: shown() == CLEAR_SUGGESTION, what="the lookup's suggestion, early")
+    wait_until(
+        lambda: shown() == model.script.completion,
+        timeout=15,
+        what="the model's answer in place of the lookup's",
+    )
+    model.script.completion_delay_s = 0.0
+    model.script.completion = "customers[customer.name]"
+    editor.press("Escape")
+    editor.close_all_editors()
+    editor.change_settings(
+        {
+            "ghostcomplete.backend.kind": None,
+            "ghostcomplete.backend.hybrid.model": None,
+            "ghostcomplete.backend.hybrid.lookupFirst": None,
+            "ghostcomplete.backend.hybrid.whileWaiting": None,
+            **{key: None for key in http},
+        }
+    )
