@@ -37,7 +37,6 @@ from ghostcomplete.completion.pipeline import (
     Pipeline,
     Prepared,
 )
-from ghostcomplete.context.cursor import Cursor
 from ghostcomplete.context.documents import DocumentSnapshot
 from ghostcomplete.context.positions import offset_at, position_at
 
@@ -63,9 +62,6 @@ class Generation:
     asker: CompletionRequest | None = None
     early: asyncio.Future[list[Candidate]] | None = None
     shown_early: str | None = None
-    # What the asker typed after the anchor: nothing for the request that started it, more
-    # for a later keystroke answered early beside it (_answer_beside).
-    asker_typed: str = ""
 
 
 class _GenerationLost(Exception):
@@ -213,8 +209,6 @@ class CompletionSession:
             typed = running.anchor.typed_since(cursor.prefix, cursor.suffix)
             if typed is None:
                 running.task.cancel()  # superseded: stop the backend too
-            elif automatic and await self._answer_beside(running, request, cursor, typed, result):
-                return
             else:
                 try:
                     texts = await self._wait_for(running, deadline, result)
@@ -255,34 +249,6 @@ class CompletionSession:
             return
         if texts is not None:
             result.texts = texts
-
-    async def _answer_beside(
-        self,
-        running: Generation,
-        request: CompletionRequest,
-        cursor: Cursor,
-        typed: str,
-        result: CompletionResult,
-    ) -> bool:
-        """A typed keystroke while a generation that answered early writes on (the user typed
-        past its early answer): the backend's early answer here, at once, and the generation
-        goes on, its answer kept for where it still fits. False where there is none."""
-        early_answer = getattr(self.pipeline.backend, "early_answer", None)
-        if running.shown_early is None or not callable(early_answer):
-            return False
-        deadline = time.monotonic() + self.pipeline.settings.deadline_ms / 1000
-        prepared = self.pipeline.prepare(request, cursor, deadline, result.timings_ms)
-        candidates: list[Candidate] = await early_answer(prepared.prompt, prepared.limits)
-        if not self.pipeline.finished_texts(prepared, candidates):
-            return False
-        result.record_prompt(prepared.prompt)
-        self.pipeline.finish(prepared, candidates, result)
-        result.early = True
-        anchor = Anchor.of(cursor.prefix, cursor.suffix)
-        self.typing.remember_at(request.document.uri, anchor, result.texts, result.origins)
-        # The latest request answered early is the one told of a better answer (_remember).
-        running.asker, running.asker_typed, running.shown_early = request, typed, result.texts[0]
-        return True
 
     def _configure_debounce(self) -> None:
         settings = self.pipeline.settings.completion
@@ -347,12 +313,10 @@ class CompletionSession:
         scratch = CompletionResult("", [])
         self.pipeline.finish(generation.prepared, candidates, scratch)
         self.typing.remember_at(generation.uri, generation.anchor, scratch.texts, scratch.origins)
-        shown, asker = generation.shown_early, generation.asker
-        if shown is not None and asker is not None and self.on_better_answer is not None:
-            # What the answer is at the asker's cursor (it may have typed past the anchor).
-            rest = rest_after_typing(scratch.texts, generation.asker_typed).texts
-            if rest and rest[0] != shown:
-                self.on_better_answer(asker)
+        shown = generation.shown_early
+        changed = shown is not None and bool(scratch.texts) and scratch.texts[0] != shown
+        if changed and generation.asker is not None and self.on_better_answer is not None:
+            self.on_better_answer(generation.asker)
 
     async def _wait_for(
         self,

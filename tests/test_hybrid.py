@@ -362,18 +362,3 @@ async def test_the_lookup_answer_goes_out_early_only_while_the_model_writes_behi
     else:
         assert given == []
     assert len(server.requests) == (0 if settings.lookup_first == 0.0 else 1)
-
-
-@pytest.mark.parametrize("while_waiting", ["lookup", "nothing"])
-async def test_the_early_answer_beside_a_running_model_is_the_lookup_alone(while_waiting: str):
-    async with FakeModelServer(answer_text) as server:
-        model = HttpBackend(HttpSettings(url=server.base, stream=False))
-        settings = HybridSettings("http", 1.0, "chance", while_waiting)
-        backend = HybridBackend(LookupBackend(), model, settings)
-        try:
-            asked = GenerationLimits(Scope.LINE, 400, 1, 2, time.monotonic() + 5)
-            found = await backend.early_answer(prompt(SURE), asked)
-        finally:
-            await backend.aclose()
-    assert [c.text for c in found] == ([COPIED] if while_waiting == "lookup" else [])
-    assert server.requests == []  # the model is not asked

@@ -225,16 +225,6 @@ class HybridBackend:
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
         return await self.generate_in_turn(prompt, limits, None)
 
-    async def early_answer(
-        self, prompt: CompletionPrompt, limits: GenerationLimits
-    ) -> list[Candidate]:
-        """The lookup's answer alone, for a keystroke typed while the model still writes an
-        answer for an earlier one (the session keeps that answer for where it fits); [] where
-        the hybrid does not answer early."""
-        if not self.answers_early:
-            return []
-        return await self.lookup.generate(prompt, limits)
-
     async def generate_in_turn(
         self,
         prompt: CompletionPrompt,
