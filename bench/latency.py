@@ -251,6 +251,7 @@ async def type_stretch(
                 "key": sent_keys[position],
                 "suggestion lines": len(suggestion[0].split("\n")) if suggestion else 0,
                 "cache": (report or {}).get("cache"),
+                "early": bool((report or {}).get("early")),
                 "skipped": (report or {}).get("skipped"),
                 "prompt tokens": details.get("prompt_tokens"),
                 "reused tokens": details.get("reused_tokens"),
@@ -398,6 +399,9 @@ async def _run(
         "files typed": len(stretches),
         "keystrokes (incl. accepts)": tally.keystrokes,
         "requests": tally.requests,
+        "answers given early (the lookup's while the model wrote)": sum(
+            1 for a in tally.answers if a.get("early")
+        ),
         "… sent again on didFindBetter": tally.asked_again,
         "answers with a suggestion": tally.with_items,
         "cancelled by the client": tally.cancelled,
