@@ -68,6 +68,11 @@ class Candidate:
     trace: TokenTrace | None = field(default=None, compare=False)
 
 
+# Told a backend's early answer (the hybrid's lookup suggestion, while its model writes on):
+# ``generate_in_turn(prompt, limits, early)``, where a backend has it and ``answers_early``.
+EarlyAnswer = Callable[[list[Candidate]], None]
+
+
 class BackendError(Exception):
     """A backend could not answer; the message is shown to the user (throttled)."""
 

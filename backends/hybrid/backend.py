@@ -31,6 +31,7 @@ from ghostcomplete.backends.base import (
     ChatLimits,
     ChatReply,
     CompletionPrompt,
+    EarlyAnswer,
     GenerationLimits,
     UnfitRequest,
 )
@@ -223,13 +224,10 @@ class HybridBackend:
         )
 
     async def generate(self, prompt: CompletionPrompt, limits: GenerationLimits) -> list[Candidate]:
-        return await self.generate_in_turn(prompt, limits, None)
+        return await self.generate_in_turn(prompt, limits, early=None)
 
     async def generate_in_turn(
-        self,
-        prompt: CompletionPrompt,
-        limits: GenerationLimits,
-        early: Callable[[list[Candidate]], None] | None,
+        self, prompt: CompletionPrompt, limits: GenerationLimits, early: EarlyAnswer | None
     ) -> list[Candidate]:
         """The hybrid's answer; where the model is asked and ``answers_early``, the lookup's
         suggestion goes to ``early`` first, to be shown while the model writes."""
