@@ -186,8 +186,8 @@ def _items(answer: Answer) -> list[dict[str, Any]]:
 
 
 async def _complete(client: LspClient, uri: str, at: dict[str, int]) -> Answer:
-    params = client.completion_params(uri, at)
-    params["context"] = {"triggerKind": 1}  # Invoked: no debounce, every request is served
+    # Invoked: no debounce, every request is served.
+    params = client.completion_params(uri, at, invoked=True)
     return await client.request("textDocument/inlineCompletion", params, timeout=30)
 
 
