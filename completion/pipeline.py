@@ -405,10 +405,6 @@ class Pipeline:
         result.trace = candidates[0].trace if candidates else None
         result.timings_ms["filter"] = round((time.monotonic() - started) * 1000, 3)
 
-    def finished_texts(self, prepared: Prepared, candidates: list[Candidate]) -> list[str]:
-        """What of ``candidates`` would be shown (finish's texts), without a result."""
-        return [text for text, _ in filtered([c.text for c in candidates], prepared.around)]
-
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         """One completion with no caches, debounce or sharing (the ``complete`` CLI)."""
         started = time.monotonic()

@@ -340,11 +340,13 @@ class CompletionSession:
             candidates, early = await _first_answer(
                 generation, max(0.0, deadline - time.monotonic()), take_early
             )
-            if early and not self.pipeline.finished_texts(generation.prepared, candidates):
-                # Nothing of the early answer passes the filters: wait for the final one.
-                candidates, early = await _first_answer(
-                    generation, max(0.0, deadline - time.monotonic()), False
-                )
+            if early:
+                self.pipeline.finish(generation.prepared, candidates, result)
+                if not result.texts:
+                    # Nothing of the early answer passes the filters: wait for the final one.
+                    candidates, early = await _first_answer(
+                        generation, max(0.0, deadline - time.monotonic()), False
+                    )
         except TimeoutError:
             result.skipped = "deadline passed"
             self._missed_deadline()
@@ -363,13 +365,14 @@ class CompletionSession:
             waited = (time.monotonic() - started) * 1000 + result.timings_ms.get("backend", 0.0)
             result.timings_ms["backend"] = round(waited, 3)
         self.deadline_misses = 0
-        self.pipeline.finish(generation.prepared, candidates, result)
         if early:
-            # The backend goes on; its final answer is remembered, and told about when it
-            # differs from this one (_remember).
+            # Finished above, with something to show. The backend goes on; its final answer
+            # is remembered, and told about when it differs from this one (_remember).
             result.early = True
-            generation.shown_early = result.texts[0] if result.texts else None
+            generation.shown_early = result.texts[0]
             self.typing.remember_at(generation.uri, generation.anchor, result.texts, result.origins)
+        else:
+            self.pipeline.finish(generation.prepared, candidates, result)
         return result.texts
 
     def _missed_deadline(self) -> None:
