@@ -15,6 +15,9 @@ development projects; report on test projects.
 
 ``--check`` compares the replay, at each threshold, with hybrid runs through the server (the
 tasks whose shown suggestion differs): the replay is only worth reading where it matches.
+``--versus`` replays a second model run of the same tasks (another setting, say) beside
+``--model`` and gives, per threshold, both arms' accepted characters per task and the tasks
+where the second keeps more or fewer.
 Deadlines are not replayed: these are quality runs (``completion.timeoutMs`` high).
 """
 
@@ -202,6 +205,35 @@ def check(
     return "\n".join(lines)
 
 
+def versus(
+    lookup: Sequence[TaskResult],
+    first: Sequence[TaskResult],
+    second: Sequence[TaskResult],
+    thresholds: Sequence[float],
+    gate: float,
+    weights: Sequence[float] = CALIBRATION,
+) -> str:
+    """Per threshold, the hybrid replayed with each of two model runs of the same tasks: the
+    accepted characters per task of each, and the tasks where the second keeps more / fewer."""
+    in_both = {(row.task_id, row.context) for row in first} & {
+        (row.task_id, row.context) for row in second
+    }
+    shared = [row for row in lookup if (row.task_id, row.context) in in_both]
+    ours, theirs = paired(shared, first), paired(shared, second)
+    lines = [f"{len(ours)} tasks in both model runs"]
+    for threshold in thresholds:
+        a = [_chars(replay(p, threshold, gate, weights=weights)) for p in ours]
+        b = [_chars(replay(q, threshold, gate, weights=weights)) for q in theirs]
+        count = max(1, len(ours))
+        more = sum(1 for x, y in zip(a, b, strict=True) if y > x)
+        fewer = sum(1 for x, y in zip(a, b, strict=True) if y < x)
+        lines.append(
+            f"lookupFirst {threshold:g}: {sum(a) / count:.2f} against {sum(b) / count:.2f} "
+            f"accepted ch / task; the second keeps more on {more}, fewer on {fewer}"
+        )
+    return "\n".join(lines)
+
+
 def _runs(spec: str) -> list[TaskResult]:
     return [row for part in spec.split("+") for row in load_results(Path(part))]
 
@@ -234,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", default=None, help="hybrid runs to compare, FILE[+FILE...]")
     parser.add_argument(
+        "--versus", default=None, help="a second model run of the same tasks, FILE[+FILE...]"
+    )
+    parser.add_argument(
         "--calibration",
         default=None,
         help="the model's cut calibration, W0,W1 (model_cut_study --fit prints one; default: "
@@ -256,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print()
         print(check(pairs, _runs(args.check), thresholds, args.gate, args.weigh, weights))
+    if args.versus:
+        print()
+        lookup = _runs(args.lookup)
+        print(versus(lookup, model_runs, _runs(args.versus), thresholds, args.gate, weights))
     return 0
 
 

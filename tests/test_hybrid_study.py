@@ -101,3 +101,27 @@ def test_pairs_and_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                  "--lookup-first", "1", "--calibration=-2.2,0"]) == 0  # fmt: skip
     # Every model start rated about 0.1: the lookup's 0.6 and 0.1 answer both tasks.
     assert "| 1 | 2 | 2 | 0 |" in capsys.readouterr().out
+
+
+def test_versus_pairs_two_model_runs_task_by_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Task 2 is drawn twice (two seeds); task 3 only the first model run holds.
+    lookups = [lookup("1", "val", 0.1), lookup("2", "val", 0.1), lookup("2", "val", 0.1),
+               lookup("3", "val", 0.1)]  # fmt: skip
+    silent = result("1", "", "onnx")
+    first = [model("1"), model("2"), model("3")]
+    second = [silent, model("2")]
+    files = {}
+    for name, rows in (("l", lookups), ("a", first), ("b", second)):
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps({"tasks": [dataclasses.asdict(r) for r in rows]}))
+    assert main(["--lookup", str(files["l"]), "--model", str(files["a"]), "--versus",
+                 str(files["b"]), "--lookup-first", "0.4"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "3 tasks in both model runs" in out
+    # Where the model answers, its confident start "value = compute(a)" goes first and is
+    # accepted (18 characters); where the second run's model said nothing the lookup's "val"
+    # is shown and, at 3 characters, saves nothing.
+    assert "lookupFirst 0.4: 18.00 against 12.00 accepted ch / task" in out
+    assert "the second keeps more on 0, fewer on 1" in out
