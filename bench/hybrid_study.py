@@ -211,6 +211,7 @@ def versus(
     second: Sequence[TaskResult],
     thresholds: Sequence[float],
     gate: float,
+    weigh: str = "chance",
     weights: Sequence[float] = CALIBRATION,
 ) -> str:
     """Per threshold, the hybrid replayed with each of two model runs of the same tasks: the
@@ -222,8 +223,8 @@ def versus(
     ours, theirs = paired(shared, first), paired(shared, second)
     lines = [f"{len(ours)} tasks in both model runs"]
     for threshold in thresholds:
-        a = [_chars(replay(p, threshold, gate, weights=weights)) for p in ours]
-        b = [_chars(replay(q, threshold, gate, weights=weights)) for q in theirs]
+        a = [_chars(replay(p, threshold, gate, weigh, weights)) for p in ours]
+        b = [_chars(replay(q, threshold, gate, weigh, weights)) for q in theirs]
         count = max(1, len(ours))
         more = sum(1 for x, y in zip(a, b, strict=True) if y > x)
         fewer = sum(1 for x, y in zip(a, b, strict=True) if y < x)
@@ -293,8 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         print(check(pairs, _runs(args.check), thresholds, args.gate, args.weigh, weights))
     if args.versus:
         print()
-        lookup = _runs(args.lookup)
-        print(versus(lookup, model_runs, _runs(args.versus), thresholds, args.gate, weights))
+        second = _runs(args.versus)
+        print(
+            versus(
+                _runs(args.lookup), model_runs, second, thresholds, args.gate, args.weigh, weights
+            )
+        )
     return 0
 
 
