@@ -112,14 +112,20 @@ def _chars(choice: Choice) -> int:
     return len(choice.suggestion.rstrip()) if scored.accepted else 0
 
 
+def _more_fewer(chars: Sequence[int], base: Sequence[int]) -> tuple[int, int]:
+    """On how many tasks ``chars`` keeps more characters than ``base``, and on how many
+    fewer (the two lists task by task)."""
+    pairs = list(zip(chars, base, strict=True))
+    return sum(1 for a, b in pairs if a > b), sum(1 for a, b in pairs if a < b)
+
+
 def summary_row(name: str, choices: Sequence[Choice], alone: Sequence[Choice]) -> str:
     tasks = len(choices)
     shown = [c for c in choices if c.suggestion.strip()]
     chars = [_chars(c) for c in choices]
     accepted = [n for n in chars if n]  # an accepted suggestion saves at least 4 characters
     base = [_chars(c) for c in alone]
-    more = sum(1 for a, b in zip(chars, base, strict=True) if a > b)
-    fewer = sum(1 for a, b in zip(chars, base, strict=True) if a < b)
+    more, fewer = _more_fewer(chars, base)
     per_task = sum(chars) / tasks if tasks else 0.0
     ratio = per_task / (sum(base) / tasks) if tasks and sum(base) else float("nan")
     of_shown = f"{len(accepted) / len(shown):.0%}" if shown else "—"
@@ -226,8 +232,7 @@ def versus(
         a = [_chars(replay(p, threshold, gate, weigh, weights)) for p in ours]
         b = [_chars(replay(q, threshold, gate, weigh, weights)) for q in theirs]
         count = max(1, len(ours))
-        more = sum(1 for x, y in zip(a, b, strict=True) if y > x)
-        fewer = sum(1 for x, y in zip(a, b, strict=True) if y < x)
+        more, fewer = _more_fewer(b, a)
         lines.append(
             f"lookupFirst {threshold:g}: {sum(a) / count:.2f} against {sum(b) / count:.2f} "
             f"accepted ch / task; the second keeps more on {more}, fewer on {fewer}"
